@@ -1,0 +1,113 @@
+//! An outcome: what became of one task. Failures are data, never panics.
+
+use serde::{Deserialize, Serialize};
+
+/// The result of one attempt at one task, as a worker reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// The task's position in the input.
+    pub index: u64,
+    /// Which attempt this was (1 = first).
+    pub attempt: u32,
+    /// The value, or why there is none.
+    pub result: Result<Value, TaskError>,
+    /// Time spent running the task's code, in microseconds.
+    pub run_us: u64,
+}
+
+/// What a successful task produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    /// The echoed payload.
+    Noop {
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
+    /// How long the task slept.
+    Io { slept_ms: u64 },
+    /// The wrapping sum of squares.
+    Cpu { total: u64 },
+    /// A simulated stock quote.
+    Quote(crate::workload::fetch::Quote),
+    /// Summary statistics of one price file.
+    FileStats(crate::workload::files::FileStats),
+}
+
+/// Why a task has no value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct TaskError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl TaskError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        TaskError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// The kinds of failure a task can end with (SPEC.md section 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The input can never succeed; never retried.
+    InvalidInput,
+    /// A (simulated) network failure; transient.
+    Network,
+    /// Reading or writing a file failed.
+    Io,
+    /// A file's content could not be parsed.
+    Parse,
+    /// The task ran longer than `--timeout`.
+    Timeout,
+    /// The task's code panicked.
+    Panicked,
+    /// The worker process running the task died.
+    WorkerCrashed,
+    /// The run stopped before the task finished.
+    Cancelled,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 8] = [
+        ErrorKind::InvalidInput,
+        ErrorKind::Network,
+        ErrorKind::Io,
+        ErrorKind::Parse,
+        ErrorKind::Timeout,
+        ErrorKind::Panicked,
+        ErrorKind::WorkerCrashed,
+        ErrorKind::Cancelled,
+    ];
+
+    /// Whether another attempt may succeed, so `--retries` applies.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Network | ErrorKind::Timeout | ErrorKind::WorkerCrashed
+        )
+    }
+
+    /// The snake_case name used in every export.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::Network => "network",
+            ErrorKind::Io => "io",
+            ErrorKind::Parse => "parse",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Panicked => "panicked",
+            ErrorKind::WorkerCrashed => "worker_crashed",
+            ErrorKind::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

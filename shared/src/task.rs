@@ -1,0 +1,58 @@
+//! A task: one unit of work, as planned by the coordinator and run by a worker.
+
+use serde::{Deserialize, Serialize};
+
+/// One task to run, as it crosses the process boundary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// Position of the task in the input; the key of every outcome.
+    pub index: u64,
+    /// 1 for the first try, incremented by each retry.
+    pub attempt: u32,
+    /// What to do.
+    pub input: Input,
+}
+
+/// The per-task input of each workload. Settings shared by every task of a run live in
+/// [`Context`], sent once per worker rather than once per task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Input {
+    /// Return at once, echoing `payload` back.
+    Noop {
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
+    /// Sleep for `ms` milliseconds (the notebook's `io_bound_task`).
+    Io { ms: u64 },
+    /// Sum `i * i` for `i in 0..iters` (the notebook's `cpu_bound_task`).
+    Cpu { iters: u64 },
+    /// Fetch a simulated quote for a ticker (the notebook's `simulate_fetch_stock_data`).
+    Fetch { ticker: String },
+    /// Summarise one CSV of daily prices (the notebook's `process_stock_file`).
+    File { path: String },
+}
+
+impl Input {
+    /// Bytes of bulk data the input carries; the chunker keeps a batch's frame bounded by it.
+    pub fn payload_len(&self) -> usize {
+        match self {
+            Input::Noop { payload } => payload.len(),
+            Input::Fetch { ticker } => ticker.len(),
+            Input::File { path } => path.len(),
+            Input::Io { .. } | Input::Cpu { .. } => 0,
+        }
+    }
+}
+
+/// Settings shared by every task of a run, sent to each worker once after the handshake.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Context {
+    /// Seed every random quantity of the run derives from.
+    pub seed: u64,
+    /// Settings of the `fetch` workload.
+    pub fetch: crate::workload::fetch::FetchSettings,
+    /// Settings of the `files` workload.
+    pub files: crate::workload::files::FileSettings,
+    /// Hold one process-wide lock while CPU work runs, as CPython's GIL does.
+    pub gil: bool,
+}
