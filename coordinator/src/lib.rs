@@ -1,0 +1,12 @@
+//! The coordinator: command line, plan, pool, reports and exports. The binary in `main.rs`
+//! is a thin shell over [`app::run`]; tests and benchmarks call this library directly.
+
+pub mod app;
+pub mod cli;
+pub mod export;
+pub mod info;
+pub mod machine;
+pub mod plan;
+pub mod pool;
+pub mod progress;
+pub mod report;

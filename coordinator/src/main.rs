@@ -1,1 +1,7 @@
-fn main(){}
+//! `coordinator`: parse the command line, run it, print any error once with its context.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    workpool::app::main()
+}

@@ -124,7 +124,10 @@ mod tests {
             assert_eq!(decode::<ToWorker>(&encode(&msg).unwrap()).unwrap(), msg);
         }
         let msg = sample_outcomes();
-        assert_eq!(decode::<ToCoordinator>(&encode(&msg).unwrap()).unwrap(), msg);
+        assert_eq!(
+            decode::<ToCoordinator>(&encode(&msg).unwrap()).unwrap(),
+            msg
+        );
     }
 
     #[test]
@@ -191,7 +194,10 @@ mod tests {
             let _ = decode::<ToCoordinator>(&bytes);
             let _ = decode::<Hello>(&bytes);
         }
-        assert!(accepted < 2_000, "{accepted} random frames decoded as messages");
+        assert!(
+            accepted < 2_000,
+            "{accepted} random frames decoded as messages"
+        );
     }
 
     #[test]

@@ -28,9 +28,7 @@ pub fn cpu_closed_form(iters: u64) -> u64 {
             *f /= divisor;
         }
     }
-    factors
-        .iter()
-        .fold(1u128, |acc, f| acc.wrapping_mul(*f)) as u64
+    factors.iter().fold(1u128, |acc, f| acc.wrapping_mul(*f)) as u64
 }
 
 #[cfg(test)]
@@ -40,7 +38,11 @@ mod tests {
     #[test]
     fn loop_matches_closed_form() {
         for iters in [0, 1, 2, 3, 10, 1000, 1_000_003, 3_000_000] {
-            assert_eq!(sum_of_squares(iters), cpu_closed_form(iters), "iters={iters}");
+            assert_eq!(
+                sum_of_squares(iters),
+                cpu_closed_form(iters),
+                "iters={iters}"
+            );
         }
     }
 

@@ -1,9 +1,9 @@
 //! The workloads: the code a task runs, identical in a thread and in a worker process.
 
 mod cpu;
-mod gil;
 pub mod fetch;
 pub mod files;
+mod gil;
 
 pub use cpu::{cpu_closed_form, sum_of_squares};
 
@@ -50,6 +50,30 @@ fn run(ctx: &Context, task: &Task) -> Result<Value, TaskError> {
     }
 }
 
+/// How long a runner may hold finished outcomes before sending them, so that tiny tasks
+/// travel in batches while a slow task's outcome is never held back behind the next one.
+pub const FLUSH_AFTER: Duration = Duration::from_millis(2);
+
+/// Runs a batch in order, handing outcomes to `flush` in groups: whenever [`FLUSH_AFTER`]
+/// has passed since the last flush, and at the end. `flush` returns false when nobody wants
+/// the rest (the runner was abandoned), which stops the batch. Every runner shares this.
+pub fn run_batch(ctx: &Context, tasks: &[Task], mut flush: impl FnMut(Vec<Outcome>) -> bool) {
+    let mut pending = Vec::with_capacity(tasks.len().min(1024));
+    let mut last_flush = Instant::now();
+    for task in tasks {
+        pending.push(execute(ctx, task));
+        if last_flush.elapsed() >= FLUSH_AFTER {
+            if !flush(std::mem::take(&mut pending)) {
+                return;
+            }
+            last_flush = Instant::now();
+        }
+    }
+    if !pending.is_empty() {
+        flush(pending);
+    }
+}
+
 /// The text of a panic payload (`&str` or `String`, as `panic!` makes them).
 pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
@@ -59,4 +83,19 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     } else {
         "panic with a non-string payload".to_string()
     }
+}
+
+/// The payload of `noop` task `index`: bytes that differ from task to task, so an echo
+/// that came back for the wrong task, or damaged, is caught.
+pub fn noop_payload(index: u64, len: usize) -> Vec<u8> {
+    let mut state = crate::seed::fnv1a(&index.to_le_bytes());
+    (0..len)
+        .map(|_| {
+            // xorshift64: cheap, and enough to make every task's bytes distinct.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
 }

@@ -1,0 +1,170 @@
+//! The binary's flow: parse -> plan -> pool -> stream of outcomes -> export -> exit code.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use clap::Parser;
+
+use crate::cli::{Cli, Command, RunOptions, Workload};
+use crate::export::{self, Layout};
+use crate::plan::Plan;
+use crate::pool::{BackendKind, Chunk, Pool, PoolConfig, WorkerBinary};
+use crate::progress::Progress;
+use crate::report::Summary;
+
+/// Exit codes (SPEC.md section 6).
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const TASK_FAILED: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const INTERRUPTED: u8 = 130;
+}
+
+pub fn main() -> ExitCode {
+    install_panic_hook();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    match dispatch(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) if is_broken_pipe(&err) => ExitCode::from(exit::OK),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit::USAGE)
+        }
+    }
+}
+
+fn dispatch(cli: &Cli) -> Result<u8> {
+    match &cli.command {
+        Command::Run(workload) => run(workload),
+        Command::Info(args) => crate::info::run(args).map(|()| exit::OK),
+    }
+}
+
+/// `coordinator run`: every outcome is written the moment it is known.
+fn run(workload: &Workload) -> Result<u8> {
+    let opts = workload.options();
+    let plan = Plan::from_cli(workload)?;
+    let config = pool_config(opts, plan.context.clone())?;
+    // Open the output before starting any worker, so a bad path fails fast.
+    let sink: Box<dyn Write> = match &opts.output {
+        Some(path) => Box::new(
+            File::create(path).with_context(|| format!("cannot write {}", path.display()))?,
+        ),
+        None => Box::new(io::stdout()),
+    };
+    let layout = Layout {
+        workload: plan.workload,
+        order: config.order,
+        quiet: opts.quiet,
+    };
+    let mut exporter = export::exporter(opts.format, export::output(sink), layout);
+    let (lo, hi) = plan.inputs.size_hint();
+    let progress = Progress::new(
+        opts.progress,
+        opts.quiet,
+        (Some(lo) == hi).then_some(lo as u64),
+    );
+
+    let started = Instant::now();
+    let (backend, order) = (config.backend, config.order);
+    let mut pool = Pool::start(config).context("cannot start the pool")?;
+    let pool_start_ms = pool.start_time().as_secs_f64() * 1000.0;
+    let workers = pool.workers();
+    let mut run = pool.map(plan.inputs);
+    while let Some(record) = run.next() {
+        progress.inc();
+        exporter.record(&record)?;
+        if !run.has_ready() {
+            progress.suspend(|| exporter.flush())?;
+        }
+    }
+    let stats = run.stats();
+    let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
+    pool.shutdown();
+    progress.finish();
+    let failed = stats.failed;
+    let summary = Summary::new(
+        plan.workload,
+        backend,
+        workers,
+        order,
+        stats,
+        wall_ms,
+        pool_start_ms,
+    );
+    exporter.finish(&summary)?;
+    Ok(if failed > 0 {
+        exit::TASK_FAILED
+    } else {
+        exit::OK
+    })
+}
+
+/// Validates the pool flags into a [`PoolConfig`].
+fn pool_config(opts: &RunOptions, context: shared::Context) -> Result<PoolConfig> {
+    let workers = match opts.workers {
+        Some(0) => bail!("--workers must be at least 1"),
+        Some(n) => n,
+        None => crate::machine::default_workers(),
+    };
+    let chunk = match opts.chunk.as_str() {
+        "auto" => Chunk::Auto,
+        n => match n.parse::<usize>() {
+            Ok(0) | Err(_) => bail!("--chunk takes a positive number or `auto`, not `{n}`"),
+            Ok(n) => Chunk::Fixed(n),
+        },
+    };
+    if opts.inflight == Some(0) {
+        bail!("--inflight must be at least 1");
+    }
+    let worker_bin = match opts.backend {
+        BackendKind::Process => Some(WorkerBinary::locate(opts.worker_bin.as_deref())?),
+        _ => None,
+    };
+    Ok(PoolConfig {
+        backend: opts.backend,
+        workers,
+        order: opts.order,
+        chunk,
+        inflight: opts.inflight,
+        retries: opts.retries,
+        backoff: std::time::Duration::from_millis(opts.backoff_ms),
+        context,
+        worker_bin,
+    })
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Panics inside tasks on pool threads are caught and reported as `panicked` outcomes;
+/// the default hook would print them as well. Any other panic is a bug and is printed.
+fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let on_pool_thread = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with(crate::pool::THREAD_NAME_PREFIX));
+        if !on_pool_thread {
+            default(info);
+        }
+    }));
+}

@@ -1,0 +1,181 @@
+//! The command line as clap sees it: flags and their help, nothing validated beyond types.
+//! [`crate::app`] turns it into settings.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::pool::{BackendKind, Order};
+
+/// Run batches of tasks on a pool of worker processes or threads, and measure what each
+/// choice costs.
+#[derive(Debug, Parser)]
+#[command(name = "coordinator", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a batch of tasks of one workload and stream their outcomes.
+    #[command(subcommand)]
+    Run(Workload),
+    /// Show this machine's facts and which worker binary would be used.
+    Info(InfoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Workload {
+    /// Tasks that return at once, echoing an optional payload (measures pure overhead).
+    Noop(NoopArgs),
+    /// Tasks that sleep, like the notebook's `io_bound_task`.
+    Io(IoArgs),
+    /// Tasks that sum i*i in a loop, like the notebook's `cpu_bound_task`.
+    Cpu(CpuArgs),
+}
+
+impl Workload {
+    pub fn options(&self) -> &RunOptions {
+        match self {
+            Workload::Noop(a) => &a.run,
+            Workload::Io(a) => &a.run,
+            Workload::Cpu(a) => &a.run,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Workload::Noop(_) => "noop",
+            Workload::Io(_) => "io",
+            Workload::Cpu(_) => "cpu",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct NoopArgs {
+    /// Number of tasks.
+    #[arg(long, default_value_t = 1000)]
+    pub count: u64,
+    /// Bytes of payload each task carries to the worker and back.
+    #[arg(long, default_value_t = 0, value_name = "BYTES")]
+    pub payload: usize,
+    #[command(flatten)]
+    pub run: RunOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct IoArgs {
+    /// Number of tasks.
+    #[arg(long, default_value_t = 8)]
+    pub count: u64,
+    /// Milliseconds each task sleeps; a comma-separated list is used in turn, task by task
+    /// (e.g. `--ms 400,300,200,100`).
+    #[arg(long, default_value = "300", value_delimiter = ',', num_args = 1..)]
+    pub ms: Vec<u64>,
+    #[command(flatten)]
+    pub run: RunOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct CpuArgs {
+    /// Number of tasks.
+    #[arg(long, default_value_t = 4)]
+    pub count: u64,
+    /// Loop iterations per task. The notebook's 2,000,000 take CPython about 0.2 s but
+    /// compiled Rust about 2 ms, so the default is larger to give each task real weight.
+    #[arg(long, default_value_t = 200_000_000)]
+    pub iters: u64,
+    /// Hold one lock per process while CPU work runs, as CPython's GIL does.
+    #[arg(long)]
+    pub gil: bool,
+    #[command(flatten)]
+    pub run: RunOptions,
+}
+
+/// How to run the batch and where its outcomes go; shared by every workload.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Pool and output")]
+pub struct RunOptions {
+    /// Where tasks run: worker processes, threads of this process, or one after another.
+    #[arg(long, value_enum, default_value_t = BackendKind::Process)]
+    pub backend: BackendKind,
+    /// Number of workers [default: logical cores].
+    #[arg(short, long)]
+    pub workers: Option<usize>,
+    /// Input order (like `executor.map`) or completion order (like `as_completed`).
+    #[arg(long, value_enum, default_value_t = Order::Input)]
+    pub order: Order,
+    /// Tasks per message to a worker: a number, or `auto` (grows for tiny tasks, stays 1
+    /// for long ones).
+    #[arg(long, default_value = "auto", value_name = "N|auto")]
+    pub chunk: String,
+    /// Batches a worker may have queued before it answers [default: chosen by the pool].
+    #[arg(long, value_name = "N")]
+    pub inflight: Option<usize>,
+    /// Further attempts for a task that failed transiently (network, timeout, worker crash).
+    #[arg(long, default_value_t = 0)]
+    pub retries: u32,
+    /// Base delay before a retry, doubled each attempt, with jitter.
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    pub backoff_ms: u64,
+    /// Seed of every random quantity; the same seed gives the same data on any backend.
+    #[arg(long, default_value_t = shared::seed::DEFAULT_SEED)]
+    pub seed: u64,
+    /// Output format [default: table].
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Write outcomes to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Progress bar on standard error: when it is a terminal, always, or never.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// No progress bar, no per-task table rows: only the summary and errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The worker executable [default: $WORKPOOL_WORKER, else `worker` next to this binary].
+    #[arg(long, value_name = "PATH")]
+    pub worker_bin: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned rows as outcomes arrive, then a summary.
+    Table,
+    /// One JSON document: outcomes then summary.
+    Json,
+    /// One JSON object per line, then a `{"summary": ...}` line.
+    Jsonl,
+    /// One CSV row per outcome; the summary goes to standard error.
+    Csv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// The worker executable to check [default: $WORKPOOL_WORKER, else next to this binary].
+    #[arg(long, value_name = "PATH")]
+    pub worker_bin: Option<PathBuf>,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,46 @@
+//! Exports: one file per format behind one [`Exporter`] trait. Each writes every record as
+//! it arrives, so nothing waits for the end of the batch, and the summary last.
+
+mod csv;
+mod json;
+mod table;
+
+use std::io::{self, Write};
+
+use crate::cli::Format;
+use crate::pool::{Order, Record};
+use crate::report::Summary;
+
+/// Buffered output: exporters write records into it, and the caller flushes whenever no
+/// further outcome is ready, so a burst of a million outcomes costs few writes while a slow
+/// run shows each outcome the moment it arrives.
+pub type Output = std::io::BufWriter<Box<dyn Write>>;
+
+pub fn output(inner: Box<dyn Write>) -> Output {
+    std::io::BufWriter::with_capacity(64 * 1024, inner)
+}
+
+pub trait Exporter {
+    fn record(&mut self, record: &Record) -> io::Result<()>;
+    /// Writes the summary and flushes.
+    fn finish(&mut self, summary: &Summary) -> io::Result<()>;
+    /// Pushes buffered records out to the file or terminal.
+    fn flush(&mut self) -> io::Result<()>;
+}
+
+/// What every exporter may need to know about the run.
+pub struct Layout {
+    pub workload: &'static str,
+    pub order: Order,
+    /// Table: print only the summary.
+    pub quiet: bool,
+}
+
+pub fn exporter(format: Format, out: Output, layout: Layout) -> Box<dyn Exporter> {
+    match format {
+        Format::Table => Box::new(table::Table::new(out, layout)),
+        Format::Json => Box::new(json::Json::new(out)),
+        Format::Jsonl => Box::new(json::JsonLines::new(out)),
+        Format::Csv => Box::new(csv::Csv::new(out, layout)),
+    }
+}

@@ -1,0 +1,145 @@
+//! `table` export: aligned rows printed the moment each outcome arrives (with the time
+//! since the start in completion order, like the notebook's `[0.21s] Got AAPL`), then a
+//! summary table.
+
+use std::io::{self, Write};
+
+use super::Output;
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table as Grid};
+
+use super::{Exporter, Layout};
+use crate::pool::{Order, Record};
+use crate::report::{self, Summary};
+
+pub struct Table {
+    out: Output,
+    columns: &'static [&'static str],
+    order: Order,
+    quiet: bool,
+    widths: Vec<usize>,
+    header_written: bool,
+}
+
+impl Table {
+    pub fn new(out: Output, layout: Layout) -> Self {
+        let columns = report::value_columns(layout.workload);
+        let mut widths = vec![6, 14];
+        widths.extend(columns.iter().map(|c| c.len().max(9)));
+        widths.extend([8, 6, 8, 10]);
+        Table {
+            out,
+            columns,
+            order: layout.order,
+            quiet: layout.quiet,
+            widths,
+            header_written: false,
+        }
+    }
+
+    fn line(&mut self, prefix: &str, cells: &[String]) -> io::Result<()> {
+        let mut line = String::from(prefix);
+        for (cell, width) in cells.iter().zip(&self.widths) {
+            line.push_str(&format!("{cell:>width$} "));
+        }
+        writeln!(self.out, "{}", line.trim_end())
+    }
+
+    fn header(&mut self) -> io::Result<()> {
+        if self.header_written {
+            return Ok(());
+        }
+        self.header_written = true;
+        let mut cells = vec!["index".to_string(), "input".to_string()];
+        cells.extend(self.columns.iter().map(|c| c.to_string()));
+        cells.extend(["attempts", "worker", "pid", "ms"].map(String::from));
+        let prefix = match self.order {
+            Order::Completion => "[   time] ",
+            Order::Input => "",
+        };
+        self.line(prefix, &cells)
+    }
+}
+
+impl Exporter for Table {
+    fn record(&mut self, record: &Record) -> io::Result<()> {
+        if self.quiet {
+            return Ok(());
+        }
+        self.header()?;
+        let json = report::record_json(record);
+        let mut cells = vec![record.index.to_string(), report::input_label(&record.input)];
+        match &record.result {
+            Ok(_) => cells.extend(
+                self.columns
+                    .iter()
+                    .map(|c| report::cell(json.get("value").and_then(|v| v.get(*c)))),
+            ),
+            Err(err) => {
+                // The failure takes the place of the value columns.
+                let text = format!("FAILED ({}): {}", err.kind, err.message);
+                cells.push(text);
+                cells.extend((1..self.columns.len()).map(|_| String::new()));
+            }
+        }
+        cells.extend([
+            record.attempts.to_string(),
+            report::cell(json.get("worker")),
+            report::cell(json.get("pid")),
+            format!("{:.1}", record.elapsed_ms),
+        ]);
+        let prefix = match self.order {
+            Order::Completion => format!("[{:6.2}s] ", record.finished_ms / 1000.0),
+            Order::Input => String::new(),
+        };
+        self.line(&prefix, &cells)?;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    fn finish(&mut self, s: &Summary) -> io::Result<()> {
+        let mut grid = Grid::new();
+        grid.load_preset(UTF8_FULL_CONDENSED);
+        grid.set_header(["summary", ""]);
+        let failed = if s.failed_by_kind.is_empty() {
+            s.failed.to_string()
+        } else {
+            let kinds: Vec<String> = s
+                .failed_by_kind
+                .iter()
+                .map(|(k, n)| format!("{k}: {n}"))
+                .collect();
+            format!("{} ({})", s.failed, kinds.join(", "))
+        };
+        let rows = [
+            ("workload", s.workload.to_string()),
+            (
+                "backend",
+                format!("{} x {} workers", s.backend.as_str(), s.workers),
+            ),
+            ("tasks", s.tasks.to_string()),
+            ("succeeded", s.succeeded.to_string()),
+            ("failed", failed),
+            ("retries", s.retries.to_string()),
+            ("workers replaced", s.workers_replaced.to_string()),
+            ("wall time", format!("{:.1} ms", s.wall_ms)),
+            ("pool start-up", format!("{:.1} ms", s.pool_start_ms)),
+            ("throughput", format!("{} tasks/s", s.tasks_per_sec)),
+            (
+                "batches",
+                format!("{} (final chunk {})", s.batches, s.final_chunk),
+            ),
+        ];
+        for (k, v) in rows {
+            grid.add_row([k.to_string(), v]);
+        }
+        if !self.quiet && self.header_written {
+            writeln!(self.out)?;
+        }
+        writeln!(self.out, "{grid}")?;
+        self.out.flush()
+    }
+}

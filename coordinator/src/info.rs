@@ -1,0 +1,48 @@
+//! `coordinator info`: the machine, and which worker binary a run would start.
+
+use serde_json::json;
+
+use crate::cli::InfoArgs;
+use crate::machine::Machine;
+use crate::pool::WorkerBinary;
+
+/// Prints the facts; the worker's absence is reported, not an error.
+pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
+    let machine = Machine::read();
+    let worker = WorkerBinary::locate(args.worker_bin.as_deref());
+    if args.json {
+        let worker = match &worker {
+            Ok(bin) => json!({ "path": bin.path, "found_by": bin.source }),
+            Err(err) => json!({ "error": err.to_string() }),
+        };
+        let out = json!({
+            "machine": machine,
+            "worker": worker,
+            "version": env!("CARGO_PKG_VERSION"),
+            "protocol": shared::protocol::PROTOCOL_VERSION,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("workpool {}", env!("CARGO_PKG_VERSION"));
+    println!("cpu:        {}", machine.cpu);
+    println!(
+        "cores:      {} logical, {} physical",
+        machine.logical_cores,
+        machine
+            .physical_cores
+            .map_or("unknown".to_string(), |n| n.to_string())
+    );
+    println!("memory:     {} MiB", machine.memory_total_mib);
+    println!("os:         {} (kernel {})", machine.os, machine.kernel);
+    match worker {
+        Ok(bin) => println!(
+            "worker:     {} (found by {})",
+            bin.path.display(),
+            bin.source
+        ),
+        Err(err) => println!("worker:     not usable: {err}"),
+    }
+    println!("protocol:   version {}", shared::protocol::PROTOCOL_VERSION);
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! The pool: one scheduler over three backends. Scheduling (ordering, batching, retries,
+//! back-pressure) is written once in [`scheduler`]; a backend only says how a batch of tasks
+//! reaches the code that runs it and how outcomes come back.
+
+mod process;
+mod scheduler;
+mod sequential;
+mod thread;
+
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use shared::{Context, Outcome};
+
+pub use process::WorkerBinary;
+pub use scheduler::{Pool, Record, Stats};
+pub use thread::THREAD_NAME_PREFIX;
+
+/// Which backend runs the tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// One worker OS process per slot (Python's `ProcessPoolExecutor`).
+    Process,
+    /// One OS thread per slot in the coordinator (Python's `ThreadPoolExecutor`).
+    Thread,
+    /// Every task in the coordinator's own thread, one after another.
+    Sequential,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Process => "process",
+            BackendKind::Thread => "thread",
+            BackendKind::Sequential => "sequential",
+        }
+    }
+}
+
+/// In which order outcomes are handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    /// Input order, like `executor.map`.
+    Input,
+    /// As each task finishes, like `as_completed`.
+    Completion,
+}
+
+/// How many tasks travel to a worker in one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunk {
+    /// Grow batches while tasks are tiny, keep them at one task when tasks are long.
+    Auto,
+    Fixed(usize),
+}
+
+/// Everything the pool needs to know, validated.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub backend: BackendKind,
+    pub workers: usize,
+    pub order: Order,
+    pub chunk: Chunk,
+    /// Batches sent to a worker before it has answered the first (None: chosen by the pool).
+    pub inflight: Option<usize>,
+    /// Further attempts after a transient failure.
+    pub retries: u32,
+    /// Base delay of the exponential backoff between attempts.
+    pub backoff: Duration,
+    /// Shared task settings, sent to every worker once.
+    pub context: Context,
+    /// Where the worker binary is (process backend only).
+    pub worker_bin: Option<WorkerBinary>,
+}
+
+/// Something that went wrong with the pool itself, not with a task.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("{0}")]
+    WorkerBinary(String),
+    #[error("cannot start worker {id}: {reason}")]
+    Spawn { id: u32, reason: String },
+    #[error("worker {id} failed the handshake: {reason}")]
+    Handshake { id: u32, reason: String },
+    #[error("cannot start thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// What runners report to the scheduler. `generation` tells a replaced runner's late
+/// messages from its successor's.
+#[derive(Debug)]
+pub(crate) enum Event {
+    Outcomes {
+        slot: usize,
+        generation: u64,
+        outcomes: Vec<Outcome>,
+    },
+    /// The runner can no longer be used (process exited, channel closed, corrupt frame).
+    Lost {
+        slot: usize,
+        generation: u64,
+        reason: String,
+    },
+}
+
+/// Where a runner posts its events.
+#[derive(Clone)]
+pub(crate) struct EventSink {
+    pub slot: usize,
+    pub generation: u64,
+    pub events: Sender<Event>,
+}
+
+impl EventSink {
+    pub fn outcomes(&self, outcomes: Vec<Outcome>) -> bool {
+        self.events
+            .send(Event::Outcomes {
+                slot: self.slot,
+                generation: self.generation,
+                outcomes,
+            })
+            .is_ok()
+    }
+
+    pub fn lost(&self, reason: String) {
+        let _ = self.events.send(Event::Lost {
+            slot: self.slot,
+            generation: self.generation,
+            reason,
+        });
+    }
+}
+
+/// A running worker (thread or process) as the scheduler sees it.
+pub(crate) trait Runner: Send {
+    /// The OS process that runs the tasks.
+    fn pid(&self) -> u32;
+    /// Hands over a batch; it runs after the batches sent before it.
+    fn send(&mut self, tasks: Vec<shared::Task>) -> Result<(), String>;
+    /// Stops the runner now, whatever it is doing, and says how it ended if it had died.
+    fn kill(&mut self) -> Option<String>;
+    /// Asks the runner to finish and waits for it.
+    fn shutdown(&mut self);
+}
+
+/// Starts runners for one backend.
+pub(crate) trait Backend {
+    fn kind(&self) -> BackendKind;
+    /// Starts the runners of slots `0..count` concurrently and waits until each is ready.
+    fn start_all(
+        &mut self,
+        count: usize,
+        events: &Sender<Event>,
+    ) -> Result<Vec<Box<dyn Runner>>, PoolError> {
+        (0..count).map(|slot| self.start(slot, 0, events)).collect()
+    }
+    /// Starts (or restarts) the runner of one slot.
+    fn start(
+        &mut self,
+        slot: usize,
+        generation: u64,
+        events: &Sender<Event>,
+    ) -> Result<Box<dyn Runner>, PoolError>;
+}
+
+pub(crate) fn backend_for(config: &PoolConfig) -> Result<Box<dyn Backend>, PoolError> {
+    Ok(match config.backend {
+        BackendKind::Process => {
+            let bin = config.worker_bin.clone().ok_or_else(|| {
+                PoolError::WorkerBinary("no worker binary given to the process backend".into())
+            })?;
+            Box::new(process::ProcessBackend::new(bin, config.context.clone())?)
+        }
+        BackendKind::Thread => Box::new(thread::ThreadBackend::new(config.context.clone())),
+        BackendKind::Sequential => {
+            Box::new(sequential::SequentialBackend::new(config.context.clone()))
+        }
+    })
+}

@@ -1,0 +1,370 @@
+//! The process backend: each slot is a `worker` OS process, joined over ipc-channel, that
+//! receives bincode task frames and sends bincode outcome frames back.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
+use shared::codec::{self, Frame};
+use shared::protocol::{Bootstrap, Hello, ToCoordinator, ToWorker, PROTOCOL_VERSION};
+use shared::{Context, Task};
+
+use super::{Backend, BackendKind, Event, EventSink, PoolError, Runner};
+
+/// The environment variable that names the worker binary.
+pub const WORKER_ENV: &str = "WORKPOOL_WORKER";
+
+/// How long a new worker has to connect and say hello.
+const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long a worker asked to shut down has before it is killed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// The `worker` executable the process backend starts.
+#[derive(Debug, Clone)]
+pub struct WorkerBinary {
+    pub path: PathBuf,
+    /// How it was found, for `coordinator info`.
+    pub source: &'static str,
+}
+
+impl WorkerBinary {
+    /// Finds the worker: `--worker-bin`, else `$WORKPOOL_WORKER`, else next to this
+    /// executable. The error says where it looked and how to build it.
+    pub fn locate(explicit: Option<&Path>) -> Result<WorkerBinary, PoolError> {
+        let (path, source) = if let Some(path) = explicit {
+            (path.to_path_buf(), "--worker-bin")
+        } else if let Some(path) = std::env::var_os(WORKER_ENV).filter(|p| !p.is_empty()) {
+            (PathBuf::from(path), WORKER_ENV)
+        } else {
+            let exe = std::env::current_exe().map_err(|err| {
+                PoolError::WorkerBinary(format!("cannot find this executable's path: {err}"))
+            })?;
+            let dir = exe.parent().unwrap_or(Path::new("."));
+            (dir.join("worker"), "next to coordinator")
+        };
+        check_executable(&path, source)?;
+        Ok(WorkerBinary { path, source })
+    }
+}
+
+fn check_executable(path: &Path, source: &str) -> Result<(), PoolError> {
+    let hint = "build it with `cargo build --release` (which builds both `coordinator` and \
+                `worker`), or point --worker-bin or WORKPOOL_WORKER at it";
+    let meta = std::fs::metadata(path).map_err(|err| {
+        PoolError::WorkerBinary(format!(
+            "worker binary not found at {} ({source}): {err}; {hint}",
+            path.display()
+        ))
+    })?;
+    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+        return Err(PoolError::WorkerBinary(format!(
+            "worker binary at {} ({source}) is not an executable file; {hint}",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) struct ProcessBackend {
+    bin: WorkerBinary,
+    setup: Frame,
+}
+
+impl ProcessBackend {
+    pub fn new(bin: WorkerBinary, context: Context) -> Result<Self, PoolError> {
+        let setup = codec::encode(&ToWorker::Setup(context)).map_err(|err| PoolError::Spawn {
+            id: 0,
+            reason: err.to_string(),
+        })?;
+        Ok(ProcessBackend { bin, setup })
+    }
+
+    /// Spawns the process and opens its server, without waiting for it to connect.
+    fn spawn(&self, slot: usize) -> Result<Pending, PoolError> {
+        let id = slot as u32;
+        let spawn_err = |reason: String| PoolError::Spawn { id, reason };
+        let (server, name) = IpcOneShotServer::<Bootstrap>::new()
+            .map_err(|err| spawn_err(format!("cannot open ipc server: {err}")))?;
+        let child = Command::new(&self.bin.path)
+            .arg("--connect")
+            .arg(&name)
+            .arg("--id")
+            .arg(id.to_string())
+            .arg("--parent")
+            .arg(std::process::id().to_string())
+            // Workers talk over ipc only: a piped stream nobody reads would block them.
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|err| spawn_err(format!("cannot run {}: {err}", self.bin.path.display())))?;
+        Ok(Pending {
+            id,
+            name,
+            server,
+            child: ChildGuard(Some(child)),
+        })
+    }
+
+    /// Completes the handshake of a spawned worker and starts reading its outcomes.
+    fn join(
+        &self,
+        pending: Pending,
+        slot: usize,
+        generation: u64,
+        events: &Sender<Event>,
+    ) -> Result<Box<dyn Runner>, PoolError> {
+        let Pending {
+            id,
+            name,
+            server,
+            mut child,
+        } = pending;
+        let fail = |reason: String| PoolError::Handshake { id, reason };
+        let bootstrap =
+            accept_with_deadline(server, &name, &mut child, HANDSHAKE_DEADLINE).map_err(fail)?;
+        let version = codec::decode_prefix_u32(&bootstrap.hello)
+            .map_err(|err| fail(format!("unreadable hello: {err}")))?;
+        if version != PROTOCOL_VERSION {
+            return Err(fail(format!(
+                "the worker at {} speaks protocol version {version}, this coordinator \
+                 version {PROTOCOL_VERSION}; it is from another build: rebuild both with \
+                 `cargo build --release`",
+                self.bin.path.display()
+            )));
+        }
+        let hello: Hello = codec::decode(&bootstrap.hello)
+            .map_err(|err| fail(format!("unreadable hello: {err}")))?;
+        let pid = child.pid();
+        if hello.worker_id != id || hello.pid != pid {
+            return Err(fail(format!(
+                "hello from worker {} pid {} does not match worker {id} pid {pid}",
+                hello.worker_id, hello.pid
+            )));
+        }
+        bootstrap
+            .to_worker
+            .send(self.setup.clone())
+            .map_err(|err| fail(format!("cannot send setup: {err}")))?;
+        let sink = EventSink {
+            slot,
+            generation,
+            events: events.clone(),
+        };
+        let from_worker = bootstrap.from_worker;
+        std::thread::Builder::new()
+            .name(format!("workpool-reader-{slot}"))
+            .spawn(move || read_outcomes(from_worker, sink))
+            .map_err(PoolError::Thread)?;
+        Ok(Box::new(ProcessRunner {
+            child,
+            pid,
+            to_worker: bootstrap.to_worker,
+        }))
+    }
+}
+
+struct Pending {
+    id: u32,
+    name: String,
+    server: IpcOneShotServer<Bootstrap>,
+    child: ChildGuard,
+}
+
+impl Backend for ProcessBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Process
+    }
+
+    fn start_all(
+        &mut self,
+        count: usize,
+        events: &Sender<Event>,
+    ) -> Result<Vec<Box<dyn Runner>>, PoolError> {
+        // Spawn every process first, so they all start up in parallel, then collect hellos.
+        let pending: Vec<Pending> = (0..count)
+            .map(|slot| self.spawn(slot))
+            .collect::<Result<_, _>>()?;
+        pending
+            .into_iter()
+            .enumerate()
+            .map(|(slot, p)| self.join(p, slot, 0, events))
+            .collect()
+    }
+
+    fn start(
+        &mut self,
+        slot: usize,
+        generation: u64,
+        events: &Sender<Event>,
+    ) -> Result<Box<dyn Runner>, PoolError> {
+        let pending = self.spawn(slot)?;
+        self.join(pending, slot, generation, events)
+    }
+}
+
+/// Waits for the worker's bootstrap message, but not forever: `accept` blocks until a
+/// client connects (ipc-channel #261), so it runs on a helper thread while this one watches
+/// the child and the clock. On failure, a dummy connection releases the helper.
+fn accept_with_deadline(
+    server: IpcOneShotServer<Bootstrap>,
+    name: &str,
+    child: &mut ChildGuard,
+    deadline: Duration,
+) -> Result<Bootstrap, String> {
+    let (done, result) = crossbeam_channel::bounded(1);
+    std::thread::Builder::new()
+        .name("workpool-accept".into())
+        .spawn(move || {
+            let _ = done.send(server.accept().map(|(_, bootstrap)| bootstrap));
+        })
+        .map_err(|err| format!("cannot start accept thread: {err}"))?;
+    let started = Instant::now();
+    let failure = loop {
+        match result.recv_timeout(Duration::from_millis(20)) {
+            Ok(Ok(bootstrap)) => return Ok(bootstrap),
+            Ok(Err(err)) => break format!("bad bootstrap message: {err}"),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                break "accept thread ended without a result".to_string()
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+        }
+        if let Some(status) = child.try_wait() {
+            break format!("worker {} before connecting", describe_exit(status));
+        }
+        if started.elapsed() > deadline {
+            break format!("no hello within {} s", deadline.as_secs());
+        }
+    };
+    if let Ok(sender) = IpcSender::<Bootstrap>::connect(name.to_string()) {
+        drop(sender);
+    }
+    Err(failure)
+}
+
+/// Forwards a worker's outcome frames as events until the channel closes or a frame is
+/// corrupt; either way the worker is reported lost, and the scheduler reaps it.
+fn read_outcomes(from_worker: IpcReceiver<Frame>, sink: EventSink) {
+    let reason = loop {
+        match from_worker.recv() {
+            Ok(frame) => match codec::decode::<ToCoordinator>(&frame) {
+                Ok(ToCoordinator::Outcomes(outcomes)) => {
+                    if !sink.outcomes(outcomes) {
+                        return;
+                    }
+                }
+                Err(err) => break format!("sent a corrupt frame ({err})"),
+            },
+            Err(ipc_channel::IpcError::Disconnected) => break "closed its channel".into(),
+            Err(err) => break format!("channel failed ({err})"),
+        }
+    };
+    sink.lost(reason);
+}
+
+struct ProcessRunner {
+    child: ChildGuard,
+    pid: u32,
+    to_worker: IpcSender<Frame>,
+}
+
+impl Runner for ProcessRunner {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn send(&mut self, tasks: Vec<Task>) -> Result<(), String> {
+        let frame = codec::encode(&ToWorker::Tasks(tasks)).map_err(|err| err.to_string())?;
+        self.to_worker
+            .send(frame)
+            .map_err(|err| format!("cannot send to worker: {err}"))
+    }
+
+    fn kill(&mut self) -> Option<String> {
+        self.child.kill_and_reap().map(describe_exit)
+    }
+
+    fn shutdown(&mut self) {
+        if let Ok(frame) = codec::encode(&ToWorker::Shutdown) {
+            let _ = self.to_worker.send(frame);
+        }
+        self.child.wait_or_kill(SHUTDOWN_GRACE);
+    }
+}
+
+/// Owns a child process: dropping it kills and reaps the child, so no error path can leave
+/// an orphan or a zombie behind (dropping a `std::process::Child` does neither).
+struct ChildGuard(Option<Child>);
+
+impl ChildGuard {
+    fn pid(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+
+    fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.0.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Kills the child if it still runs, reaps it, and returns how it ended.
+    fn kill_and_reap(&mut self) -> Option<ExitStatus> {
+        let mut child = self.0.take()?;
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        let _ = child.kill();
+        child.wait().ok()
+    }
+
+    /// Waits up to `grace` for the child to exit by itself, then kills it.
+    fn wait_or_kill(&mut self, grace: Duration) {
+        let started = Instant::now();
+        while started.elapsed() < grace {
+            if self.try_wait().is_some() {
+                self.0 = None;
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.kill_and_reap();
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill_and_reap();
+    }
+}
+
+/// "exited with code 3", "was killed by signal SIGKILL (9)".
+pub fn describe_exit(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        format!("exited with code {code}")
+    } else if let Some(signal) = status.signal() {
+        format!("was killed by signal {} ({signal})", signal_name(signal))
+    } else {
+        format!("ended with {status}")
+    }
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGTERM => "SIGTERM",
+        _ => "signal",
+    }
+}

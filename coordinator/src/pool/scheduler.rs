@@ -1,0 +1,638 @@
+//! Scheduling, written once for every backend: which task goes to which runner and when,
+//! batching, retries with backoff, replacing lost runners, and handing outcomes out in input
+//! or completion order while keeping the work in flight bounded.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use rand::Rng;
+use shared::codec::BATCH_BYTES_TARGET;
+use shared::{ErrorKind, Input, Outcome, Task, TaskError, Value};
+
+use super::{
+    backend_for, Backend, BackendKind, Chunk, Event, Order, PoolConfig, PoolError, Runner,
+};
+
+/// The largest batch `--chunk auto` makes.
+const MAX_AUTO_CHUNK: usize = 1024;
+/// `--chunk auto` aims a batch at this much run time: long enough to amortise a round trip
+/// (tens of microseconds), short enough to keep outcomes streaming and the load balanced.
+const AUTO_BATCH_TARGET_US: f64 = 2_000.0;
+/// Tasks longer than this go one batch per worker at a time: prefetching would only hold
+/// them back from an idle worker.
+const PIPELINE_BELOW_US: f64 = 5_000.0;
+/// How many tasks past the oldest unreported one input order may start: it bounds the
+/// reorder buffer when one early task is slow.
+const REORDER_WINDOW: u64 = 16_384;
+/// The longest backoff between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The final outcome of one task, as the user sees it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Position in the input.
+    pub index: u64,
+    pub input: Input,
+    pub result: Result<Value, TaskError>,
+    /// Attempts made, the last one included.
+    pub attempts: u32,
+    /// The slot of the worker that produced the final attempt's outcome.
+    pub worker: Option<u32>,
+    /// The OS process that ran the final attempt.
+    pub pid: Option<u32>,
+    /// Run time of the final attempt, measured where it ran.
+    pub elapsed_ms: f64,
+    /// When the outcome reached the coordinator, since the run started.
+    pub finished_ms: f64,
+}
+
+/// Counters of one run.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Stats {
+    pub tasks: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Failed tasks by error kind (snake_case names).
+    pub failed_by_kind: BTreeMap<&'static str, u64>,
+    /// Attempts beyond the first, over all tasks.
+    pub retries: u64,
+    /// Runners that died or were killed and replaced.
+    pub workers_replaced: u64,
+    /// Messages sent to runners.
+    pub batches: u64,
+    /// The batch size in use when the run ended.
+    pub final_chunk: usize,
+}
+
+/// A pool of started runners, reusable across runs.
+pub struct Pool {
+    config: PoolConfig,
+    backend: Box<dyn Backend>,
+    slots: Vec<Slot>,
+    events: Receiver<Event>,
+    sender: Sender<Event>,
+    start_time: Duration,
+}
+
+struct Slot {
+    runner: Option<Box<dyn Runner>>,
+    generation: u64,
+    pid: u32,
+    /// Batches sent and not yet fully answered, oldest first; the worker runs them in order.
+    inflight: VecDeque<VecDeque<Task>>,
+}
+
+impl Pool {
+    /// Starts every runner and waits until each has answered.
+    pub fn start(config: PoolConfig) -> Result<Pool, PoolError> {
+        let started = Instant::now();
+        let mut backend = backend_for(&config)?;
+        let (sender, events) = crossbeam_channel::unbounded();
+        let workers = match backend.kind() {
+            BackendKind::Sequential => 1,
+            _ => config.workers.max(1),
+        };
+        let slots = backend
+            .start_all(workers, &sender)?
+            .into_iter()
+            .map(|runner| Slot {
+                pid: runner.pid(),
+                runner: Some(runner),
+                generation: 0,
+                inflight: VecDeque::new(),
+            })
+            .collect();
+        Ok(Pool {
+            config,
+            backend,
+            slots,
+            events,
+            sender,
+            start_time: started.elapsed(),
+        })
+    }
+
+    /// Time from the start of [`Pool::start`] until every runner was ready.
+    pub fn start_time(&self) -> Duration {
+        self.start_time
+    }
+
+    pub fn workers(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn config(&self) -> &PoolConfig {
+        &self.config
+    }
+
+    /// The OS processes currently serving the slots.
+    pub fn pids(&self) -> Vec<u32> {
+        self.slots.iter().map(|s| s.pid).collect()
+    }
+
+    /// Runs every input, handing outcomes out as a stream (see [`Run`]).
+    pub fn map<I: Iterator<Item = Input>>(&mut self, inputs: I) -> Run<'_, I> {
+        let (lo, hi) = inputs.size_hint();
+        Run {
+            remaining_hint: (Some(lo) == hi).then_some(lo),
+            inputs,
+            exhausted: false,
+            next_index: 0,
+            ready: VecDeque::new(),
+            delayed: BinaryHeap::new(),
+            reorder: BTreeMap::new(),
+            completed: VecDeque::new(),
+            next_emit: 0,
+            outstanding: 0,
+            mean_run_us: None,
+            started: Instant::now(),
+            stats: Stats::default(),
+            pool: self,
+        }
+    }
+
+    /// Asks every runner to finish and waits for the processes to exit.
+    pub fn shutdown(mut self) {
+        self.shutdown_all();
+    }
+
+    fn shutdown_all(&mut self) {
+        for slot in &mut self.slots {
+            if let Some(mut runner) = slot.runner.take() {
+                runner.shutdown();
+            }
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shutdown_all();
+    }
+}
+
+/// One run over a pool: an iterator of [`Record`]s, exactly one per input, in the
+/// configured order, each handed out as soon as it is known.
+pub struct Run<'p, I: Iterator<Item = Input>> {
+    pool: &'p mut Pool,
+    inputs: I,
+    remaining_hint: Option<usize>,
+    exhausted: bool,
+    next_index: u64,
+    /// Tasks to send before new inputs: retries whose time has come, work of lost runners.
+    ready: VecDeque<Task>,
+    /// Retries waiting out their backoff.
+    delayed: BinaryHeap<Reverse<Delayed>>,
+    /// Input order: finished records waiting for earlier ones.
+    reorder: BTreeMap<u64, Record>,
+    /// Records ready to hand out.
+    completed: VecDeque<Record>,
+    next_emit: u64,
+    /// Tasks taken from the input and not yet reported.
+    outstanding: u64,
+    /// Exponential moving average of task run time, for `--chunk auto`.
+    mean_run_us: Option<f64>,
+    started: Instant,
+    stats: Stats,
+}
+
+struct Delayed {
+    at: Instant,
+    task: Task,
+}
+
+impl PartialEq for Delayed {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at
+    }
+}
+impl Eq for Delayed {}
+impl PartialOrd for Delayed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Delayed {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.at.cmp(&other.at)
+    }
+}
+
+impl<I: Iterator<Item = Input>> Iterator for Run<'_, I> {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        loop {
+            if let Some(record) = self.completed.pop_front() {
+                return Some(record);
+            }
+            if self.is_finished() {
+                return None;
+            }
+            self.dispatch();
+            if !self.completed.is_empty() {
+                continue;
+            }
+            self.wait_for_event();
+        }
+    }
+}
+
+impl<I: Iterator<Item = Input>> Run<'_, I> {
+    /// Counters so far; final once the iterator has ended.
+    pub fn stats(&self) -> Stats {
+        let mut stats = self.stats.clone();
+        stats.final_chunk = self.chunk_size();
+        stats
+    }
+
+    /// Whether the next record is available without waiting: the caller's cue to flush
+    /// its output before it would otherwise block.
+    pub fn has_ready(&self) -> bool {
+        !self.completed.is_empty()
+    }
+
+    /// When this run started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    fn is_finished(&mut self) -> bool {
+        self.outstanding == 0 && self.ready.is_empty() && self.delayed.is_empty() && {
+            self.fill_exhausted();
+            self.exhausted
+        }
+    }
+
+    /// Learns whether the input is exhausted without losing an item.
+    fn fill_exhausted(&mut self) {
+        if !self.exhausted && self.ready.is_empty() {
+            if let Some(task) = self.next_input() {
+                self.ready.push_back(task);
+            }
+        }
+    }
+
+    fn next_input(&mut self) -> Option<Task> {
+        if self.exhausted {
+            return None;
+        }
+        match self.inputs.next() {
+            Some(input) => {
+                let task = Task {
+                    index: self.next_index,
+                    attempt: 1,
+                    input,
+                };
+                self.next_index += 1;
+                self.outstanding += 1;
+                self.stats.tasks += 1;
+                if let Some(n) = &mut self.remaining_hint {
+                    *n = n.saturating_sub(1);
+                }
+                Some(task)
+            }
+            None => {
+                self.exhausted = true;
+                None
+            }
+        }
+    }
+
+    /// Batches a worker may have queued at once.
+    fn depth(&self) -> usize {
+        if let Some(n) = self.pool.config.inflight {
+            return n.max(1);
+        }
+        if self.pool.backend.kind() == BackendKind::Sequential {
+            return 1;
+        }
+        match self.mean_run_us {
+            Some(us) if us < PIPELINE_BELOW_US => 2,
+            Some(_) => 1,
+            // Nothing measured yet: fixed chunks are taken to be for short tasks.
+            None => match self.pool.config.chunk {
+                Chunk::Fixed(_) => 2,
+                Chunk::Auto => 1,
+            },
+        }
+    }
+
+    fn chunk_size(&self) -> usize {
+        if self.pool.backend.kind() == BackendKind::Sequential {
+            return 1;
+        }
+        let wanted = match self.pool.config.chunk {
+            Chunk::Fixed(n) => return n.max(1),
+            Chunk::Auto => match self.mean_run_us {
+                None => 1,
+                Some(us) => (AUTO_BATCH_TARGET_US / us.max(0.05)) as usize,
+            },
+        };
+        // Near the end, smaller batches keep every worker busy until the last task.
+        let balance = match self.remaining_hint {
+            Some(left) => left / (self.pool.slots.len() * 2).max(1),
+            None => MAX_AUTO_CHUNK,
+        };
+        wanted.min(balance).clamp(1, MAX_AUTO_CHUNK)
+    }
+
+    /// Sends work to the least-loaded runners until each has its queue full or nothing is
+    /// ready to go.
+    fn dispatch(&mut self) {
+        self.release_due_retries();
+        let depth = self.depth();
+        let chunk = self.chunk_size();
+        loop {
+            let Some(slot) = self
+                .pool
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.runner.is_some() && s.inflight.len() < depth)
+                .min_by_key(|(_, s)| s.inflight.len())
+                .map(|(i, _)| i)
+            else {
+                break;
+            };
+            let batch = self.take_batch(chunk);
+            if batch.is_empty() {
+                break;
+            }
+            self.send(slot, batch);
+            if !self.completed.is_empty() {
+                // The sequential backend answers within `send`: hand that out first.
+                break;
+            }
+        }
+    }
+
+    fn take_batch(&mut self, chunk: usize) -> Vec<Task> {
+        let mut batch = Vec::with_capacity(chunk);
+        let mut bytes = 0;
+        while batch.len() < chunk && bytes < BATCH_BYTES_TARGET {
+            let task = match self.ready.pop_front() {
+                Some(task) => task,
+                None => {
+                    let ahead = self.next_index.saturating_sub(self.next_emit);
+                    if self.pool.config.order == Order::Input && ahead >= REORDER_WINDOW {
+                        break;
+                    }
+                    match self.next_input() {
+                        Some(task) => task,
+                        None => break,
+                    }
+                }
+            };
+            bytes += task.input.payload_len();
+            batch.push(task);
+        }
+        batch
+    }
+
+    fn send(&mut self, slot_index: usize, batch: Vec<Task>) {
+        let slot = &mut self.pool.slots[slot_index];
+        let Some(runner) = slot.runner.as_mut() else {
+            self.ready.extend(batch);
+            return;
+        };
+        slot.inflight.push_back(batch.iter().cloned().collect());
+        self.stats.batches += 1;
+        if let Err(reason) = runner.send(batch) {
+            self.lose(slot_index, reason);
+        }
+    }
+
+    fn release_due_retries(&mut self) {
+        let now = Instant::now();
+        while self.delayed.peek().is_some_and(|d| d.0.at <= now) {
+            if let Some(Reverse(d)) = self.delayed.pop() {
+                self.ready.push_back(d.task);
+            }
+        }
+    }
+
+    fn wait_for_event(&mut self) {
+        let timeout = self
+            .delayed
+            .peek()
+            .map(|d| d.0.at.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_secs(3600));
+        let event = match self.pool.events.recv_timeout(timeout) {
+            Ok(event) => event,
+            Err(RecvTimeoutError::Timeout) => return,
+            // The pool holds a sender itself, so this cannot happen.
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        self.handle(event);
+        // Take whatever else has arrived before dispatching again.
+        while let Ok(event) = self.pool.events.try_recv() {
+            self.handle(event);
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Outcomes {
+                slot,
+                generation,
+                outcomes,
+            } => {
+                if self.pool.slots[slot].generation != generation {
+                    return; // From a runner already replaced; its tasks were reassigned.
+                }
+                for outcome in outcomes {
+                    match self.pop_inflight(slot, &outcome) {
+                        Some(task) => self.finish_attempt(slot, task, outcome),
+                        None => {
+                            let reason = format!(
+                                "reported task {} attempt {}, which it was not running",
+                                outcome.index, outcome.attempt
+                            );
+                            self.lose(slot, reason);
+                            return;
+                        }
+                    }
+                }
+            }
+            Event::Lost {
+                slot,
+                generation,
+                reason,
+            } => {
+                if self.pool.slots[slot].generation == generation {
+                    self.lose(slot, reason);
+                }
+            }
+        }
+    }
+
+    /// Matches an outcome against the task the runner should have finished next.
+    fn pop_inflight(&mut self, slot: usize, outcome: &Outcome) -> Option<Task> {
+        let inflight = &mut self.pool.slots[slot].inflight;
+        let front = inflight.front_mut()?;
+        let task = front.front()?;
+        if task.index != outcome.index || task.attempt != outcome.attempt {
+            return None;
+        }
+        let task = front.pop_front();
+        if front.is_empty() {
+            inflight.pop_front();
+        }
+        task
+    }
+
+    fn finish_attempt(&mut self, slot: usize, task: Task, outcome: Outcome) {
+        let run_us = outcome.run_us as f64;
+        self.mean_run_us = Some(match self.mean_run_us {
+            None => run_us,
+            Some(mean) => mean * 0.9 + run_us * 0.1,
+        });
+        let pid = self.pool.slots[slot].pid;
+        self.settle(
+            task,
+            outcome.result,
+            Some((slot as u32, pid)),
+            run_us / 1000.0,
+        );
+    }
+
+    /// Reports a task's final result, or schedules another attempt if the failure is
+    /// transient and retries remain.
+    fn settle(
+        &mut self,
+        task: Task,
+        result: Result<Value, TaskError>,
+        ran_on: Option<(u32, u32)>,
+        elapsed_ms: f64,
+    ) {
+        if let Err(err) = &result {
+            if err.kind.is_transient() && task.attempt <= self.pool.config.retries {
+                let delay = self.backoff(&task);
+                self.stats.retries += 1;
+                self.delayed.push(Reverse(Delayed {
+                    at: Instant::now() + delay,
+                    task: Task {
+                        attempt: task.attempt + 1,
+                        ..task
+                    },
+                }));
+                return;
+            }
+        }
+        match &result {
+            Ok(_) => self.stats.succeeded += 1,
+            Err(err) => {
+                self.stats.failed += 1;
+                *self
+                    .stats
+                    .failed_by_kind
+                    .entry(err.kind.as_str())
+                    .or_insert(0) += 1;
+            }
+        }
+        self.outstanding -= 1;
+        let record = Record {
+            index: task.index,
+            input: task.input,
+            result,
+            attempts: task.attempt,
+            worker: ran_on.map(|(w, _)| w),
+            pid: ran_on.map(|(_, p)| p),
+            elapsed_ms,
+            finished_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+        };
+        match self.pool.config.order {
+            Order::Completion => self.completed.push_back(record),
+            Order::Input => {
+                self.reorder.insert(record.index, record);
+                while let Some(record) = self.reorder.remove(&self.next_emit) {
+                    self.completed.push_back(record);
+                    self.next_emit += 1;
+                }
+            }
+        }
+    }
+
+    /// Exponential backoff with jitter: base * 2^(attempt-1), times a factor in [0.5, 1.5)
+    /// so that tasks failing together do not retry in lockstep.
+    fn backoff(&self, task: &Task) -> Duration {
+        let base = self.pool.config.backoff;
+        if base.is_zero() {
+            return Duration::ZERO;
+        }
+        let exp = base.saturating_mul(1u32 << (task.attempt - 1).min(20));
+        let jitter = shared::seed::rng(
+            self.pool.config.context.seed,
+            &task.index.to_le_bytes(),
+            u64::from(task.attempt),
+        )
+        .random_range(0.5..1.5);
+        exp.mul_f64(jitter).min(MAX_BACKOFF)
+    }
+
+    /// A runner is gone: reap it, fail the task it was running (retried if allowed), put
+    /// the tasks it had not started back in line, and start a replacement.
+    fn lose(&mut self, slot_index: usize, reason: String) {
+        let slot = &mut self.pool.slots[slot_index];
+        let exit = slot.runner.as_mut().and_then(|r| r.kill());
+        slot.runner = None;
+        let pid = slot.pid;
+        let mut queued: VecDeque<Task> = slot.inflight.drain(..).flatten().collect();
+        let message = match exit {
+            Some(exit) => format!("worker {slot_index} (pid {pid}) {exit} ({reason})"),
+            None => format!("worker {slot_index} (pid {pid}) {reason}"),
+        };
+        self.stats.workers_replaced += 1;
+        if let Some(running) = queued.pop_front() {
+            let err = TaskError::new(ErrorKind::WorkerCrashed, message.clone());
+            self.settle(running, Err(err), Some((slot_index as u32, pid)), 0.0);
+        }
+        // Unstarted tasks go first in line, ahead of new inputs, in their original order.
+        for task in queued.into_iter().rev() {
+            self.ready.push_front(task);
+        }
+        self.restart(slot_index, &message);
+    }
+
+    fn restart(&mut self, slot_index: usize, after: &str) {
+        let slot = &mut self.pool.slots[slot_index];
+        slot.generation += 1;
+        match self
+            .pool
+            .backend
+            .start(slot_index, slot.generation, &self.pool.sender)
+        {
+            Ok(runner) => {
+                slot.pid = runner.pid();
+                slot.runner = Some(runner);
+            }
+            Err(err) => {
+                eprintln!("warning: cannot replace worker after it {after}: {err}");
+                if self.pool.slots.iter().all(|s| s.runner.is_none()) {
+                    self.fail_everything(&format!("no worker left: {err}"));
+                }
+            }
+        }
+    }
+
+    /// Every runner is gone and none can be started: report every remaining task.
+    fn fail_everything(&mut self, message: &str) {
+        let mut tasks: Vec<Task> = self.ready.drain(..).collect();
+        tasks.extend(self.delayed.drain().map(|Reverse(d)| d.task));
+        while let Some(task) = self.next_input() {
+            tasks.push(task);
+        }
+        for task in tasks {
+            let err = TaskError::new(ErrorKind::WorkerCrashed, message);
+            // No retry can help: make this the last attempt.
+            let task = Task {
+                attempt: task.attempt.max(self.pool.config.retries + 1),
+                ..task
+            };
+            self.settle(task, Err(err), None, 0.0);
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The thread backend: each slot is an OS thread of the coordinator fed by a channel.
+//!
+//! A thread cannot be killed: Rust (like every language with shared memory) offers no safe
+//! way to stop a thread from outside, since it may hold locks or be halfway through a write.
+//! So "kill" here means abandon: the scheduler stops listening to the thread and starts a
+//! replacement, while the abandoned thread finishes its current task and then exits.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+use shared::{workload, Context, Task};
+
+use super::{Backend, BackendKind, Event, EventSink, PoolError, Runner};
+
+pub(crate) struct ThreadBackend {
+    context: Arc<Context>,
+}
+
+impl ThreadBackend {
+    pub fn new(context: Context) -> Self {
+        ThreadBackend {
+            context: Arc::new(context),
+        }
+    }
+}
+
+/// Threads of the pool carry this prefix, which the coordinator's panic hook recognises:
+/// a task's panic is reported as an outcome, not printed.
+pub const THREAD_NAME_PREFIX: &str = "workpool-worker-";
+
+impl Backend for ThreadBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Thread
+    }
+
+    fn start(
+        &mut self,
+        slot: usize,
+        generation: u64,
+        events: &Sender<Event>,
+    ) -> Result<Box<dyn Runner>, PoolError> {
+        let (batches, inbox) = crossbeam_channel::unbounded::<Vec<Task>>();
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let sink = EventSink {
+            slot,
+            generation,
+            events: events.clone(),
+        };
+        let context = Arc::clone(&self.context);
+        let stop = Arc::clone(&abandoned);
+        std::thread::Builder::new()
+            .name(format!("{THREAD_NAME_PREFIX}{slot}"))
+            .spawn(move || {
+                for batch in inbox {
+                    workload::run_batch(&context, &batch, |outcomes| {
+                        !stop.load(Ordering::Relaxed) && sink.outcomes(outcomes)
+                    });
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+            })
+            .map_err(PoolError::Thread)?;
+        Ok(Box::new(ThreadRunner {
+            batches: Some(batches),
+            abandoned,
+        }))
+    }
+}
+
+struct ThreadRunner {
+    batches: Option<Sender<Vec<Task>>>,
+    abandoned: Arc<AtomicBool>,
+}
+
+impl Runner for ThreadRunner {
+    fn pid(&self) -> u32 {
+        std::process::id()
+    }
+
+    fn send(&mut self, tasks: Vec<Task>) -> Result<(), String> {
+        match &self.batches {
+            Some(batches) => batches
+                .send(tasks)
+                .map_err(|_| "worker thread has stopped".to_string()),
+            None => Err("worker thread was shut down".to_string()),
+        }
+    }
+
+    fn kill(&mut self) -> Option<String> {
+        self.abandoned.store(true, Ordering::Relaxed);
+        self.batches = None;
+        None
+    }
+
+    fn shutdown(&mut self) {
+        // Closing the channel ends the thread's loop once its queue is empty. It is not
+        // joined: a thread stuck in a task must not hold up the coordinator's exit.
+        self.batches = None;
+    }
+}
