@@ -90,8 +90,8 @@ pub struct Summary {
     pub workers_replaced: u64,
     /// Messages sent to workers (batches).
     pub batches: u64,
-    /// Batch size in use at the end (`--chunk auto` adapts it).
-    pub final_chunk: usize,
+    /// The most tasks sent in one message (`--chunk auto` adapts it).
+    pub largest_batch: usize,
     /// From the start of the pool to the last outcome.
     pub wall_ms: f64,
     /// Spawn and handshake until every worker had answered.
@@ -124,7 +124,7 @@ impl Summary {
             retries: stats.retries,
             workers_replaced: stats.workers_replaced,
             batches: stats.batches,
-            final_chunk: stats.final_chunk,
+            largest_batch: stats.largest_batch,
             wall_ms: round3(wall_ms),
             pool_start_ms: round3(pool_start_ms),
             tasks_per_sec: if wall_ms > 0.0 {

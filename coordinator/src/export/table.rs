@@ -130,7 +130,7 @@ impl Exporter for Table {
             ("throughput", format!("{} tasks/s", s.tasks_per_sec)),
             (
                 "batches",
-                format!("{} (final chunk {})", s.batches, s.final_chunk),
+                format!("{} (largest {} tasks)", s.batches, s.largest_batch),
             ),
         ];
         for (k, v) in rows {

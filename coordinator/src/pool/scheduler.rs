@@ -62,8 +62,8 @@ pub struct Stats {
     pub workers_replaced: u64,
     /// Messages sent to runners.
     pub batches: u64,
-    /// The batch size in use when the run ended.
-    pub final_chunk: usize,
+    /// The most tasks sent in one message (`--chunk auto` grows it for tiny tasks).
+    pub largest_batch: usize,
 }
 
 /// A pool of started runners, reusable across runs.
@@ -243,9 +243,7 @@ impl<I: Iterator<Item = Input>> Iterator for Run<'_, I> {
 impl<I: Iterator<Item = Input>> Run<'_, I> {
     /// Counters so far; final once the iterator has ended.
     pub fn stats(&self) -> Stats {
-        let mut stats = self.stats.clone();
-        stats.final_chunk = self.chunk_size();
-        stats
+        self.stats.clone()
     }
 
     /// Whether the next record is available without waiting: the caller's cue to flush
@@ -400,6 +398,7 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
         };
         slot.inflight.push_back(batch.iter().cloned().collect());
         self.stats.batches += 1;
+        self.stats.largest_batch = self.stats.largest_batch.max(batch.len());
         if let Err(reason) = runner.send(batch) {
             self.lose(slot_index, reason);
         }
