@@ -3,6 +3,7 @@
 //! process run exactly the same code.
 
 pub mod codec;
+pub mod datagen;
 pub mod outcome;
 pub mod protocol;
 pub mod seed;
