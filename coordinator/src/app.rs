@@ -49,6 +49,8 @@ pub fn main() -> ExitCode {
 fn dispatch(cli: &Cli) -> Result<u8> {
     match &cli.command {
         Command::Run(workload) => run(workload),
+        Command::GenData(args) => crate::gen_data::run(args).map(|()| exit::OK),
+        Command::Demo(args) => crate::demo::run(args),
         Command::Info(args) => crate::info::run(args).map(|()| exit::OK),
     }
 }

@@ -21,6 +21,10 @@ pub enum Command {
     /// Run a batch of tasks of one workload and stream their outcomes.
     #[command(subcommand)]
     Run(Workload),
+    /// Write the notebook's sample price files (one CSV per ticker) for `run files`.
+    GenData(GenDataArgs),
+    /// The notebook, section by section, measured on this machine on every backend.
+    Demo(DemoArgs),
     /// Show this machine's facts and which worker binary would be used.
     Info(InfoArgs),
 }
@@ -33,6 +37,10 @@ pub enum Workload {
     Io(IoArgs),
     /// Tasks that sum i*i in a loop, like the notebook's `cpu_bound_task`.
     Cpu(CpuArgs),
+    /// Simulated stock-quote fetches with latency and failures (notebook sections 2-4).
+    Fetch(FetchArgs),
+    /// Summary statistics of CSV price files (notebook section 5).
+    Files(FilesArgs),
 }
 
 impl Workload {
@@ -41,6 +49,8 @@ impl Workload {
             Workload::Noop(a) => &a.run,
             Workload::Io(a) => &a.run,
             Workload::Cpu(a) => &a.run,
+            Workload::Fetch(a) => &a.run,
+            Workload::Files(a) => &a.run,
         }
     }
 
@@ -49,6 +59,8 @@ impl Workload {
             Workload::Noop(_) => "noop",
             Workload::Io(_) => "io",
             Workload::Cpu(_) => "cpu",
+            Workload::Fetch(_) => "fetch",
+            Workload::Files(_) => "files",
         }
     }
 }
@@ -92,6 +104,83 @@ pub struct CpuArgs {
     pub gil: bool,
     #[command(flatten)]
     pub run: RunOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Tickers to fetch, comma-separated [default: the notebook's sixteen].
+    #[arg(long, value_delimiter = ',', conflicts_with = "tickers_file")]
+    pub tickers: Vec<String>,
+    /// Read tickers from FILE: one per line (commas also separate), `#` starts a comment.
+    #[arg(long, value_name = "FILE")]
+    pub tickers_file: Option<PathBuf>,
+    /// Simulated latency in ms: `LO..HI` (uniform) or one number (fixed).
+    #[arg(long, default_value = "100..500", value_name = "LO..HI")]
+    pub latency_ms: String,
+    /// Tickers that are always slow (notebook section 3 uses TSLA,META,NVDA).
+    #[arg(long, value_delimiter = ',')]
+    pub slow: Vec<String>,
+    /// Latency of the `--slow` tickers.
+    #[arg(long, default_value_t = 800, value_name = "MS")]
+    pub slow_ms: u64,
+    /// Tickers the API rejects with a permanent `invalid_input` error.
+    #[arg(long, value_delimiter = ',', default_value = "BAD,INVALID,ERROR")]
+    pub reject: Vec<String>,
+    /// Probability that an attempt fails with a transient `network` error (notebook: 0.1).
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub fail_rate: f64,
+    #[command(flatten)]
+    pub run: RunOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct FilesArgs {
+    /// CSV files, directories (their *.csv files) or glob patterns such as 'data/*.csv'.
+    #[arg(required = true, value_name = "PATH")]
+    pub inputs: Vec<String>,
+    /// Simulated slow-storage delay before each file is read (the notebook uses 100).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub io_delay_ms: u64,
+    #[command(flatten)]
+    pub run: RunOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct GenDataArgs {
+    /// Directory to write into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Tickers, one file each [default: the notebook's eight].
+    #[arg(long, value_delimiter = ',', conflicts_with = "files")]
+    pub tickers: Vec<String>,
+    /// Number of files, for scale tests: the notebook's tickers, then T0008, T0009...
+    #[arg(long)]
+    pub files: Option<usize>,
+    /// First date (YYYY-MM-DD).
+    #[arg(long, default_value = "2020-01-01")]
+    pub start: chrono::NaiveDate,
+    /// Last date, inclusive (YYYY-MM-DD).
+    #[arg(long, default_value = "2023-12-31", conflicts_with = "rows")]
+    pub end: chrono::NaiveDate,
+    /// Rows per file (one per calendar day from --start), instead of --end.
+    #[arg(long)]
+    pub rows: Option<usize>,
+    /// Seed of the random prices and volumes.
+    #[arg(long, default_value_t = shared::seed::DEFAULT_SEED)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// A shorter pass (smaller tasks, shorter sleeps): a few seconds.
+    #[arg(long)]
+    pub quick: bool,
+    /// Also run CPU work on threads under a GIL-like lock, as CPython does.
+    #[arg(long)]
+    pub gil: bool,
+    /// The worker executable [default: $WORKPOOL_WORKER, else `worker` next to this binary].
+    #[arg(long, value_name = "PATH")]
+    pub worker_bin: Option<PathBuf>,
 }
 
 /// How to run the batch and where its outcomes go; shared by every workload.

@@ -3,7 +3,9 @@
 
 pub mod app;
 pub mod cli;
+pub mod demo;
 pub mod export;
+pub mod gen_data;
 pub mod info;
 pub mod machine;
 pub mod plan;

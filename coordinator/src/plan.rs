@@ -1,10 +1,14 @@
 //! The plan: what the command line asked for, turned into the run's shared settings and a
 //! lazy stream of task inputs (a million tasks are never all in memory).
 
-use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use shared::workload::fetch::{FetchSettings, DEFAULT_TICKERS};
+use shared::workload::files::FileSettings;
 use shared::{workload, Context, Input};
 
-use crate::cli::Workload;
+use crate::cli::{FetchArgs, FilesArgs, Workload};
 
 /// A run's tasks, produced lazily and in input order.
 pub struct Plan {
@@ -49,11 +53,133 @@ impl Plan {
                 let iters = args.iters;
                 Box::new((0..args.count).map(move |_| Input::Cpu { iters }))
             }
+            Workload::Fetch(args) => {
+                context.fetch = fetch_settings(args)?;
+                let tickers = tickers(args)?;
+                Box::new(tickers.into_iter().map(|ticker| Input::Fetch { ticker }))
+            }
+            Workload::Files(args) => {
+                context.files = FileSettings {
+                    io_delay_ms: args.io_delay_ms,
+                };
+                let paths = expand_paths(args)?;
+                Box::new(paths.into_iter().map(|path| Input::File {
+                    path: path.to_string_lossy().into_owned(),
+                }))
+            }
         };
         Ok(Plan {
             workload: workload.name(),
             context,
             inputs,
         })
+    }
+}
+
+/// Parses `LO..HI` or a single number of milliseconds.
+pub fn parse_latency(text: &str) -> Result<(u64, u64)> {
+    let parse = |s: &str| {
+        s.trim()
+            .parse::<u64>()
+            .with_context(|| format!("--latency-ms: `{s}` is not a whole number of milliseconds"))
+    };
+    let (lo, hi) = match text.split_once("..") {
+        Some((lo, hi)) => (parse(lo)?, parse(hi)?),
+        None => {
+            let ms = parse(text)?;
+            (ms, ms)
+        }
+    };
+    if lo > hi {
+        bail!("--latency-ms {text}: the low end is above the high end");
+    }
+    Ok((lo, hi))
+}
+
+fn fetch_settings(args: &FetchArgs) -> Result<FetchSettings> {
+    if !(0.0..=1.0).contains(&args.fail_rate) {
+        bail!(
+            "--fail-rate takes a probability from 0 to 1, not {}",
+            args.fail_rate
+        );
+    }
+    Ok(FetchSettings {
+        latency_ms: parse_latency(&args.latency_ms)?,
+        slow: args.slow.clone(),
+        slow_ms: args.slow_ms,
+        reject: args.reject.clone(),
+        fail_rate: args.fail_rate,
+    })
+}
+
+/// The tickers to fetch: `--tickers`, `--tickers-file`, or the notebook's sixteen.
+fn tickers(args: &FetchArgs) -> Result<Vec<String>> {
+    let tickers: Vec<String> = if let Some(path) = &args.tickers_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read tickers from {}", path.display()))?;
+        text.lines()
+            .map(|line| line.split('#').next().unwrap_or(""))
+            .flat_map(|line| line.split(','))
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect()
+    } else if args.tickers.is_empty() {
+        DEFAULT_TICKERS.iter().map(|t| t.to_string()).collect()
+    } else {
+        args.tickers.iter().map(|t| t.trim().to_string()).collect()
+    };
+    if tickers.is_empty() {
+        bail!("no tickers to fetch");
+    }
+    Ok(tickers)
+}
+
+/// Files, directories (their `*.csv`, sorted) and glob patterns, expanded in the order
+/// given. A path that does not exist is kept: its task reports the missing file.
+fn expand_paths(args: &FilesArgs) -> Result<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    for input in &args.inputs {
+        let path = Path::new(input);
+        if input.contains(['*', '?', '[']) && !path.exists() {
+            let matches = glob::glob(input)
+                .with_context(|| format!("bad glob pattern `{input}`"))?
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("cannot expand `{input}`"))?;
+            if matches.is_empty() {
+                bail!("no file matches `{input}`");
+            }
+            paths.extend(matches);
+        } else if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("cannot list {}", path.display()))?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.extension()
+                        .is_some_and(|ext| ext.eq_ignore_ascii_case("csv"))
+                })
+                .collect();
+            if found.is_empty() {
+                bail!("no .csv file in {}", path.display());
+            }
+            found.sort();
+            paths.extend(found);
+        } else {
+            paths.push(path.to_path_buf());
+        }
+    }
+    Ok(paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_forms() {
+        assert_eq!(parse_latency("100..500").unwrap(), (100, 500));
+        assert_eq!(parse_latency("250").unwrap(), (250, 250));
+        assert!(parse_latency("500..100").is_err());
+        assert!(parse_latency("fast").is_err());
+        assert!(parse_latency("1..").is_err());
     }
 }

@@ -343,18 +343,7 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
         self.release_due_retries();
         let depth = self.depth();
         let chunk = self.chunk_size();
-        loop {
-            let Some(slot) = self
-                .pool
-                .slots
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| s.runner.is_some() && s.inflight.len() < depth)
-                .min_by_key(|(_, s)| s.inflight.len())
-                .map(|(i, _)| i)
-            else {
-                break;
-            };
+        while let Some(slot) = self.least_loaded(depth) {
             let batch = self.take_batch(chunk);
             if batch.is_empty() {
                 break;
@@ -365,6 +354,17 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
                 break;
             }
         }
+    }
+
+    /// The live runner with the fewest batches queued, if one has room for another.
+    fn least_loaded(&self, depth: usize) -> Option<usize> {
+        self.pool
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.runner.is_some() && s.inflight.len() < depth)
+            .min_by_key(|(_, s)| s.inflight.len())
+            .map(|(i, _)| i)
     }
 
     fn take_batch(&mut self, chunk: usize) -> Vec<Task> {
