@@ -39,7 +39,8 @@ impl Table {
 
     fn line(&mut self, prefix: &str, cells: &[String]) -> io::Result<()> {
         let mut line = String::from(prefix);
-        for (cell, width) in cells.iter().zip(&self.widths) {
+        for (i, cell) in cells.iter().enumerate() {
+            let width = self.widths.get(i).copied().unwrap_or(0);
             line.push_str(&format!("{cell:>width$} "));
         }
         writeln!(self.out, "{}", line.trim_end())
@@ -75,11 +76,10 @@ impl Exporter for Table {
                     .iter()
                     .map(|c| report::cell(json.get("value").and_then(|v| v.get(*c)))),
             ),
-            Err(err) => {
-                // The failure takes the place of the value columns.
-                let text = format!("FAILED ({}): {}", err.kind, err.message);
-                cells.push(text);
-                cells.extend((1..self.columns.len()).map(|_| String::new()));
+            Err(_) => {
+                // The value columns say FAILED; the reason closes the row, unaligned.
+                cells.push("FAILED".to_string());
+                cells.extend((1..self.columns.len()).map(|_| "-".to_string()));
             }
         }
         cells.extend([
@@ -88,6 +88,9 @@ impl Exporter for Table {
             report::cell(json.get("pid")),
             format!("{:.1}", record.elapsed_ms),
         ]);
+        if let Err(err) = &record.result {
+            cells.push(format!("{}: {}", err.kind, err.message));
+        }
         let prefix = match self.order {
             Order::Completion => format!("[{:6.2}s] ", record.finished_ms / 1000.0),
             Order::Input => String::new(),
