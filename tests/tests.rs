@@ -1,0 +1,13 @@
+//! The integration tests: one binary (it builds faster than many) that drives the real
+//! `coordinator` and `worker` executables, plus the wire protocol played from the
+//! coordinator's side.
+
+mod common;
+
+mod cleanup;
+mod errors;
+mod exports;
+mod info;
+mod order;
+mod protocol;
+mod results;
