@@ -11,3 +11,4 @@ mod info;
 mod order;
 mod protocol;
 mod results;
+mod workloads;

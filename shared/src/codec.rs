@@ -27,11 +27,12 @@ pub type Frame = serde_bytes::ByteBuf;
 pub enum CodecError {
     #[error("cannot encode message: {0}")]
     Encode(#[from] bincode::error::EncodeError),
-    #[error("corrupt frame ({len} bytes): {source}")]
+    // The cause is part of the message and deliberately not a `source`, so that printing
+    // the chain with `{:#}` does not say it twice.
+    #[error("corrupt frame ({len} bytes): {cause}")]
     Decode {
         len: usize,
-        #[source]
-        source: bincode::error::DecodeError,
+        cause: bincode::error::DecodeError,
     },
     #[error("corrupt frame ({len} bytes): {trailing} bytes left over after the message")]
     Trailing { len: usize, trailing: usize },
@@ -55,7 +56,7 @@ pub fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, CodecError> {
         return Err(CodecError::TooLarge { len });
     }
     let (message, used) = bincode::serde::decode_from_slice(frame, CONFIG)
-        .map_err(|source| CodecError::Decode { len, source })?;
+        .map_err(|cause| CodecError::Decode { len, cause })?;
     if used != len {
         return Err(CodecError::Trailing {
             len,
@@ -70,8 +71,8 @@ pub fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, CodecError> {
 pub fn decode_prefix_u32(frame: &[u8]) -> Result<u32, CodecError> {
     bincode::serde::decode_from_slice(frame, CONFIG)
         .map(|(v, _)| v)
-        .map_err(|source| CodecError::Decode {
+        .map_err(|cause| CodecError::Decode {
             len: frame.len(),
-            source,
+            cause,
         })
 }
