@@ -4,6 +4,11 @@ use std::hint::black_box;
 
 /// The sum of `i * i` for `i in 0..iters`, in wrapping `u64` arithmetic. `black_box` keeps
 /// the loop real: without it the optimizer replaces the loop by its closed form.
+/// `inline(never)` gives the loop the same machine code in the coordinator (thread and
+/// sequential backends) and in the worker: inlined into different callers, this tiny loop
+/// was laid out differently and ran twice as fast in one binary as in the other, which
+/// would have made the process backend look better than it is.
+#[inline(never)]
 pub fn sum_of_squares(iters: u64) -> u64 {
     let mut total: u64 = 0;
     for i in 0..iters {
