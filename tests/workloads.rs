@@ -435,3 +435,27 @@ fn demo_quick_runs_every_section() {
         assert_contains(&text, check, "the demo's output");
     }
 }
+
+#[test]
+fn forced_progress_goes_to_stderr_and_never_into_the_data() {
+    let args = [
+        "io", "--count", "4", "--ms", "20", "-w", "2", "--format", "jsonl",
+    ];
+    let out = run_output(&[&args[..], &["--progress", "always"]].concat());
+    assert_exit(&out, 0);
+    assert_contains(
+        &crate::common::stderr(&out),
+        "/4",
+        "stderr with a forced bar",
+    );
+    let run = parse_jsonl(&stdout(&out));
+    assert_eq!(run.records.len(), 4, "stdout holds exactly the data");
+
+    let out = run_output(&[&args[..], &["--progress", "never"]].concat());
+    assert_exit(&out, 0);
+    assert_eq!(
+        crate::common::stderr(&out),
+        "",
+        "no bar with --progress never"
+    );
+}

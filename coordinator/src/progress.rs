@@ -24,10 +24,15 @@ impl Progress {
         if !show {
             return Progress { bar: None };
         }
-        let bar = match total {
-            Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()),
-            None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
+        // indicatif's stderr target hides itself when stderr is not a terminal; a forced
+        // bar goes through `term_like`, which draws wherever stderr leads.
+        let target = match mode {
+            ProgressMode::Always => {
+                ProgressDrawTarget::term_like_with_hz(Box::new(console::Term::stderr()), 10)
+            }
+            _ => ProgressDrawTarget::stderr(),
         };
+        let bar = ProgressBar::with_draw_target(total, target);
         let style = ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, ETA {eta})",
         )
