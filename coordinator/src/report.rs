@@ -1,8 +1,6 @@
 //! What a run reports: each record as JSON (the schema every export shares) and the
 //! run's summary.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 use serde_json::{json, Map, Value as Json};
 use shared::{workload, Input, Value};
@@ -80,18 +78,9 @@ pub struct Summary {
     pub backend: BackendKind,
     pub workers: usize,
     pub order: Order,
-    pub tasks: u64,
-    pub succeeded: u64,
-    pub failed: u64,
-    /// Failed tasks by error kind.
-    pub failed_by_kind: BTreeMap<&'static str, u64>,
-    /// Attempts beyond the first, over all tasks.
-    pub retries: u64,
-    pub workers_replaced: u64,
-    /// Messages sent to workers (batches).
-    pub batches: u64,
-    /// The most tasks sent in one message (`--chunk auto` adapts it).
-    pub largest_batch: usize,
+    /// Counts of the run: tasks, succeeded, failed (and by kind), retries, batches.
+    #[serde(flatten)]
+    pub stats: Stats,
     /// From the start of the pool to the last outcome.
     pub wall_ms: f64,
     /// Spawn and handshake until every worker had answered.
@@ -117,14 +106,6 @@ impl Summary {
             backend,
             workers,
             order,
-            tasks: stats.tasks,
-            succeeded: stats.succeeded,
-            failed: stats.failed,
-            failed_by_kind: stats.failed_by_kind,
-            retries: stats.retries,
-            workers_replaced: stats.workers_replaced,
-            batches: stats.batches,
-            largest_batch: stats.largest_batch,
             wall_ms: round3(wall_ms),
             pool_start_ms: round3(pool_start_ms),
             tasks_per_sec: if wall_ms > 0.0 {
@@ -133,6 +114,7 @@ impl Summary {
                 0.0
             },
             coordinator_peak_rss_kib: crate::machine::peak_rss_kib(),
+            stats,
         }
     }
 

@@ -107,15 +107,16 @@ impl Exporter for Table {
         let mut grid = Grid::new();
         grid.load_preset(UTF8_FULL_CONDENSED);
         grid.set_header(["summary", ""]);
-        let failed = if s.failed_by_kind.is_empty() {
-            s.failed.to_string()
+        let failed = if s.stats.failed_by_kind.is_empty() {
+            s.stats.failed.to_string()
         } else {
             let kinds: Vec<String> = s
+                .stats
                 .failed_by_kind
                 .iter()
                 .map(|(k, n)| format!("{k}: {n}"))
                 .collect();
-            format!("{} ({})", s.failed, kinds.join(", "))
+            format!("{} ({})", s.stats.failed, kinds.join(", "))
         };
         let rows = [
             ("workload", s.workload.to_string()),
@@ -123,17 +124,20 @@ impl Exporter for Table {
                 "backend",
                 format!("{} x {} workers", s.backend.as_str(), s.workers),
             ),
-            ("tasks", s.tasks.to_string()),
-            ("succeeded", s.succeeded.to_string()),
+            ("tasks", s.stats.tasks.to_string()),
+            ("succeeded", s.stats.succeeded.to_string()),
             ("failed", failed),
-            ("retries", s.retries.to_string()),
-            ("workers replaced", s.workers_replaced.to_string()),
+            ("retries", s.stats.retries.to_string()),
+            ("workers replaced", s.stats.workers_replaced.to_string()),
             ("wall time", format!("{:.1} ms", s.wall_ms)),
             ("pool start-up", format!("{:.1} ms", s.pool_start_ms)),
             ("throughput", format!("{} tasks/s", s.tasks_per_sec)),
             (
                 "batches",
-                format!("{} (largest {} tasks)", s.batches, s.largest_batch),
+                format!(
+                    "{} (largest {} tasks)",
+                    s.stats.batches, s.stats.largest_batch
+                ),
             ),
         ];
         for (k, v) in rows {
