@@ -64,3 +64,30 @@ fn unwritable_output_names_the_path() {
     assert_usage_error(&out, &["/nonexistent-dir/x.jsonl"]);
     assert!(out.stdout.is_empty(), "records printed despite the error");
 }
+
+#[test]
+fn worker_of_another_protocol_version_is_refused_not_waited_for() {
+    let out = output(
+        coordinator()
+            .env("WORKPOOL_TEST_PROTOCOL", "999")
+            .args(["run", "noop", "--count", "1"]),
+    );
+    assert_usage_error(&out, &["protocol version 999", "rebuild"]);
+}
+
+#[test]
+fn worker_that_exits_before_connecting_is_reported() {
+    // `false` is executable and exits at once with code 1, without ever connecting.
+    let out = run_output(&["noop", "--count", "1", "--worker-bin", "/bin/false"]);
+    assert_usage_error(&out, &["exited with code 1 before connecting"]);
+}
+
+#[test]
+fn worker_binary_that_is_not_executable_is_a_setup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("worker");
+    std::fs::write(&path, "not a program").unwrap();
+    let path = path.to_string_lossy().into_owned();
+    let out = run_output(&["noop", "--count", "1", "--worker-bin", &path]);
+    assert_usage_error(&out, &[&path, "not an executable"]);
+}

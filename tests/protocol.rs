@@ -162,23 +162,12 @@ fn worker_handshake_task_and_shutdown() {
     );
 }
 
-/// Bytes that look random but are fixed, so a failure can be replayed (xorshift64).
-fn garbage(len: usize, mut state: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
 #[test]
 fn worker_exits_with_an_error_on_a_corrupt_frame() {
     let mut peer = Peer::start(1);
     peer.send(&ToWorker::Setup(Context::default()));
-    let bytes = garbage(64, 0x9E37_79B9_7F4A_7C15);
+    // Fixed pseudo-random bytes, so a failure can be replayed.
+    let bytes = shared::workload::noop_payload(0x9E37_79B9_7F4A_7C15, 64);
     assert!(
         codec::decode::<ToWorker>(&bytes).is_err(),
         "the garbage decodes as a message; pick another seed"

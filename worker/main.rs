@@ -61,6 +61,15 @@ fn die_with_parent(parent: Option<u32>) {
     let _ = parent;
 }
 
+/// The version this worker announces. `WORKPOOL_TEST_PROTOCOL` makes it claim another
+/// one, so tests can check that the coordinator refuses a worker from another build.
+fn protocol_version() -> u32 {
+    std::env::var("WORKPOOL_TEST_PROTOCOL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(PROTOCOL_VERSION)
+}
+
 fn serve(args: &Args) -> anyhow::Result<()> {
     let bootstrap = IpcSender::<Bootstrap>::connect(args.connect.clone())
         .with_context(|| format!("cannot connect to coordinator at {}", args.connect))?;
@@ -68,7 +77,7 @@ fn serve(args: &Args) -> anyhow::Result<()> {
     let (outcomes, from_worker) =
         ipc::channel::<Frame>().context("cannot create outcome channel")?;
     let hello = codec::encode(&Hello {
-        protocol: PROTOCOL_VERSION,
+        protocol: protocol_version(),
         worker_id: args.id,
         pid: std::process::id(),
     })?;

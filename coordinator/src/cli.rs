@@ -95,8 +95,9 @@ pub struct CpuArgs {
     /// Number of tasks.
     #[arg(long, default_value_t = 4)]
     pub count: u64,
-    /// Loop iterations per task. The notebook's 2,000,000 take CPython about 0.2 s but
-    /// compiled Rust about 2 ms, so the default is larger to give each task real weight.
+    /// Loop iterations per task. The notebook's 2,000,000 take CPython about half a second
+    /// but compiled Rust about a millisecond, so the default is larger to give each task
+    /// real weight.
     #[arg(long, default_value_t = 200_000_000)]
     pub iters: u64,
     /// Hold one lock per process while CPU work runs, as CPython's GIL does.

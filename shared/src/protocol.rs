@@ -44,6 +44,15 @@ pub enum ToWorker {
     Shutdown,
 }
 
+/// [`ToWorker`] by reference, for encoding without copying a batch: serde gives both
+/// the same variants in the same order, so their frames are byte for byte the same.
+#[derive(Debug, Serialize)]
+pub enum ToWorkerRef<'a> {
+    Setup(&'a Context),
+    Tasks(&'a [Task]),
+    Shutdown,
+}
+
 /// Worker -> coordinator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ToCoordinator {
@@ -128,6 +137,32 @@ mod tests {
             decode::<ToCoordinator>(&encode(&msg).unwrap()).unwrap(),
             msg
         );
+    }
+
+    #[test]
+    fn borrowed_messages_encode_like_owned_ones() {
+        let ToWorker::Tasks(tasks) = sample_tasks() else {
+            unreachable!()
+        };
+        let context = Context {
+            seed: 9,
+            gil: true,
+            ..Context::default()
+        };
+        let pairs = [
+            (
+                encode(&ToWorkerRef::Tasks(&tasks)),
+                encode(&ToWorker::Tasks(tasks.clone())),
+            ),
+            (
+                encode(&ToWorkerRef::Setup(&context)),
+                encode(&ToWorker::Setup(context.clone())),
+            ),
+            (encode(&ToWorkerRef::Shutdown), encode(&ToWorker::Shutdown)),
+        ];
+        for (borrowed, owned) in pairs {
+            assert_eq!(borrowed.unwrap(), owned.unwrap());
+        }
     }
 
     #[test]

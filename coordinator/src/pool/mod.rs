@@ -84,6 +84,8 @@ pub enum PoolError {
     Spawn { id: u32, reason: String },
     #[error("worker {id} failed the handshake: {reason}")]
     Handshake { id: u32, reason: String },
+    #[error("cannot prepare the workers' settings: {0}")]
+    Setup(String),
     #[error("cannot start thread: {0}")]
     Thread(#[source] std::io::Error),
 }
@@ -138,7 +140,7 @@ pub(crate) trait Runner: Send {
     /// The OS process that runs the tasks.
     fn pid(&self) -> u32;
     /// Hands over a batch; it runs after the batches sent before it.
-    fn send(&mut self, tasks: Vec<shared::Task>) -> Result<(), String>;
+    fn send(&mut self, tasks: &[shared::Task]) -> Result<(), String>;
     /// Stops the runner now, whatever it is doing, and says how it ended if it had died.
     fn kill(&mut self) -> Option<String>;
     /// Asks the runner to finish and waits for it.

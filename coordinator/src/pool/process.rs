@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
 use shared::codec::{self, Frame};
-use shared::protocol::{Bootstrap, Hello, ToCoordinator, ToWorker, PROTOCOL_VERSION};
+use shared::protocol::{Bootstrap, Hello, ToCoordinator, ToWorkerRef, PROTOCOL_VERSION};
 use shared::{Context, Task};
 
 use super::{Backend, BackendKind, Event, EventSink, PoolError, Runner};
@@ -77,10 +77,8 @@ pub(crate) struct ProcessBackend {
 
 impl ProcessBackend {
     pub fn new(bin: WorkerBinary, context: Context) -> Result<Self, PoolError> {
-        let setup = codec::encode(&ToWorker::Setup(context)).map_err(|err| PoolError::Spawn {
-            id: 0,
-            reason: err.to_string(),
-        })?;
+        let setup = codec::encode(&ToWorkerRef::Setup(&context))
+            .map_err(|err| PoolError::Setup(err.to_string()))?;
         Ok(ProcessBackend { bin, setup })
     }
 
@@ -278,8 +276,8 @@ impl Runner for ProcessRunner {
         self.pid
     }
 
-    fn send(&mut self, tasks: Vec<Task>) -> Result<(), String> {
-        let frame = codec::encode(&ToWorker::Tasks(tasks)).map_err(|err| err.to_string())?;
+    fn send(&mut self, tasks: &[Task]) -> Result<(), String> {
+        let frame = codec::encode(&ToWorkerRef::Tasks(tasks)).map_err(|err| err.to_string())?;
         self.to_worker
             .send(frame)
             .map_err(|err| format!("cannot send to worker: {err}"))
@@ -290,7 +288,7 @@ impl Runner for ProcessRunner {
     }
 
     fn shutdown(&mut self) {
-        if let Ok(frame) = codec::encode(&ToWorker::Shutdown) {
+        if let Ok(frame) = codec::encode(&ToWorkerRef::Shutdown) {
             let _ = self.to_worker.send(frame);
         }
         self.child.wait_or_kill(SHUTDOWN_GRACE);

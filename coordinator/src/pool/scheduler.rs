@@ -123,15 +123,6 @@ impl Pool {
         self.slots.len()
     }
 
-    pub fn config(&self) -> &PoolConfig {
-        &self.config
-    }
-
-    /// The OS processes currently serving the slots.
-    pub fn pids(&self) -> Vec<u32> {
-        self.slots.iter().map(|s| s.pid).collect()
-    }
-
     /// Runs every input, handing outcomes out as a stream (see [`Run`]).
     pub fn map<I: Iterator<Item = Input>>(&mut self, inputs: I) -> Run<'_, I> {
         let (lo, hi) = inputs.size_hint();
@@ -391,15 +382,23 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
     }
 
     fn send(&mut self, slot_index: usize, batch: Vec<Task>) {
-        let slot = &mut self.pool.slots[slot_index];
-        let Some(runner) = slot.runner.as_mut() else {
+        let Slot {
+            runner, inflight, ..
+        } = &mut self.pool.slots[slot_index];
+        let Some(runner) = runner.as_mut() else {
             self.ready.extend(batch);
             return;
         };
-        slot.inflight.push_back(batch.iter().cloned().collect());
         self.stats.batches += 1;
         self.stats.largest_batch = self.stats.largest_batch.max(batch.len());
-        if let Err(reason) = runner.send(batch) {
+        // The batch stays here (for retries and for the records' inputs); the runner sees
+        // it borrowed, so only a backend that must own it (threads) copies it.
+        inflight.push_back(VecDeque::from(batch));
+        let sent = match inflight.back_mut() {
+            Some(queued) => runner.send(queued.make_contiguous()),
+            None => Ok(()),
+        };
+        if let Err(reason) = sent {
             self.lose(slot_index, reason);
         }
     }

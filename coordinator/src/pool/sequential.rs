@@ -48,8 +48,8 @@ impl Runner for InlineRunner {
         std::process::id()
     }
 
-    fn send(&mut self, tasks: Vec<Task>) -> Result<(), String> {
-        workload::run_batch(&self.context, &tasks, |outcomes| {
+    fn send(&mut self, tasks: &[Task]) -> Result<(), String> {
+        workload::run_batch(&self.context, tasks, |outcomes| {
             self.sink.outcomes(outcomes)
         });
         Ok(())

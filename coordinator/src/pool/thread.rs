@@ -79,10 +79,10 @@ impl Runner for ThreadRunner {
         std::process::id()
     }
 
-    fn send(&mut self, tasks: Vec<Task>) -> Result<(), String> {
+    fn send(&mut self, tasks: &[Task]) -> Result<(), String> {
         match &self.batches {
             Some(batches) => batches
-                .send(tasks)
+                .send(tasks.to_vec())
                 .map_err(|_| "worker thread has stopped".to_string()),
             None => Err("worker thread was shut down".to_string()),
         }
