@@ -70,6 +70,25 @@ fn protocol_version() -> u32 {
         .unwrap_or(PROTOCOL_VERSION)
 }
 
+/// Test hook: `WORKPOOL_TEST_FRAME` = `garbage`, `truncated` or `oversized` makes this
+/// worker send a bad frame in place of its outcomes, so tests can check that the
+/// coordinator treats such a worker as crashed and never trusts what it sent.
+fn corrupt_for_tests(frame: Frame, corruption: &str) -> Frame {
+    let mut bytes = frame.into_vec();
+    match corruption {
+        "garbage" => bytes = vec![0xEE; 64],
+        "truncated" => bytes.truncate(bytes.len() / 2),
+        // Outcomes, one outcome, index 0, attempt 1, Ok, Value::Noop, then a payload
+        // length of u64::MAX: decoding must refuse it without allocating.
+        "oversized" => {
+            bytes = vec![0, 1, 0, 1, 0, 0, 0xFD];
+            bytes.extend_from_slice(&u64::MAX.to_le_bytes());
+        }
+        _ => {}
+    }
+    Frame::from(bytes)
+}
+
 fn serve(args: &Args) -> anyhow::Result<()> {
     let bootstrap = IpcSender::<Bootstrap>::connect(args.connect.clone())
         .with_context(|| format!("cannot connect to coordinator at {}", args.connect))?;
@@ -108,6 +127,7 @@ fn serve(args: &Args) -> anyhow::Result<()> {
         })
         .context("cannot start reader thread")?;
 
+    let corruption = std::env::var("WORKPOOL_TEST_FRAME").unwrap_or_default();
     let mut ctx = shared::Context::default();
     let mut send_error = None;
     for message in inbox {
@@ -117,6 +137,7 @@ fn serve(args: &Args) -> anyhow::Result<()> {
                 workload::run_batch(&ctx, &batch, |done| {
                     if send_error.is_none() {
                         let sent = codec::encode(&ToCoordinator::Outcomes(done))
+                            .map(|frame| corrupt_for_tests(frame, &corruption))
                             .map_err(anyhow::Error::from)
                             .and_then(|frame| outcomes.send(frame).map_err(Into::into));
                         send_error = sent.err();

@@ -85,6 +85,7 @@ fn run(workload: &Workload) -> Result<u8> {
     let mut pool = Pool::start(config).context("cannot start the pool")?;
     let pool_start_ms = pool.start_time().as_secs_f64() * 1000.0;
     let workers = pool.workers();
+    watch_for_interrupts(pool.interrupter())?;
     let mut run = pool.map(plan.inputs);
     while let Some(record) = run.next() {
         progress.inc();
@@ -98,6 +99,7 @@ fn run(workload: &Workload) -> Result<u8> {
     pool.shutdown();
     progress.finish();
     let failed = stats.failed;
+    let interrupted = stats.interrupted;
     let summary = Summary::new(
         plan.workload,
         backend,
@@ -108,11 +110,35 @@ fn run(workload: &Workload) -> Result<u8> {
         pool_start_ms,
     );
     exporter.finish(&summary)?;
-    Ok(if failed > 0 {
+    Ok(if interrupted {
+        exit::INTERRUPTED
+    } else if failed > 0 {
         exit::TASK_FAILED
     } else {
         exit::OK
     })
+}
+
+/// SIGINT or SIGTERM stops the run (pending tasks are reported `cancelled`, workers are
+/// stopped); a second one exits at once, and the workers die with the coordinator.
+fn watch_for_interrupts(interrupter: crate::pool::Interrupter) -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("cannot install the interrupt handler")?;
+    std::thread::Builder::new()
+        .name("workpool-signals".into())
+        .spawn(move || {
+            for (count, _) in signals.forever().enumerate() {
+                if count == 0 {
+                    eprintln!("interrupted: stopping (interrupt again to exit at once)");
+                    interrupter.interrupt();
+                } else {
+                    std::process::exit(i32::from(exit::INTERRUPTED));
+                }
+            }
+        })
+        .context("cannot start the signal thread")?;
+    Ok(())
 }
 
 /// Validates the pool flags into a [`PoolConfig`].
@@ -129,6 +155,9 @@ fn pool_config(opts: &RunOptions, context: shared::Context) -> Result<PoolConfig
             Ok(n) => Chunk::Fixed(n),
         },
     };
+    if opts.first == Some(0) {
+        bail!("--first must be at least 1");
+    }
     if opts.inflight == Some(0) {
         bail!("--inflight must be at least 1");
     }
@@ -145,6 +174,9 @@ fn pool_config(opts: &RunOptions, context: shared::Context) -> Result<PoolConfig
         retries: opts.retries,
         backoff: std::time::Duration::from_millis(opts.backoff_ms),
         context,
+        timeout: opts.timeout,
+        first: opts.first,
+        fail_fast: opts.fail_fast,
         worker_bin,
     })
 }

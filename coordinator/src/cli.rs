@@ -20,7 +20,7 @@ pub struct Cli {
 pub enum Command {
     /// Run a batch of tasks of one workload and stream their outcomes.
     #[command(subcommand)]
-    Run(Workload),
+    Run(Box<Workload>),
     /// Write the notebook's sample price files (one CSV per ticker) for `run files`.
     GenData(GenDataArgs),
     /// The notebook, section by section, measured on this machine on every backend.
@@ -73,6 +73,11 @@ pub struct NoopArgs {
     /// Bytes of payload each task carries to the worker and back.
     #[arg(long, default_value_t = 0, value_name = "BYTES")]
     pub payload: usize,
+    /// Make chosen tasks misbehave, to see what the pool does: KIND@INDEX strikes every
+    /// attempt of task INDEX, KIND@INDEX/N only its first N attempts. KIND is panic,
+    /// abort, exit, kill (SIGKILL) or hang. abort/exit/kill need the process backend.
+    #[arg(long, value_delimiter = ',', value_name = "KIND@INDEX[/N]")]
+    pub fault: Vec<shared::workload::fault::FaultSpec>,
     #[command(flatten)]
     pub run: RunOptions,
 }
@@ -207,6 +212,16 @@ pub struct RunOptions {
     /// Further attempts for a task that failed transiently (network, timeout, worker crash).
     #[arg(long, default_value_t = 0)]
     pub retries: u32,
+    /// Stop a task that runs longer than this (e.g. 500ms, 2s): a worker process is killed
+    /// and replaced; a thread cannot be killed, so it is abandoned and replaced.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Stop after N tasks have succeeded; the rest are reported `cancelled`.
+    #[arg(long, value_name = "N")]
+    pub first: Option<u64>,
+    /// Stop at the first failed task; the rest are reported `cancelled`.
+    #[arg(long)]
+    pub fail_fast: bool,
     /// Base delay before a retry, doubled each attempt, with jitter.
     #[arg(long, default_value_t = 100, value_name = "MS")]
     pub backoff_ms: u64,
@@ -228,6 +243,15 @@ pub struct RunOptions {
     /// The worker executable [default: $WORKPOOL_WORKER, else `worker` next to this binary].
     #[arg(long, value_name = "PATH")]
     pub worker_bin: Option<PathBuf>,
+}
+
+/// `500ms`, `2s`, `1m 30s`: a positive duration.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("the duration must be more than zero".into()),
+        Ok(d) => Ok(d),
+        Err(err) => Err(format!("{err} (write e.g. 500ms, 2s, 1m)")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -122,6 +122,9 @@ impl Demo {
             retries,
             backoff: std::time::Duration::from_millis(if retries > 0 { 20 } else { 0 }),
             context: context.clone(),
+            timeout: None,
+            first: None,
+            fail_fast: false,
             worker_bin: Some(self.bin.clone()),
         };
         let started = Instant::now();

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
+use shared::workload::fault::Fault;
 use shared::workload::fetch::{FetchSettings, DEFAULT_TICKERS};
 use shared::workload::files::FileSettings;
 use shared::{workload, Context, Input};
@@ -23,6 +24,9 @@ impl Plan {
         let seed = workload.options().seed;
         let mut context = Context {
             seed,
+            // With a timeout, a runner reports each task as it ends: an outcome held back
+            // for batching would make the scheduler blame the wrong task for a hang.
+            report_each_task: workload.options().timeout.is_some(),
             ..Context::default()
         };
         let inputs: Box<dyn Iterator<Item = Input> + Send> = match workload {
@@ -35,8 +39,24 @@ impl Plan {
                     );
                 }
                 let len = args.payload;
+                let backend = args.run.backend;
+                if let Some(spec) = args.fault.iter().find(|f| f.fault.kind.ends_process()) {
+                    if backend != crate::pool::BackendKind::Process {
+                        bail!(
+                            "--fault {}@{} would end the coordinator itself on the {} \
+                             backend, where tasks run inside it: use --backend process (a \
+                             crashing task taking the whole pool down is what threads risk)",
+                            spec.fault.kind.as_str(),
+                            spec.index,
+                            backend.as_str()
+                        );
+                    }
+                }
+                let faults: std::collections::HashMap<u64, Fault> =
+                    args.fault.iter().map(|f| (f.index, f.fault)).collect();
                 Box::new((0..args.count).map(move |index| Input::Noop {
                     payload: workload::noop_payload(index, len),
+                    fault: faults.get(&index).copied(),
                 }))
             }
             Workload::Io(args) => {

@@ -10,7 +10,14 @@ use crate::pool::{BackendKind, Order, Record, Stats};
 /// The input of a task as it appears in exports.
 pub fn input_json(input: &Input) -> Json {
     match input {
-        Input::Noop { payload } => json!({ "payload_bytes": payload.len() }),
+        Input::Noop { payload, fault } => match fault {
+            None => json!({ "payload_bytes": payload.len() }),
+            Some(f) => json!({
+                "payload_bytes": payload.len(),
+                "fault": f.kind.as_str(),
+                "fault_attempts": f.attempts,
+            }),
+        },
         Input::Io { ms } => json!({ "ms": ms }),
         Input::Cpu { iters } => json!({ "iters": iters }),
         Input::Fetch { ticker } => json!(ticker),

@@ -74,6 +74,10 @@ mod tests {
                 attempt: 1,
                 input: Input::Noop {
                     payload: vec![1, 2, 3],
+                    fault: Some(crate::workload::fault::Fault {
+                        kind: crate::workload::fault::FaultKind::Hang,
+                        attempts: 2,
+                    }),
                 },
             },
             Task {

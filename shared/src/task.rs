@@ -17,10 +17,11 @@ pub struct Task {
 /// [`Context`], sent once per worker rather than once per task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Input {
-    /// Return at once, echoing `payload` back.
+    /// Return at once, echoing `payload` back (unless `fault` strikes first).
     Noop {
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
+        fault: Option<crate::workload::fault::Fault>,
     },
     /// Sleep for `ms` milliseconds (the notebook's `io_bound_task`).
     Io { ms: u64 },
@@ -36,7 +37,7 @@ impl Input {
     /// Bytes of bulk data the input carries; the chunker keeps a batch's frame bounded by it.
     pub fn payload_len(&self) -> usize {
         match self {
-            Input::Noop { payload } => payload.len(),
+            Input::Noop { payload, .. } => payload.len(),
             Input::Fetch { ticker } => ticker.len(),
             Input::File { path } => path.len(),
             Input::Io { .. } | Input::Cpu { .. } => 0,
@@ -55,4 +56,7 @@ pub struct Context {
     pub files: crate::workload::files::FileSettings,
     /// Hold one process-wide lock while CPU work runs, as CPython's GIL does.
     pub gil: bool,
+    /// Send each outcome as soon as its task ends instead of batching them (needed to
+    /// tell which task of a batch overran a timeout).
+    pub report_each_task: bool,
 }

@@ -143,6 +143,9 @@ impl Exporter for Table {
         for (k, v) in rows {
             grid.add_row([k.to_string(), v]);
         }
+        if let Some(reason) = &s.stats.stopped {
+            grid.add_row(["stopped early".to_string(), reason.clone()]);
+        }
         if !self.quiet && self.header_written {
             writeln!(self.out)?;
         }

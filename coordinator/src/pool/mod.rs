@@ -13,7 +13,7 @@ use crossbeam_channel::Sender;
 use shared::{Context, Outcome};
 
 pub use process::WorkerBinary;
-pub use scheduler::{Pool, Record, Stats};
+pub use scheduler::{Interrupter, Pool, Record, Stats};
 pub use thread::THREAD_NAME_PREFIX;
 
 /// Which backend runs the tasks.
@@ -71,6 +71,12 @@ pub struct PoolConfig {
     pub backoff: Duration,
     /// Shared task settings, sent to every worker once.
     pub context: Context,
+    /// The longest a task may run before its runner is stopped and replaced.
+    pub timeout: Option<Duration>,
+    /// Stop the run after this many successes.
+    pub first: Option<u64>,
+    /// Stop the run at the first failure.
+    pub fail_fast: bool,
     /// Where the worker binary is (process backend only).
     pub worker_bin: Option<WorkerBinary>,
 }
@@ -105,6 +111,8 @@ pub(crate) enum Event {
         generation: u64,
         reason: String,
     },
+    /// SIGINT or SIGTERM: stop the run.
+    Interrupted,
 }
 
 /// Where a runner posts its events.

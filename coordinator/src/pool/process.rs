@@ -21,6 +21,10 @@ pub const WORKER_ENV: &str = "WORKPOOL_WORKER";
 /// How long a new worker has to connect and say hello.
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 
+/// How long a worker sent SIGTERM has before SIGKILL. A worker holds nothing to save, so
+/// this is short: it only spares the kernel a forced kill in the common case.
+const KILL_GRACE: Duration = Duration::from_millis(50);
+
 /// How long a worker asked to shut down has before it is killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -256,7 +260,14 @@ fn read_outcomes(from_worker: IpcReceiver<Frame>, sink: EventSink) {
                         return;
                     }
                 }
-                Err(err) => break format!("sent a corrupt frame ({err})"),
+                Err(err) => {
+                    // Never trusted, and worth a line in the log: it is a bug or an attack.
+                    eprintln!(
+                        "warning: worker {} sent a corrupt frame ({err}); replacing it",
+                        sink.slot
+                    );
+                    break format!("sent a corrupt frame ({err})");
+                }
             },
             Err(ipc_channel::IpcError::Disconnected) => break "closed its channel".into(),
             Err(err) => break format!("channel failed ({err})"),
@@ -308,11 +319,25 @@ impl ChildGuard {
         self.0.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }
 
-    /// Kills the child if it still runs, reaps it, and returns how it ended.
+    /// Stops the child if it still runs (SIGTERM, then SIGKILL after [`KILL_GRACE`]),
+    /// reaps it, and returns how it ended.
     fn kill_and_reap(&mut self) -> Option<ExitStatus> {
         let mut child = self.0.take()?;
         if let Ok(Some(status)) = child.try_wait() {
             return Some(status);
+        }
+        if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+            // SAFETY: kill only sends a signal to our own, not yet reaped, child.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+            let asked = Instant::now();
+            while asked.elapsed() < KILL_GRACE {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Some(status);
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
         }
         let _ = child.kill();
         child.wait().ok()

@@ -64,6 +64,10 @@ pub struct Stats {
     pub batches: u64,
     /// The most tasks sent in one message (`--chunk auto` grows it for tiny tasks).
     pub largest_batch: usize,
+    /// Why the run stopped early, if it did (`--first`, `--fail-fast`, an interrupt).
+    pub stopped: Option<String>,
+    /// Whether the run was stopped by SIGINT or SIGTERM.
+    pub interrupted: bool,
 }
 
 /// A pool of started runners, reusable across runs.
@@ -82,6 +86,21 @@ struct Slot {
     pid: u32,
     /// Batches sent and not yet fully answered, oldest first; the worker runs them in order.
     inflight: VecDeque<VecDeque<Task>>,
+    /// When the task at the head of `inflight` started: the worker runs its queue in order,
+    /// so that is when the batch reached an idle worker or the previous outcome arrived.
+    head_started: Option<Instant>,
+}
+
+impl Slot {
+    fn new(runner: Box<dyn Runner>, generation: u64) -> Slot {
+        Slot {
+            pid: runner.pid(),
+            runner: Some(runner),
+            generation,
+            inflight: VecDeque::new(),
+            head_started: None,
+        }
+    }
 }
 
 impl Pool {
@@ -97,12 +116,7 @@ impl Pool {
         let slots = backend
             .start_all(workers, &sender)?
             .into_iter()
-            .map(|runner| Slot {
-                pid: runner.pid(),
-                runner: Some(runner),
-                generation: 0,
-                inflight: VecDeque::new(),
-            })
+            .map(|runner| Slot::new(runner, 0))
             .collect();
         Ok(Pool {
             config,
@@ -123,10 +137,29 @@ impl Pool {
         self.slots.len()
     }
 
+    /// A handle that stops the current run from another thread (a signal handler).
+    pub fn interrupter(&self) -> Interrupter {
+        Interrupter(self.sender.clone())
+    }
+
     /// Runs every input, handing outcomes out as a stream (see [`Run`]).
     pub fn map<I: Iterator<Item = Input>>(&mut self, inputs: I) -> Run<'_, I> {
+        // A run stopped early leaves killed runners behind; a new run starts with a full pool.
+        while let Ok(event) = self.events.try_recv() {
+            drop(event); // late news from the previous run
+        }
+        for slot in 0..self.slots.len() {
+            if self.slots[slot].runner.is_none() {
+                let generation = self.slots[slot].generation + 1;
+                match self.backend.start(slot, generation, &self.sender) {
+                    Ok(runner) => self.slots[slot] = Slot::new(runner, generation),
+                    Err(err) => eprintln!("warning: cannot restart worker {slot}: {err}"),
+                }
+            }
+        }
         let (lo, hi) = inputs.size_hint();
         Run {
+            stop: None,
             remaining_hint: (Some(lo) == hi).then_some(lo),
             inputs,
             exhausted: false,
@@ -164,10 +197,22 @@ impl Drop for Pool {
     }
 }
 
+/// Stops a run from another thread: the run cancels what is left and ends.
+#[derive(Clone)]
+pub struct Interrupter(Sender<Event>);
+
+impl Interrupter {
+    pub fn interrupt(&self) {
+        let _ = self.0.send(Event::Interrupted);
+    }
+}
+
 /// One run over a pool: an iterator of [`Record`]s, exactly one per input, in the
 /// configured order, each handed out as soon as it is known.
 pub struct Run<'p, I: Iterator<Item = Input>> {
     pool: &'p mut Pool,
+    /// Set when the run must stop early: the reason given to the cancelled tasks.
+    stop: Option<String>,
     inputs: I,
     remaining_hint: Option<usize>,
     exhausted: bool,
@@ -218,6 +263,10 @@ impl<I: Iterator<Item = Input>> Iterator for Run<'_, I> {
         loop {
             if let Some(record) = self.completed.pop_front() {
                 return Some(record);
+            }
+            if let Some(reason) = self.stop.take() {
+                self.cancel_everything(&reason);
+                continue;
             }
             if self.is_finished() {
                 return None;
@@ -383,7 +432,10 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
 
     fn send(&mut self, slot_index: usize, batch: Vec<Task>) {
         let Slot {
-            runner, inflight, ..
+            runner,
+            inflight,
+            head_started,
+            ..
         } = &mut self.pool.slots[slot_index];
         let Some(runner) = runner.as_mut() else {
             self.ready.extend(batch);
@@ -393,6 +445,9 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
         self.stats.largest_batch = self.stats.largest_batch.max(batch.len());
         // The batch stays here (for retries and for the records' inputs); the runner sees
         // it borrowed, so only a backend that must own it (threads) copies it.
+        if inflight.is_empty() {
+            *head_started = Some(Instant::now());
+        }
         inflight.push_back(VecDeque::from(batch));
         let sent = match inflight.back_mut() {
             Some(queued) => runner.send(queued.make_contiguous()),
@@ -412,15 +467,35 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
         }
     }
 
+    /// The earliest moment a running task exceeds `--timeout`, and its slot.
+    fn next_deadline(&self) -> Option<(Instant, usize)> {
+        let limit = self.pool.config.timeout?;
+        self.pool
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.head_started.map(|t| (t + limit, i)))
+            .min()
+    }
+
     fn wait_for_event(&mut self) {
-        let timeout = self
-            .delayed
-            .peek()
-            .map(|d| d.0.at.saturating_duration_since(Instant::now()))
-            .unwrap_or(Duration::from_secs(3600));
+        let now = Instant::now();
+        let wake = [
+            self.delayed.peek().map(|d| d.0.at),
+            self.next_deadline().map(|(at, _)| at),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let timeout = wake.map_or(Duration::from_secs(3600), |at| {
+            at.saturating_duration_since(now)
+        });
         let event = match self.pool.events.recv_timeout(timeout) {
             Ok(event) => event,
-            Err(RecvTimeoutError::Timeout) => return,
+            Err(RecvTimeoutError::Timeout) => {
+                self.expire_late_tasks();
+                return;
+            }
             // The pool holds a sender itself, so this cannot happen.
             Err(RecvTimeoutError::Disconnected) => return,
         };
@@ -428,6 +503,27 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
         // Take whatever else has arrived before dispatching again.
         while let Ok(event) = self.pool.events.try_recv() {
             self.handle(event);
+        }
+        self.expire_late_tasks();
+    }
+
+    /// Stops every runner whose current task has run past `--timeout`: the task ends
+    /// `timeout` (or is retried) and the runner is replaced.
+    fn expire_late_tasks(&mut self) {
+        let Some(limit) = self.pool.config.timeout else {
+            return;
+        };
+        while let Some((at, slot)) = self.next_deadline() {
+            if at > Instant::now() {
+                break;
+            }
+            let how = match self.pool.backend.kind() {
+                BackendKind::Process => "worker killed and replaced",
+                // See thread.rs: a thread cannot be stopped from outside.
+                _ => "its thread cannot be killed: abandoned and replaced",
+            };
+            let reason = format!("task ran longer than the {limit:?} timeout; {how}");
+            self.lose_as(slot, ErrorKind::Timeout, reason);
         }
     }
 
@@ -464,6 +560,43 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
                     self.lose(slot, reason);
                 }
             }
+            Event::Interrupted => {
+                self.stats.interrupted = true;
+                self.request_stop("interrupted".to_string());
+            }
+        }
+    }
+
+    /// Asks the run to stop at the next step; the first reason given wins.
+    fn request_stop(&mut self, reason: String) {
+        if self.stats.stopped.is_none() {
+            self.stats.stopped = Some(reason.clone());
+            self.stop = Some(reason);
+        }
+    }
+
+    /// Ends the run now: kills runners that are busy (their tasks would be wasted work),
+    /// and reports every task not yet finished as `cancelled`, in input order.
+    fn cancel_everything(&mut self, reason: &str) {
+        let mut tasks: Vec<Task> = Vec::new();
+        for slot in &mut self.pool.slots {
+            if slot.inflight.is_empty() {
+                continue;
+            }
+            if let Some(mut runner) = slot.runner.take() {
+                runner.kill();
+            }
+            // Outcomes still on their way from the killed runner must be ignored.
+            slot.generation += 1;
+            slot.head_started = None;
+            tasks.extend(slot.inflight.drain(..).flatten());
+        }
+        tasks.extend(self.take_unstarted());
+        tasks.sort_by_key(|t| t.index);
+        let message = format!("cancelled: {reason}");
+        for task in tasks {
+            let err = TaskError::new(ErrorKind::Cancelled, message.clone());
+            self.settle(task, Err(err), None, 0.0);
         }
     }
 
@@ -479,6 +612,9 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
         if front.is_empty() {
             inflight.pop_front();
         }
+        // The runner goes straight on to its next queued task, if any.
+        let next_started = (!inflight.is_empty()).then(Instant::now);
+        self.pool.slots[slot].head_started = next_started;
         task
     }
 
@@ -521,7 +657,14 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
             }
         }
         match &result {
-            Ok(_) => self.stats.succeeded += 1,
+            Ok(_) => {
+                self.stats.succeeded += 1;
+                if let Some(n) = self.pool.config.first {
+                    if self.stats.succeeded >= n {
+                        self.request_stop(format!("--first {n} reached"));
+                    }
+                }
+            }
             Err(err) => {
                 self.stats.failed += 1;
                 *self
@@ -529,6 +672,9 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
                     .failed_by_kind
                     .entry(err.kind.as_str())
                     .or_insert(0) += 1;
+                if self.pool.config.fail_fast && err.kind != ErrorKind::Cancelled {
+                    self.request_stop(format!("--fail-fast: task {} failed", task.index));
+                }
             }
         }
         self.outstanding -= 1;
@@ -574,19 +720,30 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
     /// A runner is gone: reap it, fail the task it was running (retried if allowed), put
     /// the tasks it had not started back in line, and start a replacement.
     fn lose(&mut self, slot_index: usize, reason: String) {
+        self.lose_as(slot_index, ErrorKind::WorkerCrashed, reason);
+    }
+
+    /// Like [`Run::lose`], with the error kind the running task ends with.
+    fn lose_as(&mut self, slot_index: usize, kind: ErrorKind, reason: String) {
         let slot = &mut self.pool.slots[slot_index];
         let exit = slot.runner.as_mut().and_then(|r| r.kill());
         slot.runner = None;
+        let ran_ms = slot
+            .head_started
+            .take()
+            .map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0);
         let pid = slot.pid;
         let mut queued: VecDeque<Task> = slot.inflight.drain(..).flatten().collect();
-        let message = match exit {
-            Some(exit) => format!("worker {slot_index} (pid {pid}) {exit} ({reason})"),
-            None => format!("worker {slot_index} (pid {pid}) {reason}"),
+        let message = match (kind, exit) {
+            (ErrorKind::Timeout, _) | (_, None) => {
+                format!("worker {slot_index} (pid {pid}): {reason}")
+            }
+            (_, Some(exit)) => format!("worker {slot_index} (pid {pid}) {exit} ({reason})"),
         };
         self.stats.workers_replaced += 1;
         if let Some(running) = queued.pop_front() {
-            let err = TaskError::new(ErrorKind::WorkerCrashed, message.clone());
-            self.settle(running, Err(err), Some((slot_index as u32, pid)), 0.0);
+            let err = TaskError::new(kind, message.clone());
+            self.settle(running, Err(err), Some((slot_index as u32, pid)), ran_ms);
         }
         // Unstarted tasks go first in line, ahead of new inputs, in their original order.
         for task in queued.into_iter().rev() {
@@ -618,12 +775,7 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
 
     /// Every runner is gone and none can be started: report every remaining task.
     fn fail_everything(&mut self, message: &str) {
-        let mut tasks: Vec<Task> = self.ready.drain(..).collect();
-        tasks.extend(self.delayed.drain().map(|Reverse(d)| d.task));
-        while let Some(task) = self.next_input() {
-            tasks.push(task);
-        }
-        for task in tasks {
+        for task in self.take_unstarted() {
             let err = TaskError::new(ErrorKind::WorkerCrashed, message);
             // No retry can help: make this the last attempt.
             let task = Task {
@@ -632,5 +784,16 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
             };
             self.settle(task, Err(err), None, 0.0);
         }
+    }
+
+    /// Every task not yet handed to a runner: ready, waiting out a backoff, or not yet
+    /// read from the input.
+    fn take_unstarted(&mut self) -> Vec<Task> {
+        let mut tasks: Vec<Task> = self.ready.drain(..).collect();
+        tasks.extend(self.delayed.drain().map(|Reverse(d)| d.task));
+        while let Some(task) = self.next_input() {
+            tasks.push(task);
+        }
+        tasks
     }
 }

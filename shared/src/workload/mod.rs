@@ -1,6 +1,7 @@
 //! The workloads: the code a task runs, identical in a thread and in a worker process.
 
 mod cpu;
+pub mod fault;
 pub mod fetch;
 pub mod files;
 mod gil;
@@ -16,8 +17,12 @@ use crate::{Context, ErrorKind, Input, Outcome, Task, TaskError, Value};
 /// the thread or process that ran it keeps serving.
 pub fn execute(ctx: &Context, task: &Task) -> Outcome {
     let start = Instant::now();
-    let result = panic::catch_unwind(AssertUnwindSafe(|| run(ctx, task)))
-        .unwrap_or_else(|panic| Err(TaskError::new(ErrorKind::Panicked, panic_message(&panic))));
+    let result = panic::catch_unwind(AssertUnwindSafe(|| run(ctx, task))).unwrap_or_else(|panic| {
+        Err(TaskError::new(
+            ErrorKind::Panicked,
+            panic_message(panic.as_ref()),
+        ))
+    });
     Outcome {
         index: task.index,
         attempt: task.attempt,
@@ -28,9 +33,14 @@ pub fn execute(ctx: &Context, task: &Task) -> Outcome {
 
 fn run(ctx: &Context, task: &Task) -> Result<Value, TaskError> {
     match &task.input {
-        Input::Noop { payload } => Ok(Value::Noop {
-            payload: payload.clone(),
-        }),
+        Input::Noop { payload, fault } => {
+            if let Some(fault) = fault {
+                fault.strike(task.attempt);
+            }
+            Ok(Value::Noop {
+                payload: payload.clone(),
+            })
+        }
         Input::Io { ms } => {
             std::thread::sleep(Duration::from_millis(*ms));
             Ok(Value::Io { slept_ms: *ms })
@@ -62,7 +72,7 @@ pub fn run_batch(ctx: &Context, tasks: &[Task], mut flush: impl FnMut(Vec<Outcom
     let mut last_flush = Instant::now();
     for task in tasks {
         pending.push(execute(ctx, task));
-        if last_flush.elapsed() >= FLUSH_AFTER {
+        if ctx.report_each_task || last_flush.elapsed() >= FLUSH_AFTER {
             if !flush(std::mem::take(&mut pending)) {
                 return;
             }
@@ -98,4 +108,17 @@ pub fn noop_payload(index: u64, len: usize) -> Vec<u8> {
             state as u8
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_messages_are_recovered() {
+        let payload = std::panic::catch_unwind(|| panic!("formatted {}", 7)).unwrap_err();
+        assert_eq!(panic_message(payload.as_ref()), "formatted 7");
+        let payload = std::panic::catch_unwind(|| panic!("plain")).unwrap_err();
+        assert_eq!(panic_message(payload.as_ref()), "plain");
+    }
 }
