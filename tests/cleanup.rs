@@ -5,7 +5,7 @@ use crate::common::{run_jsonl, WORKER};
 
 /// What is left of a process after its coordinator exited, judged from `/proc`.
 #[derive(Debug, PartialEq)]
-enum Leftover {
+pub(crate) enum Leftover {
     /// No such process (or one that is not ours: the pid was reused).
     Gone,
     /// A worker of ours still running.
@@ -14,7 +14,7 @@ enum Leftover {
     Zombie,
 }
 
-fn leftover(pid: i32) -> Leftover {
+pub(crate) fn leftover(pid: i32) -> Leftover {
     // SAFETY: signal 0 only checks that the process exists; nothing is sent.
     if unsafe { libc::kill(pid, 0) } == -1 {
         let err = std::io::Error::last_os_error();

@@ -4,9 +4,11 @@
 
 mod common;
 
+mod chaos;
 mod cleanup;
 mod errors;
 mod exports;
+mod faults;
 mod info;
 mod order;
 mod protocol;

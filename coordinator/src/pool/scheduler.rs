@@ -26,6 +26,10 @@ const PIPELINE_BELOW_US: f64 = 5_000.0;
 /// How many tasks past the oldest unreported one input order may start: it bounds the
 /// reorder buffer when one early task is slow.
 const REORDER_WINDOW: u64 = 16_384;
+/// Starting a replacement runner is tried this often before its slot is given up...
+const RESTART_TRIES: u32 = 5;
+/// ...with this pause after the first failure, doubled after each further one.
+const RESTART_PAUSE: Duration = Duration::from_millis(10);
 /// The longest backoff between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -58,7 +62,7 @@ pub struct Stats {
     pub failed_by_kind: BTreeMap<&'static str, u64>,
     /// Attempts beyond the first, over all tasks.
     pub retries: u64,
-    /// Runners that died or were killed and replaced.
+    /// Replacement runners started after one died or was killed.
     pub workers_replaced: u64,
     /// Messages sent to runners.
     pub batches: u64,
@@ -656,6 +660,17 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
                 return;
             }
         }
+        self.record(task, result, ran_on, elapsed_ms);
+    }
+
+    /// Reports a task's final result and hands it to the output in the configured order.
+    fn record(
+        &mut self,
+        task: Task,
+        result: Result<Value, TaskError>,
+        ran_on: Option<(u32, u32)>,
+        elapsed_ms: f64,
+    ) {
         match &result {
             Ok(_) => {
                 self.stats.succeeded += 1;
@@ -726,12 +741,13 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
     /// Like [`Run::lose`], with the error kind the running task ends with.
     fn lose_as(&mut self, slot_index: usize, kind: ErrorKind, reason: String) {
         let slot = &mut self.pool.slots[slot_index];
-        let exit = slot.runner.as_mut().and_then(|r| r.kill());
-        slot.runner = None;
+        // How long the running task had run, measured before the kill adds its own time.
         let ran_ms = slot
             .head_started
             .take()
             .map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0);
+        let exit = slot.runner.as_mut().and_then(|r| r.kill());
+        slot.runner = None;
         let pid = slot.pid;
         let mut queued: VecDeque<Task> = slot.inflight.drain(..).flatten().collect();
         let message = match (kind, exit) {
@@ -740,7 +756,6 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
             }
             (_, Some(exit)) => format!("worker {slot_index} (pid {pid}) {exit} ({reason})"),
         };
-        self.stats.workers_replaced += 1;
         if let Some(running) = queued.pop_front() {
             let err = TaskError::new(kind, message.clone());
             self.settle(running, Err(err), Some((slot_index as u32, pid)), ran_ms);
@@ -752,37 +767,49 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
         self.restart(slot_index, &message);
     }
 
+    /// Starts a replacement for a lost runner. A replacement can itself fail to start (it
+    /// was killed during its handshake, the machine is out of processes), so it is tried a
+    /// few times with growing pauses before the slot is given up.
     fn restart(&mut self, slot_index: usize, after: &str) {
-        let slot = &mut self.pool.slots[slot_index];
-        slot.generation += 1;
-        match self
-            .pool
-            .backend
-            .start(slot_index, slot.generation, &self.pool.sender)
-        {
-            Ok(runner) => {
-                slot.pid = runner.pid();
-                slot.runner = Some(runner);
-            }
-            Err(err) => {
-                eprintln!("warning: cannot replace worker after it {after}: {err}");
-                if self.pool.slots.iter().all(|s| s.runner.is_none()) {
-                    self.fail_everything(&format!("no worker left: {err}"));
+        let mut pause = RESTART_PAUSE;
+        let mut last_error = None;
+        for _ in 0..RESTART_TRIES {
+            let slot = &mut self.pool.slots[slot_index];
+            slot.generation += 1;
+            match self
+                .pool
+                .backend
+                .start(slot_index, slot.generation, &self.pool.sender)
+            {
+                Ok(runner) => {
+                    slot.pid = runner.pid();
+                    slot.runner = Some(runner);
+                    self.stats.workers_replaced += 1;
+                    return;
+                }
+                Err(err) => {
+                    last_error = Some(err);
+                    std::thread::sleep(pause);
+                    pause *= 2;
                 }
             }
+        }
+        let err = last_error.map_or_else(String::new, |e| e.to_string());
+        eprintln!(
+            "warning: cannot replace worker {slot_index} after it {after}: {RESTART_TRIES} \
+             tries failed, the last with: {err}"
+        );
+        if self.pool.slots.iter().all(|s| s.runner.is_none()) {
+            self.fail_everything(&format!("no worker left: {err}"));
         }
     }
 
     /// Every runner is gone and none can be started: report every remaining task.
     fn fail_everything(&mut self, message: &str) {
         for task in self.take_unstarted() {
+            // No retry can help: this is final, whatever --retries allows.
             let err = TaskError::new(ErrorKind::WorkerCrashed, message);
-            // No retry can help: make this the last attempt.
-            let task = Task {
-                attempt: task.attempt.max(self.pool.config.retries + 1),
-                ..task
-            };
-            self.settle(task, Err(err), None, 0.0);
+            self.record(task, Err(err), None, 0.0);
         }
     }
 
