@@ -24,6 +24,10 @@ struct Args {
     /// The coordinator's pid: if the worker's parent is not it, the coordinator is gone.
     #[arg(long)]
     parent: Option<u32>,
+    /// Echo every frame back unchanged instead of running tasks: `bench` measures the
+    /// bare ipc-channel round trip (the floor under any pool) with it.
+    #[arg(long, hide = true)]
+    echo: bool,
 }
 
 fn main() -> ExitCode {
@@ -108,6 +112,12 @@ fn serve(args: &Args) -> anyhow::Result<()> {
         })
         .context("handshake with coordinator failed")?;
     drop(bootstrap);
+    if args.echo {
+        while let Ok(frame) = tasks.recv() {
+            outcomes.send(frame).context("cannot echo")?;
+        }
+        return Ok(());
+    }
 
     // Frames are read on their own thread so the coordinator's sends never wait for a
     // running batch to finish; the queue holds at most the few batches it has in flight.

@@ -51,6 +51,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Run(workload) => run(workload),
         Command::GenData(args) => crate::gen_data::run(args).map(|()| exit::OK),
         Command::Demo(args) => crate::demo::run(args),
+        Command::Bench(args) => crate::bench::run(args),
         Command::Info(args) => crate::info::run(args).map(|()| exit::OK),
     }
 }

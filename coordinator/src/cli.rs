@@ -25,6 +25,9 @@ pub enum Command {
     GenData(GenDataArgs),
     /// The notebook, section by section, measured on this machine on every backend.
     Demo(DemoArgs),
+    /// Measure what processes cost compared with threads: start-up, latency, throughput,
+    /// payload, memory, scaling, the machine's floor, and Python's executors as peers.
+    Bench(BenchArgs),
     /// Show this machine's facts and which worker binary would be used.
     Info(InfoArgs),
 }
@@ -174,6 +177,89 @@ pub struct GenDataArgs {
     /// Seed of the random prices and volumes.
     #[arg(long, default_value_t = shared::seed::DEFAULT_SEED)]
     pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Suites to run, comma-separated [default: all].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub suite: Vec<Suite>,
+    /// Worker counts to sweep [default: 1,2,4,8; with --quick 1,2,4].
+    #[arg(short, long, value_delimiter = ',')]
+    pub workers: Vec<usize>,
+    /// Measured runs per configuration [default: 5; with --quick 2].
+    #[arg(long)]
+    pub runs: Option<usize>,
+    /// Unmeasured warm-up runs before them [default: 1].
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    /// A short pass: fewer runs and samples, smaller tasks.
+    #[arg(long)]
+    pub quick: bool,
+    /// Write every measurement as JSON to FILE (`-`: standard output), after each suite.
+    #[arg(long, value_name = "FILE")]
+    pub export_json: Option<PathBuf>,
+    /// Write one CSV row per measurement to FILE (`-`: standard output).
+    #[arg(long, value_name = "FILE")]
+    pub export_csv: Option<PathBuf>,
+    /// Write Markdown tables to FILE (`-`: standard output).
+    #[arg(long, value_name = "FILE")]
+    pub export_markdown: Option<PathBuf>,
+    /// Also measure these peers in the same run: `python` (ThreadPoolExecutor and
+    /// ProcessPoolExecutor; skipped with a note when python3 is missing).
+    #[arg(long, value_delimiter = ',', value_parser = ["python"])]
+    pub peers: Vec<String>,
+    /// The worker executable [default: $WORKPOOL_WORKER, else `worker` next to this binary].
+    #[arg(long, value_name = "PATH")]
+    pub worker_bin: Option<PathBuf>,
+}
+
+/// The bench suites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Suite {
+    /// Pool ready (spawn + handshake) and shutdown, across the worker sweep.
+    Startup,
+    /// One no-op at a time on a warm pool: median, p95, p99, histogram.
+    Latency,
+    /// No-op tasks per second across batch sizes and pipeline depths.
+    Throughput,
+    /// 1 KiB..1 MiB payloads: serialization alone against the whole round trip.
+    Payload,
+    /// Worker process RSS/PSS against what a thread adds.
+    Memory,
+    /// Speedup over sequential on io, cpu and files, cold and warm.
+    Scaling,
+    /// The task duration at which the process pool's overhead is 10% and 1%.
+    BreakEven,
+    /// This machine's floor: bare ipc echo between processes, bare channel echo.
+    Floor,
+}
+
+impl Suite {
+    /// Floor first, so that every later latency can be compared with it.
+    pub const ALL: [Suite; 8] = [
+        Suite::Floor,
+        Suite::Startup,
+        Suite::Latency,
+        Suite::Throughput,
+        Suite::Payload,
+        Suite::Memory,
+        Suite::Scaling,
+        Suite::BreakEven,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Suite::Startup => "startup",
+            Suite::Latency => "latency",
+            Suite::Throughput => "throughput",
+            Suite::Payload => "payload",
+            Suite::Memory => "memory",
+            Suite::Scaling => "scaling",
+            Suite::BreakEven => "break-even",
+            Suite::Floor => "floor",
+        }
+    }
 }
 
 #[derive(Debug, Args)]

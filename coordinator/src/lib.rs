@@ -2,6 +2,7 @@
 //! is a thin shell over [`app::run`]; tests and benchmarks call this library directly.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod export;

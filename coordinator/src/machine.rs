@@ -45,13 +45,23 @@ pub fn default_workers() -> usize {
 
 /// This process's peak resident set (VmHWM), in KiB; Linux only.
 pub fn peak_rss_kib() -> Option<u64> {
-    proc_status_kib("VmHWM:")
+    proc_field_kib("/proc/self/status", "VmHWM:")
 }
 
-fn proc_status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
+/// Resident memory of process `pid` (VmRSS), in KiB; Linux only.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    proc_field_kib(&format!("/proc/{pid}/status"), "VmRSS:")
+}
+
+/// Proportional set size of `pid` (shared pages divided among their users), in KiB:
+/// what a process really adds. sysinfo does not report it; /proc/PID/smaps_rollup does.
+pub fn pss_kib(pid: u32) -> Option<u64> {
+    proc_field_kib(&format!("/proc/{pid}/smaps_rollup"), "Pss:")
+}
+
+fn proc_field_kib(path: &str, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
         .find_map(|line| line.strip_prefix(field))?
         .split_whitespace()
         .next()?

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use shared::{Context, Outcome};
 
-pub use process::WorkerBinary;
+pub use process::{EchoPeer, WorkerBinary};
 pub use scheduler::{Interrupter, Pool, Record, Stats};
 pub use thread::THREAD_NAME_PREFIX;
 

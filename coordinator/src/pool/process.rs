@@ -88,29 +88,7 @@ impl ProcessBackend {
 
     /// Spawns the process and opens its server, without waiting for it to connect.
     fn spawn(&self, slot: usize) -> Result<Pending, PoolError> {
-        let id = slot as u32;
-        let spawn_err = |reason: String| PoolError::Spawn { id, reason };
-        let (server, name) = IpcOneShotServer::<Bootstrap>::new()
-            .map_err(|err| spawn_err(format!("cannot open ipc server: {err}")))?;
-        let child = Command::new(&self.bin.path)
-            .arg("--connect")
-            .arg(&name)
-            .arg("--id")
-            .arg(id.to_string())
-            .arg("--parent")
-            .arg(std::process::id().to_string())
-            // Workers talk over ipc only: a piped stream nobody reads would block them.
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|err| spawn_err(format!("cannot run {}: {err}", self.bin.path.display())))?;
-        Ok(Pending {
-            id,
-            name,
-            server,
-            child: ChildGuard(Some(child)),
-        })
+        spawn_worker(&self.bin, slot, &[])
     }
 
     /// Completes the handshake of a spawned worker and starts reading its outcomes.
@@ -169,6 +147,35 @@ impl ProcessBackend {
             to_worker: bootstrap.to_worker,
         }))
     }
+}
+
+/// Starts `worker` with the coordinator's connection arguments plus `extra`, and opens
+/// the server it will connect to.
+fn spawn_worker(bin: &WorkerBinary, slot: usize, extra: &[&str]) -> Result<Pending, PoolError> {
+    let id = slot as u32;
+    let spawn_err = |reason: String| PoolError::Spawn { id, reason };
+    let (server, name) = IpcOneShotServer::<Bootstrap>::new()
+        .map_err(|err| spawn_err(format!("cannot open ipc server: {err}")))?;
+    let child = Command::new(&bin.path)
+        .args(extra)
+        .arg("--connect")
+        .arg(&name)
+        .arg("--id")
+        .arg(id.to_string())
+        .arg("--parent")
+        .arg(std::process::id().to_string())
+        // Workers talk over ipc only: a piped stream nobody reads would block them.
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|err| spawn_err(format!("cannot run {}: {err}", bin.path.display())))?;
+    Ok(Pending {
+        id,
+        name,
+        server,
+        child: ChildGuard(Some(child)),
+    })
 }
 
 struct Pending {
@@ -389,5 +396,41 @@ fn signal_name(signal: i32) -> &'static str {
         libc::SIGPIPE => "SIGPIPE",
         libc::SIGTERM => "SIGTERM",
         _ => "signal",
+    }
+}
+
+/// A worker in echo mode: the bare ipc-channel round trip between two processes, with no
+/// pool logic, which `bench` reports as the floor under every process-backend latency.
+pub struct EchoPeer {
+    _child: ChildGuard,
+    to_worker: IpcSender<Frame>,
+    from_worker: IpcReceiver<Frame>,
+}
+
+impl EchoPeer {
+    pub fn start(bin: &WorkerBinary) -> Result<EchoPeer, PoolError> {
+        let Pending {
+            name,
+            server,
+            mut child,
+            ..
+        } = spawn_worker(bin, 0, &["--echo"])?;
+        let bootstrap = accept_with_deadline(server, &name, &mut child, HANDSHAKE_DEADLINE)
+            .map_err(|reason| PoolError::Handshake { id: 0, reason })?;
+        Ok(EchoPeer {
+            _child: child,
+            to_worker: bootstrap.to_worker,
+            from_worker: bootstrap.from_worker,
+        })
+    }
+
+    /// Sends `frame` and waits for it to come back.
+    pub fn round_trip(&self, frame: &Frame) -> Result<Frame, String> {
+        self.to_worker
+            .send(frame.clone())
+            .map_err(|err| format!("cannot send to echo worker: {err}"))?;
+        self.from_worker
+            .recv()
+            .map_err(|err| format!("echo worker did not answer: {err}"))
     }
 }

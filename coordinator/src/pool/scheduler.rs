@@ -141,6 +141,12 @@ impl Pool {
         self.slots.len()
     }
 
+    /// The OS processes serving the slots (all the coordinator's own on the thread and
+    /// sequential backends); `bench` reads their memory.
+    pub fn pids(&self) -> Vec<u32> {
+        self.slots.iter().map(|s| s.pid).collect()
+    }
+
     /// A handle that stops the current run from another thread (a signal handler).
     pub fn interrupter(&self) -> Interrupter {
         Interrupter(self.sender.clone())

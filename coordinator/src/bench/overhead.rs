@@ -1,0 +1,400 @@
+//! The overhead suites: pool start-up, one-task latency, no-op throughput, payload cost,
+//! the machine's floor, and the task duration at which a process pool breaks even.
+
+use std::time::Instant;
+
+use anyhow::{anyhow, Result};
+use shared::codec::{self, Frame};
+use shared::protocol::{ToWorker, ToWorkerRef};
+use shared::{Context, Input, Task};
+
+use super::model::{Measurement, Report};
+use super::{ms_since, stats, Bench};
+use crate::pool::{BackendKind, Chunk, EchoPeer, Pool};
+
+const POOLED: [BackendKind; 2] = [BackendKind::Process, BackendKind::Thread];
+
+fn noop(payload: usize) -> Input {
+    Input::Noop {
+        payload: vec![0xA5; payload],
+        fault: None,
+    }
+}
+
+fn push(report: &mut Report, m: Option<Measurement>) {
+    if let Some(m) = m {
+        report.measurements.push(m);
+    }
+}
+
+/// Pool ready (spawned and handshaken, every worker answered) and shutdown, per backend
+/// across the worker sweep.
+pub fn startup(bench: &Bench, report: &mut Report) -> Result<()> {
+    for backend in POOLED {
+        for &workers in &bench.sweep {
+            let mut shutdowns = Vec::new();
+            let ready = bench.repeat(|| {
+                let t = Instant::now();
+                let pool = bench.pool(backend, workers, Chunk::Auto, None, Context::default())?;
+                let ready = ms_since(t);
+                let t = Instant::now();
+                pool.shutdown();
+                shutdowns.push(ms_since(t));
+                Ok(ready)
+            })?;
+            let shutdowns = &shutdowns[shutdowns.len() - ready.len()..];
+            let rt = backend.as_str();
+            push(
+                report,
+                Measurement::new(
+                    "startup",
+                    "pool ready",
+                    rt,
+                    Some(workers),
+                    None,
+                    "ms",
+                    &ready,
+                ),
+            );
+            push(
+                report,
+                Measurement::new(
+                    "startup",
+                    "shutdown",
+                    rt,
+                    Some(workers),
+                    None,
+                    "ms",
+                    shutdowns,
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Samples of one no-op at a time on a warm one-worker pool, in microseconds.
+fn round_trips(pool: &mut Pool, samples: usize, payload: usize) -> Result<Vec<f64>> {
+    let input = noop(payload);
+    for _ in 0..samples.min(100) {
+        pool.map(std::iter::once(input.clone())).for_each(drop);
+    }
+    let mut values = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let t = Instant::now();
+        let record = pool
+            .map(std::iter::once(input.clone()))
+            .next()
+            .ok_or_else(|| anyhow!("no outcome"))?;
+        values.push(t.elapsed().as_secs_f64() * 1e6);
+        record.result.map_err(|e| anyhow!("no-op failed: {e}"))?;
+    }
+    Ok(values)
+}
+
+fn latency_samples(bench: &Bench) -> usize {
+    if bench.quick {
+        500
+    } else {
+        5000
+    }
+}
+
+/// One no-op at a time on a warm pool: median, p95, p99, max, and a histogram.
+pub fn latency(bench: &Bench, report: &mut Report) -> Result<()> {
+    for backend in POOLED {
+        let mut pool = bench.pool(backend, 1, Chunk::Fixed(1), Some(1), Context::default())?;
+        let values = round_trips(&mut pool, latency_samples(bench), 0)?;
+        pool.shutdown();
+        report
+            .histograms
+            .insert(backend.as_str().to_string(), stats::histogram(&values, 20));
+        push(
+            report,
+            Measurement::new(
+                "latency",
+                "noop round trip",
+                backend.as_str(),
+                Some(1),
+                None,
+                "us",
+                &values,
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// No-op tasks per second with 2 workers, per backend, across batch sizes and pipeline
+/// depths.
+pub fn throughput(bench: &Bench, report: &mut Report) -> Result<()> {
+    let workers = 2;
+    let depths: &[Option<usize>] = if bench.quick {
+        &[Some(1), Some(4)]
+    } else {
+        &[Some(1), Some(2), Some(4)]
+    };
+    for backend in POOLED {
+        let mut configs: Vec<(Chunk, Option<usize>)> = Vec::new();
+        for chunk in [Chunk::Fixed(1), Chunk::Fixed(16), Chunk::Fixed(256)] {
+            configs.extend(depths.iter().map(|&d| (chunk, d)));
+        }
+        configs.push((Chunk::Auto, None));
+        for (chunk, inflight) in configs {
+            let tasks: u64 = match (chunk, bench.quick) {
+                (Chunk::Fixed(1), true) => 5_000,
+                (Chunk::Fixed(1), false) => 20_000,
+                (_, true) => 50_000,
+                (_, false) => 300_000,
+            };
+            let mut pool = bench.pool(backend, workers, chunk, inflight, Context::default())?;
+            let values = bench.repeat(|| {
+                let t = Instant::now();
+                let done = pool.map((0..tasks).map(|_| noop(0))).count() as f64;
+                Ok(done / t.elapsed().as_secs_f64())
+            })?;
+            pool.shutdown();
+            let param = match (chunk, inflight) {
+                (Chunk::Auto, _) => "chunk=auto".to_string(),
+                (Chunk::Fixed(n), Some(d)) => format!("chunk={n} inflight={d}"),
+                (Chunk::Fixed(n), None) => format!("chunk={n}"),
+            };
+            push(
+                report,
+                Measurement::new(
+                    "throughput",
+                    "noop throughput",
+                    backend.as_str(),
+                    Some(workers),
+                    Some(param),
+                    "tasks/s",
+                    &values,
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Payloads of 1 KiB to 1 MiB: encode and decode alone, in this process, against the
+/// whole round trip through a worker process (and a thread, which needs no encoding).
+pub fn payload(bench: &Bench, report: &mut Report) -> Result<()> {
+    for size in [1usize << 10, 16 << 10, 256 << 10, 1 << 20] {
+        let param = Some(format!("{} KiB", size >> 10));
+        let samples = if bench.quick { 20 } else { (64 << 20) / size }.clamp(20, 2000);
+        let task = Task {
+            index: 0,
+            attempt: 1,
+            input: noop(size),
+        };
+        let mut codec_us = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let t = Instant::now();
+            // Both directions, as a round trip does: the task out, its echo back.
+            let frame = codec::encode(&ToWorkerRef::Tasks(std::slice::from_ref(&task)))?;
+            let decoded: ToWorker = codec::decode(&frame)?;
+            let back = codec::encode(&decoded)?;
+            let _: ToWorker = codec::decode(&back)?;
+            codec_us.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        push(
+            report,
+            Measurement::new(
+                "payload",
+                "encode+decode both ways",
+                "in-process",
+                None,
+                param.clone(),
+                "us",
+                &codec_us,
+            ),
+        );
+        for backend in POOLED {
+            let mut pool = bench.pool(backend, 1, Chunk::Fixed(1), Some(1), Context::default())?;
+            let values = round_trips(&mut pool, samples, size)?;
+            pool.shutdown();
+            push(
+                report,
+                Measurement::new(
+                    "payload",
+                    "round trip",
+                    backend.as_str(),
+                    Some(1),
+                    param.clone(),
+                    "us",
+                    &values,
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The machine's floor: a bare ipc-channel echo between two processes (no pool logic)
+/// and a bare channel echo between two threads.
+pub fn floor(bench: &Bench, report: &mut Report) -> Result<()> {
+    let samples = latency_samples(bench);
+    let peer = EchoPeer::start(&bench.bin)?;
+    // The size of a one-task no-op batch frame, so the floor moves the same bytes.
+    let frame: Frame = codec::encode(&ToWorkerRef::Tasks(&[Task {
+        index: 1,
+        attempt: 1,
+        input: noop(0),
+    }]))?;
+    let mut ipc = Vec::with_capacity(samples);
+    for i in 0..samples + 100 {
+        let t = Instant::now();
+        peer.round_trip(&frame).map_err(|e| anyhow!(e))?;
+        if i >= 100 {
+            ipc.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    drop(peer);
+    push(
+        report,
+        Measurement::new(
+            "floor",
+            "echo round trip",
+            "floor-ipc",
+            None,
+            None,
+            "us",
+            &ipc,
+        ),
+    );
+
+    let (to_thread, inbox) = crossbeam_channel::bounded::<Vec<u8>>(1);
+    let (to_main, replies) = crossbeam_channel::bounded::<Vec<u8>>(1);
+    let echo = std::thread::spawn(move || {
+        for message in inbox {
+            if to_main.send(message).is_err() {
+                break;
+            }
+        }
+    });
+    let mut threads = Vec::with_capacity(samples);
+    for i in 0..samples + 100 {
+        let t = Instant::now();
+        to_thread.send(frame.to_vec())?;
+        replies.recv()?;
+        if i >= 100 {
+            threads.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    drop(to_thread);
+    let _ = echo.join();
+    push(
+        report,
+        Measurement::new(
+            "floor",
+            "echo round trip",
+            "floor-thread",
+            None,
+            None,
+            "us",
+            &threads,
+        ),
+    );
+    Ok(())
+}
+
+/// The task duration at which the process backend's overhead falls to 10% and 1% of the
+/// work, from the measured start-up and per-task costs, checked with real runs.
+pub fn break_even(bench: &Bench, report: &mut Report) -> Result<()> {
+    const TASKS: u64 = 100;
+    let t = Instant::now();
+    let mut pool = bench.pool(
+        BackendKind::Process,
+        1,
+        Chunk::Fixed(1),
+        Some(1),
+        Context::default(),
+    )?;
+    let start_ms = ms_since(t);
+    let per_task_us = stats::Summary::of(&round_trips(&mut pool, latency_samples(bench) / 5, 0)?)
+        .map_or(0.0, |s| s.median);
+    pool.shutdown();
+    // A batch of n tasks of length d on one worker costs start + n * per_task on top of
+    // n * d; overhead / work = share  =>  d = (start / n + per_task) / share.
+    for (share, label) in [(0.10, "10%"), (0.01, "1%")] {
+        let d_us = (start_ms * 1000.0 / TASKS as f64 + per_task_us) / share;
+        let d_ms = (d_us / 1000.0).ceil().max(1.0) as u64;
+        let param = Some(format!("overhead {label}"));
+        push(
+            report,
+            Measurement::new(
+                "break-even",
+                "task duration (computed)",
+                "process",
+                Some(1),
+                param.clone(),
+                "ms",
+                &[d_us / 1000.0],
+            ),
+        );
+        // Check: a cold pool running TASKS sleeps of d_ms, overhead measured against the
+        // run time the worker itself reported.
+        let checked = bench.repeat(|| {
+            let t = Instant::now();
+            let mut pool = bench.pool(
+                BackendKind::Process,
+                1,
+                Chunk::Fixed(1),
+                Some(1),
+                Context::default(),
+            )?;
+            let work_ms: f64 = pool
+                .map((0..TASKS).map(|_| Input::Io { ms: d_ms }))
+                .map(|r| r.elapsed_ms)
+                .sum();
+            let wall = ms_since(t);
+            pool.shutdown();
+            Ok((wall - work_ms) / work_ms * 100.0)
+        })?;
+        push(
+            report,
+            Measurement::new(
+                "break-even",
+                "measured overhead at that duration",
+                "process",
+                Some(1),
+                Some(format!("{TASKS} x {d_ms} ms, target {label}")),
+                "%",
+                &checked,
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Ratios taken within this run: process against thread, and against the floor.
+pub fn add_ratios(report: &mut Report) {
+    let median = |r: &Report, case: &str, rt: &str, w: Option<usize>, p: Option<&str>| {
+        r.find(case, rt, w, p).map(|m| m.stats.median)
+    };
+    let floor_ipc = median(report, "echo round trip", "floor-ipc", None, None);
+    let floor_thread = median(report, "echo round trip", "floor-thread", None, None);
+    let snapshot = report.clone();
+    for m in &mut report.measurements {
+        let other = match m.runtime.as_str() {
+            "process" => "thread",
+            "thread" => "process",
+            _ => continue,
+        };
+        if let Some(o) = median(&snapshot, &m.case, other, m.workers, m.param.as_deref()) {
+            if m.runtime == "process" && o > 0.0 {
+                m.ratios.insert("process/thread".into(), m.stats.median / o);
+            }
+        }
+        let floor = if m.runtime == "process" {
+            floor_ipc
+        } else {
+            floor_thread
+        };
+        if let (Some(f), true) = (floor, m.case == "noop round trip") {
+            if f > 0.0 {
+                m.ratios.insert("x floor".into(), m.stats.median / f);
+            }
+        }
+    }
+}

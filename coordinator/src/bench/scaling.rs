@@ -1,0 +1,127 @@
+//! The scaling suite: speedup over sequential on `io`, `cpu` and `files`, for the thread
+//! and process backends across the worker sweep, cold (pool start-up included) and warm.
+
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use shared::datagen::{self, GenSpec};
+use shared::workload::files::FileSettings;
+use shared::{Context, Input};
+
+use super::model::{Measurement, Report};
+use super::{ms_since, Bench};
+use crate::pool::{BackendKind, Chunk};
+
+struct Workload {
+    name: &'static str,
+    context: Context,
+    inputs: Vec<Input>,
+}
+
+pub fn scaling(bench: &Bench, report: &mut Report) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("workpool-bench-{}", std::process::id()));
+    let files = datagen::generate(&GenSpec::notebook(dir.clone(), 42))
+        .context("cannot write the sample files")?;
+    let result = measure(bench, report, &files);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn measure(bench: &Bench, report: &mut Report, files: &[std::path::PathBuf]) -> Result<()> {
+    let (io_ms, iters, delay) = if bench.quick {
+        (30, 20_000_000, 10)
+    } else {
+        (100, 100_000_000, 50)
+    };
+    let workloads = [
+        Workload {
+            name: "io",
+            context: Context::default(),
+            inputs: (0..8).map(|_| Input::Io { ms: io_ms }).collect(),
+        },
+        Workload {
+            name: "cpu",
+            context: Context::default(),
+            inputs: (0..4).map(|_| Input::Cpu { iters }).collect(),
+        },
+        Workload {
+            name: "files",
+            context: Context {
+                files: FileSettings { io_delay_ms: delay },
+                ..Context::default()
+            },
+            inputs: files
+                .iter()
+                .map(|p| Input::File {
+                    path: p.to_string_lossy().into_owned(),
+                })
+                .collect(),
+        },
+    ];
+    let runs = if bench.quick { 1 } else { bench.runs.min(3) };
+    for w in &workloads {
+        let case = format!("{} ({} tasks)", w.name, w.inputs.len());
+        let sequential = timed(runs, || {
+            let mut pool = bench.pool(
+                BackendKind::Sequential,
+                1,
+                Chunk::Auto,
+                None,
+                w.context.clone(),
+            )?;
+            let t = Instant::now();
+            pool.map(w.inputs.iter().cloned()).for_each(drop);
+            Ok(ms_since(t))
+        })?;
+        let seq = median(&sequential);
+        report.measurements.extend(Measurement::new(
+            "scaling",
+            case.clone(),
+            "sequential",
+            None,
+            None,
+            "ms",
+            &sequential,
+        ));
+        for backend in [BackendKind::Thread, BackendKind::Process] {
+            for &workers in &bench.sweep {
+                let mut warm = Vec::new();
+                let cold = timed(runs, || {
+                    let t = Instant::now();
+                    let mut pool =
+                        bench.pool(backend, workers, Chunk::Auto, None, w.context.clone())?;
+                    pool.map(w.inputs.iter().cloned()).for_each(drop);
+                    let cold = ms_since(t);
+                    let t = Instant::now();
+                    pool.map(w.inputs.iter().cloned()).for_each(drop);
+                    warm.push(ms_since(t));
+                    pool.shutdown();
+                    Ok(cold)
+                })?;
+                for (param, values) in [("cold", &cold), ("warm", &warm)] {
+                    if let Some(mut m) = Measurement::new(
+                        "scaling",
+                        case.clone(),
+                        backend.as_str(),
+                        Some(workers),
+                        Some(param.into()),
+                        "ms",
+                        values,
+                    ) {
+                        m.ratios.insert("speedup".into(), seq / m.stats.median);
+                        report.measurements.push(m);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn timed(runs: usize, mut f: impl FnMut() -> Result<f64>) -> Result<Vec<f64>> {
+    (0..runs).map(|_| f()).collect()
+}
+
+fn median(values: &[f64]) -> f64 {
+    super::stats::Summary::of(values).map_or(f64::NAN, |s| s.median)
+}
