@@ -4,6 +4,7 @@
 
 mod common;
 
+mod bench;
 mod chaos;
 mod cleanup;
 mod errors;

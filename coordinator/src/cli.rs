@@ -205,6 +205,9 @@ pub struct BenchArgs {
     /// Write Markdown tables to FILE (`-`: standard output).
     #[arg(long, value_name = "FILE")]
     pub export_markdown: Option<PathBuf>,
+    /// Write SVG charts (speedup against workers, latency histograms) into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<PathBuf>,
     /// Also measure these peers in the same run: `python` (ThreadPoolExecutor and
     /// ProcessPoolExecutor; skipped with a note when python3 is missing).
     #[arg(long, value_delimiter = ',', value_parser = ["python"])]

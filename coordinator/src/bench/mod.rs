@@ -7,6 +7,7 @@ mod memory;
 mod model;
 mod overhead;
 mod peers;
+mod plot;
 mod scaling;
 pub mod stats;
 
@@ -165,6 +166,11 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
         started.elapsed().as_secs_f64()
     ));
     targets.write(&report, true)?;
+    if let Some(dir) = &args.plot {
+        for path in plot::write_all(&report, dir)? {
+            eprintln!("wrote {}", path.display());
+        }
+    }
     print_terminal(&report);
     Ok(crate::app::exit::OK)
 }

@@ -1,0 +1,183 @@
+//! `coordinator bench` in a tiny configuration: every suite runs, and every export is
+//! well formed with every field present. Nothing here looks at the speed measured.
+
+use std::path::Path;
+
+use serde_json::Value as Json;
+
+use crate::common::{assert_contains, assert_exit, coordinator, output, stderr};
+
+const SUITES: [&str; 8] = [
+    "floor",
+    "startup",
+    "latency",
+    "throughput",
+    "payload",
+    "memory",
+    "scaling",
+    "break-even",
+];
+
+fn bench(dir: &Path, extra: &[&str]) -> (Json, String, String) {
+    let json = dir.join("bench.json");
+    let csv = dir.join("bench.csv");
+    let md = dir.join("bench.md");
+    let out = output(
+        coordinator()
+            .args([
+                "bench",
+                "--quick",
+                "--runs",
+                "1",
+                "--warmup",
+                "0",
+                "--workers",
+                "1,2",
+            ])
+            .args(extra)
+            .arg("--export-json")
+            .arg(&json)
+            .arg("--export-csv")
+            .arg(&csv)
+            .arg("--export-markdown")
+            .arg(&md),
+    );
+    assert_exit(&out, 0);
+    assert!(
+        !stderr(&out).contains("warning: suite"),
+        "a suite failed:\n{}",
+        stderr(&out)
+    );
+    let report: Json = serde_json::from_str(&std::fs::read_to_string(json).unwrap())
+        .expect("the JSON export parses");
+    (
+        report,
+        std::fs::read_to_string(csv).unwrap(),
+        std::fs::read_to_string(md).unwrap(),
+    )
+}
+
+#[test]
+fn every_suite_exports_well_formed_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let plots = dir.path().join("plots");
+    let (report, csv, md) = bench(dir.path(), &["--plot", plots.to_str().unwrap()]);
+    for chart in ["speedup.svg", "latency-process.svg", "latency-thread.svg"] {
+        let svg = std::fs::read_to_string(plots.join(chart)).expect("chart written");
+        assert!(
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{chart}"
+        );
+    }
+    for key in ["logical_cores", "cpu", "memory_total_mib", "os", "kernel"] {
+        assert!(
+            report["machine"].get(key).is_some(),
+            "machine.{key} missing"
+        );
+    }
+    let measurements = report["measurements"].as_array().unwrap();
+    for suite in SUITES {
+        assert!(
+            measurements.iter().any(|m| m["suite"] == suite),
+            "no measurement from suite {suite}"
+        );
+    }
+    for m in measurements {
+        for key in [
+            "suite", "case", "runtime", "workers", "param", "unit", "stats", "ratios", "warnings",
+        ] {
+            assert!(m.get(key).is_some(), "{key} missing in {m}");
+        }
+        for key in ["n", "mean", "median", "min", "max", "p95", "p99"] {
+            assert!(m["stats"][key].is_number(), "stats.{key} missing in {m}");
+        }
+        let n = m["stats"]["n"].as_u64().unwrap();
+        // One value has no spread: stddev is null exactly then.
+        assert_eq!(m["stats"]["stddev"].is_null(), n < 2, "{m}");
+        let s = &m["stats"];
+        assert!(
+            s["min"].as_f64() <= s["median"].as_f64() && s["median"].as_f64() <= s["max"].as_f64(),
+            "{m}"
+        );
+    }
+    // Comparisons in the same run: against the floor and against the other backend.
+    let latency = measurements
+        .iter()
+        .find(|m| m["case"] == "noop round trip" && m["runtime"] == "process")
+        .expect("process latency");
+    assert!(latency["ratios"]["x floor"].is_number(), "{latency}");
+    assert!(latency["ratios"]["process/thread"].is_number(), "{latency}");
+    assert!(!report["histograms"]["process"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap();
+    assert!(header.starts_with("suite,case,runtime,workers,param,unit,n,median,mean,stddev"));
+    assert_eq!(
+        lines.count(),
+        measurements.len(),
+        "one CSV row per measurement"
+    );
+
+    for suite in SUITES {
+        assert_contains(&md, &format!("## {suite}"), "the Markdown export");
+    }
+    assert_contains(&md, "| case | runtime |", "the Markdown export");
+}
+
+#[test]
+fn exports_can_go_to_standard_output() {
+    let out = output(coordinator().args([
+        "bench",
+        "--quick",
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--suite",
+        "floor",
+        "--export-json",
+        "-",
+    ]));
+    assert_exit(&out, 0);
+    let report: Json = serde_json::from_slice(&out.stdout).expect("stdout is the JSON export");
+    assert_eq!(report["measurements"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn python_peers_appear_as_extra_rows_or_are_skipped_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (report, _, md) = bench(
+        dir.path(),
+        &["--suite", "latency,startup", "--peers", "python"],
+    );
+    let has_python = std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok();
+    let measurements = report["measurements"].as_array().unwrap();
+    if has_python {
+        for runtime in ["python-thread", "python-process-fork"] {
+            assert!(
+                measurements
+                    .iter()
+                    .any(|m| m["runtime"] == runtime && m["case"] == "noop round trip"),
+                "no {runtime} latency"
+            );
+        }
+        let ours = measurements
+            .iter()
+            .find(|m| m["case"] == "noop round trip" && m["runtime"] == "process")
+            .unwrap();
+        assert!(ours["ratios"]["x python"].is_number(), "{ours}");
+        assert_contains(&md, "python-process-fork", "the Markdown export");
+    } else {
+        assert_contains(
+            &report["notes"].to_string(),
+            "python3 is not installed",
+            "notes",
+        );
+    }
+}
