@@ -7,8 +7,9 @@ use serde_json::Value as Json;
 
 use crate::common::{assert_contains, assert_exit, coordinator, output, stderr};
 
-const SUITES: [&str; 8] = [
+const SUITES: [&str; 9] = [
     "floor",
+    "breakdown",
     "startup",
     "latency",
     "throughput",
@@ -111,6 +112,38 @@ fn every_suite_exports_well_formed_results() {
         .as_array()
         .unwrap()
         .is_empty());
+
+    // The breakdown's phases add up to the round trip timed around the whole call.
+    for runtime in ["process", "thread"] {
+        let find = |case: &str| {
+            measurements
+                .iter()
+                .find(|m| m["suite"] == "breakdown" && m["case"] == case && m["runtime"] == runtime)
+                .unwrap_or_else(|| panic!("no breakdown {case} for {runtime}"))
+        };
+        let phases: f64 = measurements
+            .iter()
+            .filter(|m| m["suite"] == "breakdown" && m["runtime"] == runtime)
+            .filter(|m| m["case"].as_str().unwrap().starts_with("phase: "))
+            .map(|m| m["stats"]["mean"].as_f64().unwrap())
+            .sum();
+        let sum = find("sum of phases")["stats"]["mean"].as_f64().unwrap();
+        let outside = find("round trip (timed outside)")["stats"]["mean"]
+            .as_f64()
+            .unwrap();
+        assert!(
+            (phases - sum).abs() <= 0.01 * sum + 0.01,
+            "{runtime}: phases {phases} vs sum {sum}"
+        );
+        assert!(
+            sum <= outside,
+            "{runtime}: traced {sum} us exceeds the timed {outside} us"
+        );
+        assert!(
+            sum >= 0.5 * outside,
+            "{runtime}: traced {sum} us is far below the timed {outside} us"
+        );
+    }
 
     let mut lines = csv.lines();
     let header = lines.next().unwrap();

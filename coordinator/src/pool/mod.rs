@@ -10,10 +10,11 @@ mod thread;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
+use shared::outcome::Arrival;
 use shared::{Context, Outcome};
 
 pub use process::{EchoPeer, WorkerBinary};
-pub use scheduler::{Interrupter, Pool, Record, Stats};
+pub use scheduler::{Interrupter, Phases, Pool, Record, Stats};
 pub use thread::THREAD_NAME_PREFIX;
 
 /// Which backend runs the tasks.
@@ -104,6 +105,8 @@ pub(crate) enum Event {
         slot: usize,
         generation: u64,
         outcomes: Vec<Outcome>,
+        /// When the message reached the coordinator and was decoded.
+        arrival: Arrival,
     },
     /// The runner can no longer be used (process exited, channel closed, corrupt frame).
     Lost {
@@ -124,12 +127,13 @@ pub(crate) struct EventSink {
 }
 
 impl EventSink {
-    pub fn outcomes(&self, outcomes: Vec<Outcome>) -> bool {
+    pub fn outcomes(&self, outcomes: Vec<Outcome>, arrival: Arrival) -> bool {
         self.events
             .send(Event::Outcomes {
                 slot: self.slot,
                 generation: self.generation,
                 outcomes,
+                arrival,
             })
             .is_ok()
     }
@@ -147,8 +151,9 @@ impl EventSink {
 pub(crate) trait Runner: Send {
     /// The OS process that runs the tasks.
     fn pid(&self) -> u32;
-    /// Hands over a batch; it runs after the batches sent before it.
-    fn send(&mut self, tasks: &[shared::Task]) -> Result<(), String>;
+    /// Hands over a batch; it runs after the batches sent before it. Returns when the
+    /// batch was encoded (monotonic ns), for runners that encode.
+    fn send(&mut self, tasks: &[shared::Task]) -> Result<Option<u64>, String>;
     /// Stops the runner now, whatever it is doing, and says how it ended if it had died.
     fn kill(&mut self) -> Option<String>;
     /// Asks the runner to finish and waits for it.

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
+use shared::clock::monotonic_ns;
 use shared::codec::{self, Frame};
+use shared::outcome::Arrival;
 use shared::protocol::{Bootstrap, Hello, ToCoordinator, ToWorkerRef, PROTOCOL_VERSION};
 use shared::{Context, Task};
 
@@ -260,10 +262,16 @@ fn accept_with_deadline(
 /// corrupt; either way the worker is reported lost, and the scheduler reaps it.
 fn read_outcomes(from_worker: IpcReceiver<Frame>, sink: EventSink) {
     let reason = loop {
-        match from_worker.recv() {
+        let received = from_worker.recv();
+        let received_ns = monotonic_ns();
+        match received {
             Ok(frame) => match codec::decode::<ToCoordinator>(&frame) {
                 Ok(ToCoordinator::Outcomes(outcomes)) => {
-                    if !sink.outcomes(outcomes) {
+                    let arrival = Arrival {
+                        received_ns,
+                        decoded_ns: monotonic_ns(),
+                    };
+                    if !sink.outcomes(outcomes, arrival) {
                         return;
                     }
                 }
@@ -294,10 +302,12 @@ impl Runner for ProcessRunner {
         self.pid
     }
 
-    fn send(&mut self, tasks: &[Task]) -> Result<(), String> {
+    fn send(&mut self, tasks: &[Task]) -> Result<Option<u64>, String> {
         let frame = codec::encode(&ToWorkerRef::Tasks(tasks)).map_err(|err| err.to_string())?;
+        let encoded_ns = monotonic_ns();
         self.to_worker
             .send(frame)
+            .map(|()| Some(encoded_ns))
             .map_err(|err| format!("cannot send to worker: {err}"))
     }
 

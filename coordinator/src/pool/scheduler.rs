@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rand::Rng;
 use shared::codec::BATCH_BYTES_TARGET;
+use shared::outcome::Arrival;
 use shared::{ErrorKind, Input, Outcome, Task, TaskError, Value};
 
 use super::{
@@ -50,6 +51,8 @@ pub struct Record {
     pub elapsed_ms: f64,
     /// When the outcome reached the coordinator, since the run started.
     pub finished_ms: f64,
+    /// Where the round trip went, when the run traces.
+    pub phases: Option<Phases>,
 }
 
 /// Counters of one run.
@@ -89,10 +92,59 @@ struct Slot {
     generation: u64,
     pid: u32,
     /// Batches sent and not yet fully answered, oldest first; the worker runs them in order.
-    inflight: VecDeque<VecDeque<Task>>,
+    inflight: VecDeque<Batch>,
     /// When the task at the head of `inflight` started: the worker runs its queue in order,
     /// so that is when the batch reached an idle worker or the previous outcome arrived.
     head_started: Option<Instant>,
+}
+
+/// A batch in flight, kept for retries, for the records' inputs, and (when tracing) for
+/// when it left.
+struct Batch {
+    tasks: VecDeque<Task>,
+    sent: SendTimes,
+}
+
+/// When a batch was handed to its runner, on the shared monotonic clock (tracing only).
+#[derive(Debug, Clone, Copy, Default)]
+struct SendTimes {
+    start_ns: u64,
+    /// Encoding finished (process backend), else `start_ns`.
+    encoded_ns: u64,
+}
+
+/// Where one task's round trip went, in microseconds, when the run traces
+/// (`Context::trace`). The phases add up to `total_us` by construction: each is the gap
+/// between two consecutive timestamps on one clock shared by both processes.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Phases {
+    /// From the start of the run until the task was sent (meaningful when tasks are run
+    /// one at a time, as `bench` does).
+    pub queued_us: f64,
+    /// Encoding the batch frame (process backend).
+    pub encode_us: f64,
+    /// Writing it into the channel until the runner has received it.
+    pub transfer_to_us: f64,
+    /// Decoding the frame in the worker.
+    pub decode_us: f64,
+    /// From decoded to the task's code starting (a hand-off between the worker's threads,
+    /// or tasks ahead of it in the batch).
+    pub worker_wait_us: f64,
+    /// The task's own code.
+    pub run_us: f64,
+    /// Encoding the outcome and carrying it back until the coordinator has received it.
+    pub transfer_back_us: f64,
+    /// Decoding the outcome frame in the coordinator.
+    pub decode_result_us: f64,
+    /// From decoded until the scheduler took the outcome (a hand-off between threads).
+    pub coordinator_wait_us: f64,
+    /// Waiting in the reorder buffer for earlier tasks (input order).
+    pub reorder_us: f64,
+    /// All of the above.
+    pub total_us: f64,
+    /// When the outcome was settled, to measure `reorder_us` from.
+    #[serde(skip)]
+    settled_ns: u64,
 }
 
 impl Slot {
@@ -182,6 +234,7 @@ impl Pool {
             outstanding: 0,
             mean_run_us: None,
             started: Instant::now(),
+            started_ns: shared::clock::monotonic_ns(),
             stats: Stats::default(),
             pool: self,
         }
@@ -241,6 +294,8 @@ pub struct Run<'p, I: Iterator<Item = Input>> {
     /// Exponential moving average of task run time, for `--chunk auto`.
     mean_run_us: Option<f64>,
     started: Instant,
+    /// The same moment on the clock traces use.
+    started_ns: u64,
     stats: Stats,
 }
 
@@ -305,6 +360,10 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
     /// When this run started.
     pub fn started(&self) -> Instant {
         self.started
+    }
+
+    fn tracing(&self) -> bool {
+        self.pool.config.context.trace
     }
 
     fn is_finished(&mut self) -> bool {
@@ -458,9 +517,24 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
         if inflight.is_empty() {
             *head_started = Some(Instant::now());
         }
-        inflight.push_back(VecDeque::from(batch));
+        let start_ns = if self.pool.config.context.trace {
+            shared::clock::monotonic_ns()
+        } else {
+            0
+        };
+        inflight.push_back(Batch {
+            tasks: VecDeque::from(batch),
+            sent: SendTimes {
+                start_ns,
+                encoded_ns: start_ns,
+            },
+        });
         let sent = match inflight.back_mut() {
-            Some(queued) => runner.send(queued.make_contiguous()),
+            Some(queued) => runner.send(queued.tasks.make_contiguous()).map(|encoded| {
+                if let Some(ns) = encoded.filter(|_| start_ns > 0) {
+                    queued.sent.encoded_ns = ns;
+                }
+            }),
             None => Ok(()),
         };
         if let Err(reason) = sent {
@@ -543,13 +617,17 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
                 slot,
                 generation,
                 outcomes,
+                arrival,
             } => {
                 if self.pool.slots[slot].generation != generation {
                     return; // From a runner already replaced; its tasks were reassigned.
                 }
                 for outcome in outcomes {
                     match self.pop_inflight(slot, &outcome) {
-                        Some(task) => self.finish_attempt(slot, task, outcome),
+                        Some((task, sent)) => {
+                            let phases = self.phases(sent, &outcome, arrival);
+                            self.finish_attempt(slot, task, outcome, phases);
+                        }
                         None => {
                             let reason = format!(
                                 "reported task {} attempt {}, which it was not running",
@@ -599,27 +677,28 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
             // Outcomes still on their way from the killed runner must be ignored.
             slot.generation += 1;
             slot.head_started = None;
-            tasks.extend(slot.inflight.drain(..).flatten());
+            tasks.extend(slot.inflight.drain(..).flat_map(|b| b.tasks));
         }
         tasks.extend(self.take_unstarted());
         tasks.sort_by_key(|t| t.index);
         let message = format!("cancelled: {reason}");
         for task in tasks {
             let err = TaskError::new(ErrorKind::Cancelled, message.clone());
-            self.settle(task, Err(err), None, 0.0);
+            self.settle(task, Err(err), None, 0.0, None);
         }
     }
 
     /// Matches an outcome against the task the runner should have finished next.
-    fn pop_inflight(&mut self, slot: usize, outcome: &Outcome) -> Option<Task> {
+    fn pop_inflight(&mut self, slot: usize, outcome: &Outcome) -> Option<(Task, SendTimes)> {
         let inflight = &mut self.pool.slots[slot].inflight;
         let front = inflight.front_mut()?;
-        let task = front.front()?;
+        let task = front.tasks.front()?;
         if task.index != outcome.index || task.attempt != outcome.attempt {
             return None;
         }
-        let task = front.pop_front();
-        if front.is_empty() {
+        let sent = front.sent;
+        let task = front.tasks.pop_front().map(|t| (t, sent));
+        if front.tasks.is_empty() {
             inflight.pop_front();
         }
         // The runner goes straight on to its next queued task, if any.
@@ -628,7 +707,35 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
         task
     }
 
-    fn finish_attempt(&mut self, slot: usize, task: Task, outcome: Outcome) {
+    /// The phases of a traced task's round trip, up to the scheduler taking its outcome.
+    fn phases(&self, sent: SendTimes, outcome: &Outcome, arrival: Arrival) -> Option<Phases> {
+        let trace = outcome.trace.filter(|_| self.tracing())?;
+        let now = shared::clock::monotonic_ns();
+        let us = |from: u64, to: u64| to.saturating_sub(from) as f64 / 1000.0;
+        let mut p = Phases {
+            queued_us: us(self.started_ns, sent.start_ns),
+            encode_us: us(sent.start_ns, sent.encoded_ns),
+            transfer_to_us: us(sent.encoded_ns, trace.received_ns),
+            decode_us: us(trace.received_ns, trace.decoded_ns),
+            worker_wait_us: us(trace.decoded_ns, trace.started_ns),
+            run_us: us(trace.started_ns, trace.finished_ns),
+            transfer_back_us: us(trace.finished_ns, arrival.received_ns),
+            decode_result_us: us(arrival.received_ns, arrival.decoded_ns),
+            coordinator_wait_us: us(arrival.decoded_ns, now),
+            settled_ns: now,
+            ..Phases::default()
+        };
+        p.total_us = us(self.started_ns, now);
+        Some(p)
+    }
+
+    fn finish_attempt(
+        &mut self,
+        slot: usize,
+        task: Task,
+        outcome: Outcome,
+        phases: Option<Phases>,
+    ) {
         let run_us = outcome.run_us as f64;
         self.mean_run_us = Some(match self.mean_run_us {
             None => run_us,
@@ -640,6 +747,7 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
             outcome.result,
             Some((slot as u32, pid)),
             run_us / 1000.0,
+            phases,
         );
     }
 
@@ -651,6 +759,7 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
         result: Result<Value, TaskError>,
         ran_on: Option<(u32, u32)>,
         elapsed_ms: f64,
+        phases: Option<Phases>,
     ) {
         if let Err(err) = &result {
             if err.kind.is_transient() && task.attempt <= self.pool.config.retries {
@@ -666,7 +775,7 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
                 return;
             }
         }
-        self.record(task, result, ran_on, elapsed_ms);
+        self.record(task, result, ran_on, elapsed_ms, phases);
     }
 
     /// Reports a task's final result and hands it to the output in the configured order.
@@ -676,6 +785,7 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
         result: Result<Value, TaskError>,
         ran_on: Option<(u32, u32)>,
         elapsed_ms: f64,
+        phases: Option<Phases>,
     ) {
         match &result {
             Ok(_) => {
@@ -708,12 +818,18 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
             pid: ran_on.map(|(_, p)| p),
             elapsed_ms,
             finished_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            phases,
         };
         match self.pool.config.order {
             Order::Completion => self.completed.push_back(record),
             Order::Input => {
                 self.reorder.insert(record.index, record);
-                while let Some(record) = self.reorder.remove(&self.next_emit) {
+                while let Some(mut record) = self.reorder.remove(&self.next_emit) {
+                    if let Some(p) = &mut record.phases {
+                        let now = shared::clock::monotonic_ns();
+                        p.reorder_us = now.saturating_sub(p.settled_ns) as f64 / 1000.0;
+                        p.total_us += p.reorder_us;
+                    }
                     self.completed.push_back(record);
                     self.next_emit += 1;
                 }
@@ -755,7 +871,7 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
         let exit = slot.runner.as_mut().and_then(|r| r.kill());
         slot.runner = None;
         let pid = slot.pid;
-        let mut queued: VecDeque<Task> = slot.inflight.drain(..).flatten().collect();
+        let mut queued: VecDeque<Task> = slot.inflight.drain(..).flat_map(|b| b.tasks).collect();
         let message = match (kind, exit) {
             (ErrorKind::Timeout, _) | (_, None) => {
                 format!("worker {slot_index} (pid {pid}): {reason}")
@@ -764,7 +880,13 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
         };
         if let Some(running) = queued.pop_front() {
             let err = TaskError::new(kind, message.clone());
-            self.settle(running, Err(err), Some((slot_index as u32, pid)), ran_ms);
+            self.settle(
+                running,
+                Err(err),
+                Some((slot_index as u32, pid)),
+                ran_ms,
+                None,
+            );
         }
         // Unstarted tasks go first in line, ahead of new inputs, in their original order.
         for task in queued.into_iter().rev() {
@@ -815,7 +937,7 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
         for task in self.take_unstarted() {
             // No retry can help: this is final, whatever --retries allows.
             let err = TaskError::new(ErrorKind::WorkerCrashed, message);
-            self.record(task, Err(err), None, 0.0);
+            self.record(task, Err(err), None, 0.0, None);
         }
     }
 

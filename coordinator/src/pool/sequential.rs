@@ -2,6 +2,7 @@
 //! moment they are handed over. The baseline every speedup is measured against.
 
 use crossbeam_channel::Sender;
+use shared::outcome::Arrival;
 use shared::{workload, Context, Task};
 
 use super::{Backend, BackendKind, Event, EventSink, PoolError, Runner};
@@ -48,11 +49,11 @@ impl Runner for InlineRunner {
         std::process::id()
     }
 
-    fn send(&mut self, tasks: &[Task]) -> Result<(), String> {
-        workload::run_batch(&self.context, tasks, |outcomes| {
-            self.sink.outcomes(outcomes)
+    fn send(&mut self, tasks: &[Task]) -> Result<Option<u64>, String> {
+        workload::run_batch(&self.context, tasks, Arrival::now(), |outcomes| {
+            self.sink.outcomes(outcomes, Arrival::now())
         });
-        Ok(())
+        Ok(None)
     }
 
     fn kill(&mut self) -> Option<String> {

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
+use shared::outcome::Arrival;
 use shared::{workload, Context, Task};
 
 use super::{Backend, BackendKind, Event, EventSink, PoolError, Runner};
@@ -53,8 +54,9 @@ impl Backend for ThreadBackend {
             .name(format!("{THREAD_NAME_PREFIX}{slot}"))
             .spawn(move || {
                 for batch in inbox {
-                    workload::run_batch(&context, &batch, |outcomes| {
-                        !stop.load(Ordering::Relaxed) && sink.outcomes(outcomes)
+                    let arrival = Arrival::now();
+                    workload::run_batch(&context, &batch, arrival, |outcomes| {
+                        !stop.load(Ordering::Relaxed) && sink.outcomes(outcomes, Arrival::now())
                     });
                     if stop.load(Ordering::Relaxed) {
                         break;
@@ -79,10 +81,11 @@ impl Runner for ThreadRunner {
         std::process::id()
     }
 
-    fn send(&mut self, tasks: &[Task]) -> Result<(), String> {
+    fn send(&mut self, tasks: &[Task]) -> Result<Option<u64>, String> {
         match &self.batches {
             Some(batches) => batches
                 .send(tasks.to_vec())
+                .map(|()| None)
                 .map_err(|_| "worker thread has stopped".to_string()),
             None => Err("worker thread was shut down".to_string()),
         }

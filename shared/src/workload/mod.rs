@@ -11,11 +11,13 @@ pub use cpu::{cpu_closed_form, sum_of_squares};
 use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
+use crate::outcome::{Arrival, Trace};
 use crate::{Context, ErrorKind, Input, Outcome, Task, TaskError, Value};
 
 /// Runs one task, catching a panic in its code so that it becomes a `panicked` outcome and
 /// the thread or process that ran it keeps serving.
-pub fn execute(ctx: &Context, task: &Task) -> Outcome {
+pub fn execute(ctx: &Context, task: &Task, arrival: Arrival) -> Outcome {
+    let started_ns = ctx.trace.then(crate::clock::monotonic_ns);
     let start = Instant::now();
     let result = panic::catch_unwind(AssertUnwindSafe(|| run(ctx, task))).unwrap_or_else(|panic| {
         Err(TaskError::new(
@@ -28,6 +30,12 @@ pub fn execute(ctx: &Context, task: &Task) -> Outcome {
         attempt: task.attempt,
         result,
         run_us: u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+        trace: started_ns.map(|started_ns| Trace {
+            received_ns: arrival.received_ns,
+            decoded_ns: arrival.decoded_ns,
+            started_ns,
+            finished_ns: crate::clock::monotonic_ns(),
+        }),
     }
 }
 
@@ -67,11 +75,16 @@ pub const FLUSH_AFTER: Duration = Duration::from_millis(2);
 /// Runs a batch in order, handing outcomes to `flush` in groups: whenever [`FLUSH_AFTER`]
 /// has passed since the last flush, and at the end. `flush` returns false when nobody wants
 /// the rest (the runner was abandoned), which stops the batch. Every runner shares this.
-pub fn run_batch(ctx: &Context, tasks: &[Task], mut flush: impl FnMut(Vec<Outcome>) -> bool) {
+pub fn run_batch(
+    ctx: &Context,
+    tasks: &[Task],
+    arrival: Arrival,
+    mut flush: impl FnMut(Vec<Outcome>) -> bool,
+) {
     let mut pending = Vec::with_capacity(tasks.len().min(1024));
     let mut last_flush = Instant::now();
     for task in tasks {
-        pending.push(execute(ctx, task));
+        pending.push(execute(ctx, task, arrival));
         if ctx.report_each_task || last_flush.elapsed() >= FLUSH_AFTER {
             if !flush(std::mem::take(&mut pending)) {
                 return;
