@@ -44,7 +44,7 @@ Driving it::
         --throughput-tasks 20000
 
 Every flag is optional and defaults to the value shown.  ``--quick`` caps each
-setting at a small value (runs 2, warmup 1, latency 300, throughput 2000,
+setting at a small value (runs 2, warmup 1, latency 300, throughput 1000,
 io-ms 50, cpu-iters 200000, case budget 0.1 s, min runs 1; spawn start-up gets
 one measured run and no warm-up) whether or not the setting was given
 explicitly, so the caller may always pass its full set of flags and add
@@ -115,7 +115,7 @@ QUICK_CAPS = {
     "runs": 2,
     "warmup": 1,
     "latency_count": 300,
-    "throughput_tasks": 2000,
+    "throughput_tasks": 1000,
     "io_ms": 50,
     "cpu_iters": 200_000,
     "case_budget": 0.1,

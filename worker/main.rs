@@ -13,6 +13,9 @@ use shared::outcome::Arrival;
 use shared::protocol::{Bootstrap, Hello, ToCoordinator, ToWorker, PROTOCOL_VERSION};
 use shared::workload;
 
+/// How long the runner spins for its next batch before sleeping (see `recv_spinning`).
+const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+
 /// A workpool worker process. It is started by `coordinator`, not by hand.
 #[derive(Parser)]
 #[command(version)]
@@ -147,7 +150,9 @@ fn serve(args: &Args) -> anyhow::Result<()> {
     let corruption = std::env::var("WORKPOOL_TEST_FRAME").unwrap_or_default();
     let mut ctx = shared::Context::default();
     let mut send_error = None;
-    for (message, arrival) in inbox {
+    while let Ok((message, arrival)) =
+        shared::recv_spinning(&inbox, SPIN, std::time::Duration::from_secs(86_400 * 365))
+    {
         match message {
             ToWorker::Setup(setup) => ctx = setup,
             ToWorker::Tasks(batch) => {
