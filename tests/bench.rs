@@ -63,7 +63,12 @@ fn every_suite_exports_well_formed_results() {
     let dir = tempfile::tempdir().unwrap();
     let plots = dir.path().join("plots");
     let (report, csv, md) = bench(dir.path(), &["--plot", plots.to_str().unwrap()]);
-    for chart in ["speedup.svg", "latency-process.svg", "latency-thread.svg"] {
+    for chart in [
+        "speedup.svg",
+        "breakdown.svg",
+        "latency-process.svg",
+        "latency-thread.svg",
+    ] {
         let svg = std::fs::read_to_string(plots.join(chart)).expect("chart written");
         assert!(
             svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),

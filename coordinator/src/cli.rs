@@ -205,7 +205,8 @@ pub struct BenchArgs {
     /// Write Markdown tables to FILE (`-`: standard output).
     #[arg(long, value_name = "FILE")]
     pub export_markdown: Option<PathBuf>,
-    /// Write SVG charts (speedup against workers, latency histograms) into DIR.
+    /// Write SVG charts (speedup against workers, latency histograms, the round trip's
+    /// breakdown) into DIR.
     #[arg(long, value_name = "DIR")]
     pub plot: Option<PathBuf>,
     /// Also measure these peers in the same run: `python` (ThreadPoolExecutor and

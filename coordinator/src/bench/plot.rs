@@ -15,6 +15,10 @@ pub fn write_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
     if speedup(report, &path)? {
         written.push(path);
     }
+    let path = dir.join("breakdown.svg");
+    if breakdown(report, &path)? {
+        written.push(path);
+    }
     for (runtime, buckets) in &report.histograms {
         let path = dir.join(format!("latency-{runtime}.svg"));
         histogram(runtime, buckets, &path)?;
@@ -122,4 +126,79 @@ fn histogram(runtime: &str, buckets: &[(f64, f64, usize)], path: &Path) -> Resul
         .map_err(err)?;
     root.present().map_err(err)?;
     Ok(())
+}
+
+/// Median time per phase of a no-op round trip, process and thread side by side.
+fn breakdown(report: &Report, path: &Path) -> Result<bool> {
+    let phases: Vec<&str> = report
+        .measurements
+        .iter()
+        .filter(|m| m.suite == "breakdown" && m.runtime == "process")
+        .filter_map(|m| m.case.strip_prefix("phase: "))
+        .collect();
+    if phases.is_empty() {
+        return Ok(false);
+    }
+    let median = |runtime: &str, phase: &str| {
+        report
+            .find(&format!("phase: {phase}"), runtime, Some(1), None)
+            .map_or(0.0, |m| m.stats.median)
+    };
+    let runtimes = [("process", RED), ("thread", BLUE)];
+    let max_y = phases
+        .iter()
+        .flat_map(|p| runtimes.iter().map(move |(r, _)| (r, p)))
+        .map(|(r, p)| median(r, p))
+        .fold(1.0, f64::max);
+    let root = SVGBackend::new(path, (1000, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let labels = phases.clone();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "where a no-op round trip goes (median per phase)",
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(60)
+        .y_label_area_size(50)
+        .build_cartesian_2d(-0.5..phases.len() as f64 - 0.5, 0.0..max_y * 1.15)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_labels(phases.len())
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            if (x - i).abs() < 0.01 && i >= 0.0 {
+                labels
+                    .get(i as usize)
+                    .map_or(String::new(), |l| l.to_string())
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("microseconds")
+        .draw()
+        .map_err(err)?;
+    for (k, (runtime, color)) in runtimes.iter().enumerate() {
+        let offset = -0.4 + 0.4 * k as f64;
+        chart
+            .draw_series(phases.iter().enumerate().map(|(i, p)| {
+                let x = i as f64 + offset;
+                Rectangle::new(
+                    [(x, 0.0), (x + 0.38, median(runtime, p))],
+                    color.mix(0.7).filled(),
+                )
+            }))
+            .map_err(err)?
+            .label(*runtime)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(true)
 }
