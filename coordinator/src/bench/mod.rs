@@ -173,12 +173,14 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
             eprintln!("wrote {}", path.display());
         }
     }
-    print_terminal(&report);
+    let markdown_on_stdout = args.export_markdown.as_deref() == Some(std::path::Path::new("-"));
+    print_terminal(&report, !markdown_on_stdout);
     Ok(crate::app::exit::OK)
 }
 
-/// The terminal report: the Markdown tables, unless Markdown already went to stdout.
-fn print_terminal(report: &Report) {
+/// The terminal report on stderr: warnings, then the Markdown tables unless they already
+/// went to stdout.
+fn print_terminal(report: &Report, tables: bool) {
     for warning in report.measurements.iter().flat_map(|m| {
         m.warnings
             .iter()
@@ -186,5 +188,7 @@ fn print_terminal(report: &Report) {
     }) {
         eprintln!("warning: {warning}");
     }
-    eprintln!("\n{}", export::markdown(report));
+    if tables {
+        eprintln!("\n{}", export::markdown(report));
+    }
 }
