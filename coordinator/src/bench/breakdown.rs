@@ -8,7 +8,7 @@ use shared::{Context, Input};
 
 use super::model::{Measurement, Report};
 use super::Bench;
-use crate::pool::{BackendKind, Chunk, Phases};
+use crate::pool::{BackendKind, Phases};
 
 /// Reads one phase of a traced round trip.
 type Phase = fn(&Phases) -> f64;
@@ -34,7 +34,7 @@ pub fn breakdown(bench: &Bench, report: &mut Report) -> Result<()> {
         ..Context::default()
     };
     for backend in [BackendKind::Process, BackendKind::Thread] {
-        let mut pool = bench.pool(backend, 1, Chunk::Fixed(1), Some(1), context.clone())?;
+        let mut pool = bench.one_at_a_time(backend, context.clone())?;
         let input = Input::Noop {
             payload: Vec::new(),
             fault: None,

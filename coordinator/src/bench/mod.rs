@@ -61,6 +61,11 @@ impl Bench {
         .context("cannot start a pool to measure")
     }
 
+    /// A one-worker pool that takes one task at a time: what latency is measured on.
+    pub fn one_at_a_time(&self, backend: BackendKind, context: shared::Context) -> Result<Pool> {
+        self.pool(backend, 1, Chunk::Fixed(1), Some(1), context)
+    }
+
     /// Runs `f` `warmup` times unmeasured, then `runs` times, returning its results.
     pub fn repeat(&self, mut f: impl FnMut() -> Result<f64>) -> Result<Vec<f64>> {
         for _ in 0..self.warmup {

@@ -103,7 +103,7 @@ fn latency_samples(bench: &Bench) -> usize {
 /// One no-op at a time on a warm pool: median, p95, p99, max, and a histogram.
 pub fn latency(bench: &Bench, report: &mut Report) -> Result<()> {
     for backend in POOLED {
-        let mut pool = bench.pool(backend, 1, Chunk::Fixed(1), Some(1), Context::default())?;
+        let mut pool = bench.one_at_a_time(backend, Context::default())?;
         let values = round_trips(&mut pool, latency_samples(bench), 0)?;
         pool.shutdown();
         report
@@ -210,7 +210,7 @@ pub fn payload(bench: &Bench, report: &mut Report) -> Result<()> {
             ),
         );
         for backend in POOLED {
-            let mut pool = bench.pool(backend, 1, Chunk::Fixed(1), Some(1), Context::default())?;
+            let mut pool = bench.one_at_a_time(backend, Context::default())?;
             let values = round_trips(&mut pool, samples, size)?;
             pool.shutdown();
             push(
@@ -303,13 +303,7 @@ pub fn floor(bench: &Bench, report: &mut Report) -> Result<()> {
 pub fn break_even(bench: &Bench, report: &mut Report) -> Result<()> {
     const TASKS: u64 = 100;
     let t = Instant::now();
-    let mut pool = bench.pool(
-        BackendKind::Process,
-        1,
-        Chunk::Fixed(1),
-        Some(1),
-        Context::default(),
-    )?;
+    let mut pool = bench.one_at_a_time(BackendKind::Process, Context::default())?;
     let start_ms = ms_since(t);
     let per_task_us = stats::Summary::of(&round_trips(&mut pool, latency_samples(bench) / 5, 0)?)
         .map_or(0.0, |s| s.median);
@@ -336,13 +330,7 @@ pub fn break_even(bench: &Bench, report: &mut Report) -> Result<()> {
         // run time the worker itself reported.
         let checked = bench.repeat(|| {
             let t = Instant::now();
-            let mut pool = bench.pool(
-                BackendKind::Process,
-                1,
-                Chunk::Fixed(1),
-                Some(1),
-                Context::default(),
-            )?;
+            let mut pool = bench.one_at_a_time(BackendKind::Process, Context::default())?;
             let work_ms: f64 = pool
                 .map((0..TASKS).map(|_| Input::Io { ms: d_ms }))
                 .map(|r| r.elapsed_ms)

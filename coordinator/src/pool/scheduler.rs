@@ -299,6 +299,25 @@ pub struct Run<'p, I: Iterator<Item = Input>> {
     stats: Stats,
 }
 
+/// Where and how long the last attempt at a task ran.
+struct Attempt {
+    /// (worker slot, pid), if it reached a runner.
+    ran_on: Option<(u32, u32)>,
+    elapsed_ms: f64,
+    phases: Option<Phases>,
+}
+
+impl Attempt {
+    /// For a task that ends without running (cancelled, no worker left).
+    fn none() -> Attempt {
+        Attempt {
+            ran_on: None,
+            elapsed_ms: 0.0,
+            phases: None,
+        }
+    }
+}
+
 struct Delayed {
     at: Instant,
     task: Task,
@@ -684,7 +703,7 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
         let message = format!("cancelled: {reason}");
         for task in tasks {
             let err = TaskError::new(ErrorKind::Cancelled, message.clone());
-            self.settle(task, Err(err), None, 0.0, None);
+            self.settle(task, Err(err), Attempt::none());
         }
     }
 
@@ -742,25 +761,17 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
             Some(mean) => mean * 0.9 + run_us * 0.1,
         });
         let pid = self.pool.slots[slot].pid;
-        self.settle(
-            task,
-            outcome.result,
-            Some((slot as u32, pid)),
-            run_us / 1000.0,
+        let attempt = Attempt {
+            ran_on: Some((slot as u32, pid)),
+            elapsed_ms: run_us / 1000.0,
             phases,
-        );
+        };
+        self.settle(task, outcome.result, attempt);
     }
 
     /// Reports a task's final result, or schedules another attempt if the failure is
     /// transient and retries remain.
-    fn settle(
-        &mut self,
-        task: Task,
-        result: Result<Value, TaskError>,
-        ran_on: Option<(u32, u32)>,
-        elapsed_ms: f64,
-        phases: Option<Phases>,
-    ) {
+    fn settle(&mut self, task: Task, result: Result<Value, TaskError>, attempt: Attempt) {
         if let Err(err) = &result {
             if err.kind.is_transient() && task.attempt <= self.pool.config.retries {
                 let delay = self.backoff(&task);
@@ -775,18 +786,16 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
                 return;
             }
         }
-        self.record(task, result, ran_on, elapsed_ms, phases);
+        self.record(task, result, attempt);
     }
 
     /// Reports a task's final result and hands it to the output in the configured order.
-    fn record(
-        &mut self,
-        task: Task,
-        result: Result<Value, TaskError>,
-        ran_on: Option<(u32, u32)>,
-        elapsed_ms: f64,
-        phases: Option<Phases>,
-    ) {
+    fn record(&mut self, task: Task, result: Result<Value, TaskError>, attempt: Attempt) {
+        let Attempt {
+            ran_on,
+            elapsed_ms,
+            phases,
+        } = attempt;
         match &result {
             Ok(_) => {
                 self.stats.succeeded += 1;
@@ -880,13 +889,12 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
         };
         if let Some(running) = queued.pop_front() {
             let err = TaskError::new(kind, message.clone());
-            self.settle(
-                running,
-                Err(err),
-                Some((slot_index as u32, pid)),
-                ran_ms,
-                None,
-            );
+            let attempt = Attempt {
+                ran_on: Some((slot_index as u32, pid)),
+                elapsed_ms: ran_ms,
+                phases: None,
+            };
+            self.settle(running, Err(err), attempt);
         }
         // Unstarted tasks go first in line, ahead of new inputs, in their original order.
         for task in queued.into_iter().rev() {
@@ -937,7 +945,7 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
         for task in self.take_unstarted() {
             // No retry can help: this is final, whatever --retries allows.
             let err = TaskError::new(ErrorKind::WorkerCrashed, message);
-            self.record(task, Err(err), None, 0.0, None);
+            self.record(task, Err(err), Attempt::none());
         }
     }
 
