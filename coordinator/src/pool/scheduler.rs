@@ -31,6 +31,9 @@ const REORDER_WINDOW: u64 = 16_384;
 const RESTART_TRIES: u32 = 5;
 /// ...with this pause after the first failure, doubled after each further one.
 const RESTART_PAUSE: Duration = Duration::from_millis(10);
+/// How long the scheduler spins for the next event before sleeping, on the process
+/// backend: a sleeping thread takes longer to wake on a VM than a tiny task's round trip.
+const SPIN: Duration = Duration::from_micros(50);
 /// The longest backoff between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -593,7 +596,15 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
         let timeout = wake.map_or(Duration::from_secs(3600), |at| {
             at.saturating_duration_since(now)
         });
-        let event = match self.pool.events.recv_timeout(timeout) {
+        // Outcomes from worker processes reach this thread through their reader threads;
+        // spinning briefly saves the wake-up of a sleeping scheduler (see `SPIN`) when a
+        // round trip is what the run waits on: at most one batch per worker in flight.
+        // Not with threads (the runner needs the other core) and not when batches are
+        // pipelined (the workers need every core, and events come often anyway).
+        let latency_bound = self.pool.backend.kind() == BackendKind::Process
+            && self.pool.slots.iter().all(|s| s.inflight.len() <= 1);
+        let spin = if latency_bound { SPIN } else { Duration::ZERO };
+        let event = match shared::recv_spinning(&self.pool.events, spin, timeout) {
             Ok(event) => event,
             Err(RecvTimeoutError::Timeout) => {
                 self.expire_late_tasks();
