@@ -50,7 +50,7 @@ pub fn breakdown(bench: &Bench, report: &mut Report) -> Result<()> {
             let round_trip = t.elapsed().as_secs_f64() * 1e6;
             if i >= 100 {
                 outside.push(round_trip);
-                phases.push(record.phases.ok_or_else(|| anyhow!("no trace"))?);
+                phases.push(*record.phases.ok_or_else(|| anyhow!("no trace"))?);
             }
         }
         pool.shutdown();

@@ -54,8 +54,9 @@ pub struct Record {
     pub elapsed_ms: f64,
     /// When the outcome reached the coordinator, since the run started.
     pub finished_ms: f64,
-    /// Where the round trip went, when the run traces.
-    pub phases: Option<Phases>,
+    /// Where the round trip went, when the run traces (boxed: records are moved often and
+    /// almost never carry one).
+    pub phases: Option<Box<Phases>>,
 }
 
 /// Counters of one run.
@@ -307,7 +308,7 @@ struct Attempt {
     /// (worker slot, pid), if it reached a runner.
     ran_on: Option<(u32, u32)>,
     elapsed_ms: f64,
-    phases: Option<Phases>,
+    phases: Option<Box<Phases>>,
 }
 
 impl Attempt {
@@ -738,7 +739,7 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
     }
 
     /// The phases of a traced task's round trip, up to the scheduler taking its outcome.
-    fn phases(&self, sent: SendTimes, outcome: &Outcome, arrival: Arrival) -> Option<Phases> {
+    fn phases(&self, sent: SendTimes, outcome: &Outcome, arrival: Arrival) -> Option<Box<Phases>> {
         let trace = outcome.trace.filter(|_| self.tracing())?;
         let now = shared::clock::monotonic_ns();
         let us = |from: u64, to: u64| to.saturating_sub(from) as f64 / 1000.0;
@@ -756,7 +757,7 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
             ..Phases::default()
         };
         p.total_us = us(self.started_ns, now);
-        Some(p)
+        Some(Box::new(p))
     }
 
     fn finish_attempt(
@@ -764,7 +765,7 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
         slot: usize,
         task: Task,
         outcome: Outcome,
-        phases: Option<Phases>,
+        phases: Option<Box<Phases>>,
     ) {
         let run_us = outcome.run_us as f64;
         self.mean_run_us = Some(match self.mean_run_us {
@@ -842,6 +843,15 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
         };
         match self.pool.config.order {
             Order::Completion => self.completed.push_back(record),
+            // The next record in line skips the reorder buffer: the common case.
+            Order::Input if record.index == self.next_emit && record.phases.is_none() => {
+                self.completed.push_back(record);
+                self.next_emit += 1;
+                while let Some(record) = self.reorder.remove(&self.next_emit) {
+                    self.completed.push_back(record);
+                    self.next_emit += 1;
+                }
+            }
             Order::Input => {
                 self.reorder.insert(record.index, record);
                 while let Some(mut record) = self.reorder.remove(&self.next_emit) {
