@@ -1,21 +1,42 @@
 //! The notebook's `cpu_bound_task`: `total += i * i` for `i in 0..iters`.
 
+#[cfg(not(target_arch = "x86_64"))]
 use std::hint::black_box;
 
-/// The sum of `i * i` for `i in 0..iters`, in wrapping `u64` arithmetic. `black_box` keeps
-/// the loop real: without it the optimizer replaces the loop by its closed form.
-/// `inline(never)` gives the loop the same machine code in the coordinator (thread and
-/// sequential backends) and in the worker: inlined into different callers, this tiny loop
-/// was laid out differently and ran twice as fast in one binary as in the other, which
-/// would have made the process backend look better than it is.
+/// The sum of `i * i` for `i in 0..iters`, in wrapping `u64` arithmetic, with the loop kept
+/// real: an optimization barrier on `i` stops the compiler from replacing the loop by its
+/// closed form.
+///
+/// On x86-64 the barrier is an empty `asm!` that keeps `i` in a register.
+/// `std::hint::black_box` (used elsewhere) does the same job through a stack slot, and a
+/// store and reload per iteration made the loop's speed depend on the thread's stack
+/// address: identical machine code ran 1.4x faster in the worker process than on the
+/// coordinator's threads (measured with `bench --suite scaling`), which would have
+/// credited processes with a speedup threads cannot get.
+/// `inline(never)` keeps one copy of the code for every caller.
 #[inline(never)]
 pub fn sum_of_squares(iters: u64) -> u64 {
     let mut total: u64 = 0;
     for i in 0..iters {
-        let i = black_box(i);
+        let i = opaque(i);
         total = total.wrapping_add(i.wrapping_mul(i));
     }
     total
+}
+
+/// Returns `x`, unknown to the optimizer, without touching memory.
+#[inline(always)]
+fn opaque(mut x: u64) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: an empty asm block that only claims to read and write one register.
+    unsafe {
+        std::arch::asm!("/* {0} */", inout(reg) x, options(nomem, nostack, preserves_flags));
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        x = black_box(x);
+    }
+    x
 }
 
 /// The closed form `(n-1) n (2n-1) / 6` mod 2^64, computed in `u128` (and by parts where
