@@ -13,18 +13,22 @@ use shared::outcome::Arrival;
 use shared::protocol::{Bootstrap, Hello, ToCoordinator, ToWorker, PROTOCOL_VERSION};
 use shared::workload;
 
+mod broker;
+
 /// How long the runner spins for its next batch before sleeping (see `recv_spinning`).
 const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
-/// A workpool worker process. It is started by `coordinator`, not by hand.
+/// A workpool worker process. The coordinator starts it with --connect for its local
+/// process pool; start it by hand with --broker to serve runs of `--backend redis` from
+/// any host.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
     /// Name of the coordinator's one-shot ipc server to connect to.
-    #[arg(long)]
-    connect: String,
+    #[arg(long, required_unless_present = "broker", conflicts_with = "broker")]
+    connect: Option<String>,
     /// This worker's id within its pool.
-    #[arg(long)]
+    #[arg(long, default_value_t = 0)]
     id: u32,
     /// The coordinator's pid: if the worker's parent is not it, the coordinator is gone.
     #[arg(long)]
@@ -33,14 +37,41 @@ struct Args {
     /// bare ipc-channel round trip (the floor under any pool) with it.
     #[arg(long, hide = true)]
     echo: bool,
+    /// Serve runs through the Redis broker at URL (redis://[:PASSWORD@]HOST[:PORT][/DB]):
+    /// take batches from the shared tasks stream, run them, publish their outcomes.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "WORKPOOL_BROKER",
+        hide_env_values = true
+    )]
+    broker: Option<String>,
+    /// With --broker: batches run at once, each on its own thread [default: logical CPUs].
+    #[arg(long, value_name = "N")]
+    concurrency: Option<usize>,
+    /// With --broker: how long a batch may go without its holder renewing it before
+    /// another worker takes it over (the holder renews every third of it). Use the same
+    /// value on every worker.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    lease: std::time::Duration,
+    /// With --broker: a batch delivered more often than this (each holder died before
+    /// finishing it) is given up, its tasks reported `worker_crashed`.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    max_deliveries: u64,
+    /// With --broker: this worker's consumer name [default: HOST-PID].
+    #[arg(long)]
+    name: Option<String>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    die_with_parent(args.parent);
     // A task's panic becomes a `panicked` outcome carrying its message; printing it here
     // as well would scribble over the coordinator's terminal.
     std::panic::set_hook(Box::new(|_| {}));
+    if let Some(url) = &args.broker {
+        return serve_broker(&args, url);
+    }
+    die_with_parent(args.parent);
     match serve(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -98,9 +129,44 @@ fn corrupt_for_tests(frame: Frame, corruption: &str) -> Frame {
     Frame::from(bytes)
 }
 
+/// `--broker`: exit code 2 when the broker cannot be reached or refuses us at start (a
+/// set-up error, as the coordinator's), 1 when serving fails later.
+fn serve_broker(args: &Args, url: &str) -> ExitCode {
+    let settings = shared::broker::BrokerUrl::parse(url).map(|url| broker::Settings {
+        url,
+        concurrency: args
+            .concurrency
+            .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1),
+        lease: args.lease.max(std::time::Duration::from_millis(100)),
+        max_deliveries: args.max_deliveries.max(1),
+        name: args.name.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map_or_else(|_| "host".to_string(), |h| h.trim().to_string());
+            format!("{host}-{}", std::process::id())
+        }),
+    });
+    let result = match settings {
+        Ok(settings) => broker::serve(settings),
+        Err(err) => Err(broker::ServeError::Start(err)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err @ broker::ServeError::Start(_)) => {
+            eprintln!("worker: error: {err}");
+            ExitCode::from(2)
+        }
+        Err(err) => {
+            eprintln!("worker: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn serve(args: &Args) -> anyhow::Result<()> {
-    let bootstrap = IpcSender::<Bootstrap>::connect(args.connect.clone())
-        .with_context(|| format!("cannot connect to coordinator at {}", args.connect))?;
+    let connect = args.connect.clone().unwrap_or_default();
+    let bootstrap = IpcSender::<Bootstrap>::connect(connect.clone())
+        .with_context(|| format!("cannot connect to coordinator at {connect}"))?;
     let (to_worker, tasks) = ipc::channel::<Frame>().context("cannot create task channel")?;
     let (outcomes, from_worker) =
         ipc::channel::<Frame>().context("cannot create outcome channel")?;

@@ -147,7 +147,15 @@ fn pool_config(opts: &RunOptions, context: shared::Context) -> Result<PoolConfig
     let workers = match opts.workers {
         Some(0) => bail!("--workers must be at least 1"),
         Some(n) => n,
+        None if opts.backend == BackendKind::Redis => REDIS_DEFAULT_SLOTS,
         None => crate::machine::default_workers(),
+    };
+    let broker = match (opts.backend, &opts.broker) {
+        (BackendKind::Redis, Some(url)) => Some(shared::broker::BrokerUrl::parse(url)?),
+        (BackendKind::Redis, None) => {
+            bail!("--backend redis needs --broker URL (or $WORKPOOL_BROKER)")
+        }
+        _ => None,
     };
     let chunk = match opts.chunk.as_str() {
         "auto" => Chunk::Auto,
@@ -179,8 +187,13 @@ fn pool_config(opts: &RunOptions, context: shared::Context) -> Result<PoolConfig
         first: opts.first,
         fail_fast: opts.fail_fast,
         worker_bin,
+        broker,
     })
 }
+
+/// Batches that may wait on a broker at once unless `-w` says otherwise: enough to keep a
+/// few remote workers with several threads each busy.
+const REDIS_DEFAULT_SLOTS: usize = 64;
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {

@@ -287,10 +287,22 @@ pub struct DemoArgs {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Pool and output")]
 pub struct RunOptions {
-    /// Where tasks run: worker processes, threads of this process, or one after another.
+    /// Where tasks run: worker processes, threads of this process, one after another, or
+    /// `worker --broker` processes on any host, through a Redis broker (needs --broker).
     #[arg(long, value_enum, default_value_t = BackendKind::Process)]
     pub backend: BackendKind,
-    /// Number of workers [default: logical cores].
+    /// The Redis broker of `--backend redis`: redis://[:PASSWORD@]HOST[:PORT][/DB]. Prefer
+    /// $WORKPOOL_BROKER for a URL with a password (it stays out of `ps`); the password is
+    /// never printed.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "WORKPOOL_BROKER",
+        hide_env_values = true
+    )]
+    pub broker: Option<String>,
+    /// Number of workers [default: logical cores]. With --backend redis: how many batches
+    /// may wait on the broker at once (its back-pressure) [default: 64].
     #[arg(short, long)]
     pub workers: Option<usize>,
     /// Input order (like `executor.map`) or completion order (like `as_completed`).
@@ -307,7 +319,8 @@ pub struct RunOptions {
     #[arg(long, default_value_t = 0)]
     pub retries: u32,
     /// Stop a task that runs longer than this (e.g. 500ms, 2s): a worker process is killed
-    /// and replaced; a thread cannot be killed, so it is abandoned and replaced.
+    /// and replaced; a thread cannot be killed, so it is abandoned and replaced (a
+    /// broker's worker enforces it on its own threads, the same way).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<std::time::Duration>,
     /// Stop after N tasks have succeeded; the rest are reported `cancelled`.

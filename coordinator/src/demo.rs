@@ -126,6 +126,7 @@ impl Demo {
             first: None,
             fail_fast: false,
             worker_bin: Some(self.bin.clone()),
+            broker: None,
         };
         let started = Instant::now();
         let mut pool = Pool::start(config).context("cannot start the pool")?;

@@ -41,7 +41,8 @@ impl Plan {
                 let len = args.payload;
                 let backend = args.run.backend;
                 if let Some(spec) = args.fault.iter().find(|f| f.fault.kind.ends_process()) {
-                    if backend != crate::pool::BackendKind::Process {
+                    use crate::pool::BackendKind;
+                    if !matches!(backend, BackendKind::Process | BackendKind::Redis) {
                         bail!(
                             "--fault {}@{} would end the coordinator itself on the {} \
                              backend, where tasks run inside it: use --backend process (a \

@@ -2,6 +2,7 @@
 //! protocol and its codec, and the workloads themselves, so that a thread and a worker
 //! process run exactly the same code.
 
+pub mod broker;
 pub mod clock;
 pub mod codec;
 pub mod datagen;

@@ -57,6 +57,7 @@ impl Bench {
             first: None,
             fail_fast: false,
             worker_bin: Some(self.bin.clone()),
+            broker: None,
         })
         .context("cannot start a pool to measure")
     }

@@ -1,7 +1,8 @@
-//! The pool: one scheduler over three backends. Scheduling (ordering, batching, retries,
+//! The pool: one scheduler over four backends. Scheduling (ordering, batching, retries,
 //! back-pressure) is written once in [`scheduler`]; a backend only says how a batch of tasks
 //! reaches the code that runs it and how outcomes come back.
 
+mod broker;
 mod process;
 mod scheduler;
 mod sequential;
@@ -27,6 +28,9 @@ pub enum BackendKind {
     Thread,
     /// Every task in the coordinator's own thread, one after another.
     Sequential,
+    /// Batches published to a Redis Streams broker (`--broker`), run by `worker --broker`
+    /// processes on any host.
+    Redis,
 }
 
 impl BackendKind {
@@ -35,6 +39,7 @@ impl BackendKind {
             BackendKind::Process => "process",
             BackendKind::Thread => "thread",
             BackendKind::Sequential => "sequential",
+            BackendKind::Redis => "redis",
         }
     }
 }
@@ -80,6 +85,8 @@ pub struct PoolConfig {
     pub fail_fast: bool,
     /// Where the worker binary is (process backend only).
     pub worker_bin: Option<WorkerBinary>,
+    /// The broker (redis backend only).
+    pub broker: Option<shared::broker::BrokerUrl>,
 }
 
 /// Something that went wrong with the pool itself, not with a task.
@@ -95,6 +102,8 @@ pub enum PoolError {
     Setup(String),
     #[error("cannot start thread: {0}")]
     Thread(#[source] std::io::Error),
+    #[error(transparent)]
+    Broker(#[from] shared::broker::BrokerError),
 }
 
 /// What runners report to the scheduler. `generation` tells a replaced runner's late
@@ -107,6 +116,8 @@ pub(crate) enum Event {
         outcomes: Vec<Outcome>,
         /// When the message reached the coordinator and was decoded.
         arrival: Arrival,
+        /// The process that ran them, when it is not the slot's own (a broker's worker).
+        pid: Option<u32>,
     },
     /// The runner can no longer be used (process exited, channel closed, corrupt frame).
     Lost {
@@ -114,6 +125,9 @@ pub(crate) enum Event {
         generation: u64,
         reason: String,
     },
+    /// The backend cannot serve any slot any more (the broker is gone): every task not
+    /// yet finished fails.
+    BackendDown { reason: String },
     /// SIGINT or SIGTERM: stop the run.
     Interrupted,
 }
@@ -134,6 +148,7 @@ impl EventSink {
                 generation: self.generation,
                 outcomes,
                 arrival,
+                pid: None,
             })
             .is_ok()
     }
@@ -178,6 +193,18 @@ pub(crate) trait Backend {
         generation: u64,
         events: &Sender<Event>,
     ) -> Result<Box<dyn Runner>, PoolError>;
+    /// A new run over the pool starts: late outcomes of the last one must not count.
+    fn begin_run(&mut self) {}
+    /// Whether a runner's queued batches may finish in any order, and a batch's outcomes
+    /// arrive more than once (a broker's at-least-once delivery), rather than in order.
+    fn batches_interleave(&self) -> bool {
+        false
+    }
+    /// Whether the runners enforce `--timeout` themselves (the scheduler cannot tell when
+    /// a broker's worker started a task).
+    fn enforces_timeouts(&self) -> bool {
+        false
+    }
 }
 
 pub(crate) fn backend_for(config: &PoolConfig) -> Result<Box<dyn Backend>, PoolError> {
@@ -191,6 +218,17 @@ pub(crate) fn backend_for(config: &PoolConfig) -> Result<Box<dyn Backend>, PoolE
         BackendKind::Thread => Box::new(thread::ThreadBackend::new(config.context.clone())),
         BackendKind::Sequential => {
             Box::new(sequential::SequentialBackend::new(config.context.clone()))
+        }
+        BackendKind::Redis => {
+            let url = config
+                .broker
+                .clone()
+                .ok_or_else(|| PoolError::Setup("the redis backend needs --broker URL".into()))?;
+            Box::new(broker::RedisBackend::new(
+                url,
+                config.context.clone(),
+                config.timeout,
+            )?)
         }
     })
 }

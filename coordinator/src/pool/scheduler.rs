@@ -71,6 +71,9 @@ pub struct Stats {
     pub retries: u64,
     /// Replacement runners started after one died or was killed.
     pub workers_replaced: u64,
+    /// Outcomes dropped because their task had already been settled: a broker delivers
+    /// at least once, so a batch redelivered after its worker died may be answered twice.
+    pub duplicates: u64,
     /// Messages sent to runners.
     pub batches: u64,
     /// The most tasks sent in one message (`--chunk auto` grows it for tiny tasks).
@@ -214,6 +217,7 @@ impl Pool {
         while let Ok(event) = self.events.try_recv() {
             drop(event); // late news from the previous run
         }
+        self.backend.begin_run();
         for slot in 0..self.slots.len() {
             if self.slots[slot].runner.is_none() {
                 let generation = self.slots[slot].generation + 1;
@@ -440,7 +444,11 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
         if let Some(n) = self.pool.config.inflight {
             return n.max(1);
         }
-        if self.pool.backend.kind() == BackendKind::Sequential {
+        // A broker's slots are many and only bound what waits on it; its workers prefetch.
+        if matches!(
+            self.pool.backend.kind(),
+            BackendKind::Sequential | BackendKind::Redis
+        ) {
             return 1;
         }
         match self.mean_run_us {
@@ -581,6 +589,9 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
     /// The earliest moment a running task exceeds `--timeout`, and its slot.
     fn next_deadline(&self) -> Option<(Instant, usize)> {
         let limit = self.pool.config.timeout?;
+        if self.pool.backend.enforces_timeouts() {
+            return None;
+        }
         self.pool
             .slots
             .iter()
@@ -653,16 +664,23 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
                 generation,
                 outcomes,
                 arrival,
+                pid,
             } => {
-                if self.pool.slots[slot].generation != generation {
+                if self.pool.slots.get(slot).map(|s| s.generation) != Some(generation) {
                     return; // From a runner already replaced; its tasks were reassigned.
                 }
+                let pid = pid.unwrap_or(self.pool.slots[slot].pid);
                 for outcome in outcomes {
                     match self.pop_inflight(slot, &outcome) {
                         Some((task, sent)) => {
                             let phases = self.phases(sent, &outcome, arrival);
                             let arrived_ns = arrival.received_ns;
-                            self.finish_attempt(slot, task, outcome, phases, arrived_ns);
+                            let ran_on = (slot as u32, pid);
+                            self.finish_attempt(ran_on, task, outcome, phases, arrived_ns);
+                        }
+                        // At-least-once delivery: this task was settled already.
+                        None if self.pool.backend.batches_interleave() => {
+                            self.stats.duplicates += 1;
                         }
                         None => {
                             let reason = format!(
@@ -684,6 +702,7 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
                     self.lose(slot, reason);
                 }
             }
+            Event::BackendDown { reason } => self.abandon_everything(&reason),
             Event::Interrupted => {
                 self.stats.interrupted = true;
                 self.request_stop("interrupted".to_string());
@@ -724,18 +743,23 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
         }
     }
 
-    /// Matches an outcome against the task the runner should have finished next.
+    /// Matches an outcome against the task the runner should have finished next: the
+    /// head of its oldest batch, or of any of its batches where they interleave.
     fn pop_inflight(&mut self, slot: usize, outcome: &Outcome) -> Option<(Task, SendTimes)> {
+        let interleave = self.pool.backend.batches_interleave();
         let inflight = &mut self.pool.slots[slot].inflight;
-        let front = inflight.front_mut()?;
-        let task = front.tasks.front()?;
-        if task.index != outcome.index || task.attempt != outcome.attempt {
-            return None;
-        }
-        let sent = front.sent;
-        let task = front.tasks.pop_front().map(|t| (t, sent));
-        if front.tasks.is_empty() {
-            inflight.pop_front();
+        let searched = if interleave { inflight.len() } else { 1 };
+        let position = inflight.iter().take(searched).position(|batch| {
+            batch
+                .tasks
+                .front()
+                .is_some_and(|t| t.index == outcome.index && t.attempt == outcome.attempt)
+        })?;
+        let batch = &mut inflight[position];
+        let sent = batch.sent;
+        let task = batch.tasks.pop_front().map(|t| (t, sent));
+        if batch.tasks.is_empty() {
+            inflight.remove(position);
         }
         // The runner goes straight on to its next queued task, if any.
         let next_started = (!inflight.is_empty()).then(Instant::now);
@@ -767,7 +791,7 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
 
     fn finish_attempt(
         &mut self,
-        slot: usize,
+        ran_on: (u32, u32),
         task: Task,
         outcome: Outcome,
         phases: Option<Box<Phases>>,
@@ -778,9 +802,8 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
             None => run_us,
             Some(mean) => mean * 0.9 + run_us * 0.1,
         });
-        let pid = self.pool.slots[slot].pid;
         let attempt = Attempt {
-            ran_on: Some((slot as u32, pid)),
+            ran_on: Some(ran_on),
             elapsed_ms: run_us / 1000.0,
             phases,
             arrived_ns: Some(arrived_ns),
@@ -968,6 +991,25 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
         );
         if self.pool.slots.iter().all(|s| s.runner.is_none()) {
             self.fail_everything(&format!("no worker left: {err}"));
+        }
+    }
+
+    /// The backend is gone (a broker that cannot be reached): every task in flight or
+    /// still to run fails, as no runner can be started again.
+    fn abandon_everything(&mut self, reason: &str) {
+        eprintln!("error: {reason}");
+        let mut tasks: Vec<Task> = Vec::new();
+        for slot in &mut self.pool.slots {
+            slot.runner = None;
+            slot.generation += 1;
+            slot.head_started = None;
+            tasks.extend(slot.inflight.drain(..).flat_map(|b| b.tasks));
+        }
+        tasks.extend(self.take_unstarted());
+        tasks.sort_by_key(|t| t.index);
+        for task in tasks {
+            let err = TaskError::new(ErrorKind::WorkerCrashed, reason);
+            self.record(task, Err(err), Attempt::none());
         }
     }
 

@@ -1,0 +1,316 @@
+//! The `redis` backend: batches go to a Redis Streams broker, and `worker --broker`
+//! processes on any host take them (see `shared::broker` for the layout).
+//!
+//! To the scheduler the broker is `-w` virtual slots. A slot's "send" publishes a batch to
+//! the shared tasks stream; one reader thread takes the run's results stream and routes
+//! each batch of outcomes back to the slot that published it. Remote workers pull, so the
+//! slots do not stand for workers: they bound how many batches wait on the broker
+//! (back-pressure) and let the scheduler's batching, ordering and retries apply unchanged.
+//! What the broker changes is said by [`Backend`]'s hooks: a slot's batches may finish in
+//! any order and more than once (at-least-once delivery), and timeouts are enforced by the
+//! workers, the only ones who know when a task started.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use shared::broker::{self, BrokerError, BrokerUrl, OutcomeEntry, Route, RunSpec, TaskEntryRef};
+use shared::outcome::Arrival;
+use shared::{codec, Context, Task};
+
+use super::{Backend, BackendKind, Event, PoolError, Runner};
+
+/// How long connecting may take before the broker counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Reads and writes on an open connection fail after this.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the reader waits on the results stream before checking it should stop.
+const READ_BLOCK: Duration = Duration::from_millis(200);
+/// How long a lost connection is retried before the run's tasks are given up.
+const RECONNECT_FOR: Duration = Duration::from_secs(10);
+/// Entry ids a slot remembers, to withdraw its unstarted batches when it is stopped.
+const REMEMBERED_ENTRIES: usize = 1024;
+
+/// What the backend and all its slots share.
+struct Shared {
+    url: BrokerUrl,
+    /// This pool's run id: names its settings and results stream.
+    run: String,
+    /// One connection for publishing, shared by the slots (the scheduler is one thread).
+    publisher: Mutex<redis::Connection>,
+    /// The scheduler's run number within this pool, stamped on each batch.
+    epoch: AtomicU64,
+}
+
+pub(crate) struct RedisBackend {
+    shared: Arc<Shared>,
+    stop_reader: Arc<AtomicBool>,
+    reader_started: bool,
+}
+
+impl RedisBackend {
+    /// Connects and registers the run: its settings are what workers run its tasks with.
+    pub fn new(
+        url: BrokerUrl,
+        context: Context,
+        timeout: Option<Duration>,
+    ) -> Result<RedisBackend, PoolError> {
+        let mut con = url.connect(CONNECT_TIMEOUT, Some(IO_TIMEOUT))?;
+        broker::ensure_group(&url, &mut con)?;
+        let run = run_id();
+        let spec = RunSpec {
+            protocol: broker::BROKER_PROTOCOL,
+            context,
+            timeout_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+        };
+        broker::put_spec(&url, &mut con, &run, &spec)?;
+        Ok(RedisBackend {
+            shared: Arc::new(Shared {
+                url,
+                run,
+                publisher: Mutex::new(con),
+                epoch: AtomicU64::new(0),
+            }),
+            stop_reader: Arc::new(AtomicBool::new(false)),
+            reader_started: false,
+        })
+    }
+
+    fn start_reader(&mut self, events: &Sender<Event>) -> Result<(), PoolError> {
+        let con = self.shared.url.connect(CONNECT_TIMEOUT, Some(IO_TIMEOUT))?;
+        let (shared, stop, events) = (
+            Arc::clone(&self.shared),
+            Arc::clone(&self.stop_reader),
+            events.clone(),
+        );
+        std::thread::Builder::new()
+            .name("broker-results".into())
+            .spawn(move || read_results(&shared, con, &stop, &events))
+            .map_err(PoolError::Thread)?;
+        self.reader_started = true;
+        Ok(())
+    }
+}
+
+/// Unique enough across coordinators sharing a broker: host, pid, time and randomness.
+fn run_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_or_else(|_| "host".to_string(), |h| h.trim().to_string());
+    let nonce: u32 = rand::random();
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("{host}-{}-{secs}-{nonce:08x}", std::process::id())
+}
+
+impl Backend for RedisBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Redis
+    }
+
+    fn start(
+        &mut self,
+        slot: usize,
+        generation: u64,
+        events: &Sender<Event>,
+    ) -> Result<Box<dyn Runner>, PoolError> {
+        if !self.reader_started {
+            self.start_reader(events)?;
+        }
+        Ok(Box::new(BrokerSlot {
+            shared: Arc::clone(&self.shared),
+            slot: u32::try_from(slot).unwrap_or(u32::MAX),
+            generation,
+            published: VecDeque::new(),
+        }))
+    }
+
+    fn begin_run(&mut self) {
+        self.shared.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn batches_interleave(&self) -> bool {
+        true
+    }
+
+    fn enforces_timeouts(&self) -> bool {
+        true
+    }
+}
+
+impl Drop for RedisBackend {
+    /// Ends the run on the broker: workers skip whatever of it is left.
+    fn drop(&mut self) {
+        self.stop_reader.store(true, Ordering::SeqCst);
+        let shared = &self.shared;
+        let mut con = shared
+            .publisher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Err(err) = broker::drop_run(&shared.url, &mut con, &shared.run) {
+            eprintln!(
+                "warning: cannot remove run {} from the broker: {err}",
+                shared.run
+            );
+        }
+    }
+}
+
+/// One virtual slot: publishes its batches, remembers their entries.
+struct BrokerSlot {
+    shared: Arc<Shared>,
+    slot: u32,
+    generation: u64,
+    /// Entries this slot published, newest last (bounded).
+    published: VecDeque<String>,
+}
+
+impl Runner for BrokerSlot {
+    fn pid(&self) -> u32 {
+        // The tasks run in remote processes, whose pids come with each outcome.
+        std::process::id()
+    }
+
+    fn send(&mut self, tasks: &[Task]) -> Result<Option<u64>, String> {
+        let shared = &self.shared;
+        let entry = TaskEntryRef {
+            protocol: broker::BROKER_PROTOCOL,
+            run: &shared.run,
+            route: Route {
+                slot: self.slot,
+                generation: self.generation,
+                epoch: shared.epoch.load(Ordering::SeqCst),
+            },
+            tasks,
+        };
+        let frame = codec::encode(&entry).map_err(|e| e.to_string())?;
+        let encoded_ns = shared::clock::monotonic_ns();
+        let mut con = shared
+            .publisher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let id = broker::publish(&shared.url, &mut con, broker::TASKS_STREAM, &frame)
+            .or_else(|err| {
+                // One reconnection: a broker that restarted, or an idle connection cut.
+                let fresh = shared.url.connect(CONNECT_TIMEOUT, Some(IO_TIMEOUT));
+                *con = fresh.map_err(|_| err)?;
+                broker::publish(&shared.url, &mut con, broker::TASKS_STREAM, &frame)
+            })
+            .map_err(|e| e.to_string())?;
+        if self.published.len() == REMEMBERED_ENTRIES {
+            self.published.pop_front();
+        }
+        self.published.push_back(id);
+        Ok(Some(encoded_ns))
+    }
+
+    /// A remote task cannot be stopped from here: its batches are withdrawn from the
+    /// stream instead (those not yet taken are never run), and the scheduler ignores
+    /// whatever outcomes still come back for this slot's old generation.
+    fn kill(&mut self) -> Option<String> {
+        let ids: Vec<String> = self.published.drain(..).collect();
+        let shared = &self.shared;
+        let mut con = shared
+            .publisher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Err(err) = broker::delete_entries(&shared.url, &mut con, &ids) {
+            eprintln!("warning: cannot withdraw batches from the broker: {err}");
+        }
+        None
+    }
+
+    fn shutdown(&mut self) {}
+}
+
+/// The reader thread: routes each outcome entry of the run to its slot until told to stop.
+/// If the broker cannot be reached for [`RECONNECT_FOR`], or has forgotten the run (it
+/// restarted without persistence), the run's outstanding tasks are given up.
+fn read_results(
+    shared: &Shared,
+    mut con: redis::Connection,
+    stop: &AtomicBool,
+    events: &Sender<Event>,
+) {
+    let url = &shared.url;
+    let mut after = "0".to_string();
+    while !stop.load(Ordering::SeqCst) {
+        let entries = match broker::read_results(url, &mut con, &shared.run, &after, READ_BLOCK) {
+            Ok(entries) => entries,
+            Err(err) if err.is_connection() => match reconnect(shared, stop, &err) {
+                Ok(fresh) => {
+                    con = fresh;
+                    continue;
+                }
+                Err(reason) => {
+                    let _ = events.send(Event::BackendDown { reason });
+                    return;
+                }
+            },
+            Err(err) => {
+                let _ = events.send(Event::BackendDown {
+                    reason: err.to_string(),
+                });
+                return;
+            }
+        };
+        for (id, frame) in entries {
+            after = id.clone();
+            let received_ns = shared::clock::monotonic_ns();
+            let Some(frame) = frame else { continue };
+            let entry: OutcomeEntry = match broker::decode_entry(&id, &frame) {
+                Ok(entry) => entry,
+                Err(err) => {
+                    eprintln!("warning: ignoring a corrupt outcome entry: {err}");
+                    continue;
+                }
+            };
+            if entry.route.epoch != shared.epoch.load(Ordering::SeqCst) {
+                continue; // A duplicate from an earlier run of this pool.
+            }
+            let event = Event::Outcomes {
+                slot: entry.route.slot as usize,
+                generation: entry.route.generation,
+                outcomes: entry.outcomes,
+                arrival: Arrival {
+                    received_ns,
+                    decoded_ns: shared::clock::monotonic_ns(),
+                },
+                pid: Some(entry.pid),
+            };
+            if events.send(event).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Reconnects after a dropped connection and checks the broker still knows the run.
+fn reconnect(
+    shared: &Shared,
+    stop: &AtomicBool,
+    first: &BrokerError,
+) -> Result<redis::Connection, String> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(50);
+    eprintln!("warning: lost the broker connection ({first}); reconnecting");
+    while started.elapsed() < RECONNECT_FOR && !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_secs(1));
+        let Ok(mut con) = shared.url.connect(CONNECT_TIMEOUT, Some(IO_TIMEOUT)) else {
+            continue;
+        };
+        return match broker::get_spec(&shared.url, &mut con, &shared.run) {
+            Ok(Some(_)) => Ok(con),
+            Ok(None) => Err(format!(
+                "the broker at {} no longer knows this run (it restarted without \
+                 persistence?): its queued tasks and outcomes are lost",
+                shared.url
+            )),
+            Err(err) => Err(err.to_string()),
+        };
+    }
+    Err(format!("lost the broker connection: {first}"))
+}
