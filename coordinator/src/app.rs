@@ -83,6 +83,7 @@ fn run(workload: &Workload) -> Result<u8> {
 
     let started = Instant::now();
     let (backend, order) = (config.backend, config.order);
+    let broker = config.broker.as_ref().map(|url| url.redacted());
     let mut pool = Pool::start(config).context("cannot start the pool")?;
     let pool_start_ms = pool.start_time().as_secs_f64() * 1000.0;
     let workers = pool.workers();
@@ -101,15 +102,18 @@ fn run(workload: &Workload) -> Result<u8> {
     progress.finish();
     let failed = stats.failed;
     let interrupted = stats.interrupted;
-    let summary = Summary::new(
-        plan.workload,
-        backend,
-        workers,
-        order,
-        stats,
-        wall_ms,
-        pool_start_ms,
-    );
+    let summary = Summary {
+        broker,
+        ..Summary::new(
+            plan.workload,
+            backend,
+            workers,
+            order,
+            stats,
+            wall_ms,
+            pool_start_ms,
+        )
+    };
     exporter.finish(&summary)?;
     Ok(if interrupted {
         exit::INTERRUPTED

@@ -216,6 +216,15 @@ pub struct BenchArgs {
     /// The worker executable [default: $WORKPOOL_WORKER, else `worker` next to this binary].
     #[arg(long, value_name = "PATH")]
     pub worker_bin: Option<PathBuf>,
+    /// Also measure the redis backend through this broker (the `broker` suite: it starts
+    /// two `worker --broker` processes of its own on this machine).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "WORKPOOL_BROKER",
+        hide_env_values = true
+    )]
+    pub broker: Option<String>,
 }
 
 /// The bench suites.
@@ -239,6 +248,9 @@ pub enum Suite {
     Floor,
     /// Where one no-op's round trip goes, phase by phase, on each backend.
     Breakdown,
+    /// The redis backend next to processes and threads: start-up, round trip, throughput,
+    /// io speedup, and how long a killed worker's tasks take to be reclaimed (--broker).
+    Broker,
 }
 
 impl Suite {
@@ -266,6 +278,7 @@ impl Suite {
             Suite::BreakEven => "break-even",
             Suite::Floor => "floor",
             Suite::Breakdown => "breakdown",
+            Suite::Broker => "broker",
         }
     }
 }

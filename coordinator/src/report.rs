@@ -83,6 +83,10 @@ pub fn round3(ms: f64) -> f64 {
 pub struct Summary {
     pub workload: &'static str,
     pub backend: BackendKind,
+    /// The broker of the redis backend, password hidden.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker: Option<String>,
+    /// Workers; for the redis backend, how many batches may wait on the broker at once.
     pub workers: usize,
     pub order: Order,
     /// Counts of the run: tasks, succeeded, failed (and by kind), retries, batches.
@@ -111,6 +115,7 @@ impl Summary {
         Summary {
             workload,
             backend,
+            broker: None,
             workers,
             order,
             wall_ms: round3(wall_ms),

@@ -3,6 +3,7 @@
 //! (a bare ipc echo, a bare channel echo), and optionally Python's executors as peers.
 
 mod breakdown;
+mod broker;
 mod export;
 mod memory;
 mod model;
@@ -32,6 +33,9 @@ pub struct Bench {
     pub warmup: usize,
     /// The `--workers` sweep.
     pub sweep: Vec<usize>,
+    /// `--broker`, for the broker suite: checked, and as given (for the workers it starts).
+    pub broker: Option<shared::broker::BrokerUrl>,
+    pub broker_raw: Option<String>,
 }
 
 impl Bench {
@@ -57,7 +61,10 @@ impl Bench {
             first: None,
             fail_fast: false,
             worker_bin: Some(self.bin.clone()),
-            broker: None,
+            broker: self
+                .broker
+                .clone()
+                .filter(|_| backend == BackendKind::Redis),
         })
         .context("cannot start a pool to measure")
     }
@@ -98,12 +105,23 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
         } else {
             args.workers.clone()
         },
+        broker: args
+            .broker
+            .as_deref()
+            .map(shared::broker::BrokerUrl::parse)
+            .transpose()?,
+        broker_raw: args.broker.clone(),
     };
     if bench.sweep.contains(&0) {
         anyhow::bail!("--workers takes positive numbers");
     }
     let suites: Vec<Suite> = if args.suite.is_empty() {
-        Suite::ALL.to_vec()
+        let mut all = Suite::ALL.to_vec();
+        // The broker column needs a broker: measured when one is given.
+        if bench.broker.is_some() {
+            all.push(Suite::Broker);
+        }
+        all
     } else {
         args.suite.clone()
     };
@@ -144,6 +162,7 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
             Suite::Breakdown => breakdown::breakdown(&bench, &mut report),
             Suite::Memory => memory::memory(&bench, &mut report),
             Suite::Scaling => scaling::scaling(&bench, &mut report),
+            Suite::Broker => broker::broker(&bench, &mut report),
         };
         if let Err(err) = result {
             let note = format!("suite {} failed: {err:#}", suite.name());

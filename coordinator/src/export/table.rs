@@ -122,7 +122,10 @@ impl Exporter for Table {
             ("workload", s.workload.to_string()),
             (
                 "backend",
-                format!("{} x {} workers", s.backend.as_str(), s.workers),
+                match &s.broker {
+                    Some(url) => format!("redis at {url}, up to {} batches queued", s.workers),
+                    None => format!("{} x {} workers", s.backend.as_str(), s.workers),
+                },
             ),
             ("tasks", s.stats.tasks.to_string()),
             ("succeeded", s.stats.succeeded.to_string()),
@@ -142,6 +145,10 @@ impl Exporter for Table {
         ];
         for (k, v) in rows {
             grid.add_row([k.to_string(), v]);
+        }
+        if s.stats.duplicates > 0 {
+            let dropped = s.stats.duplicates.to_string();
+            grid.add_row(["duplicates dropped".to_string(), dropped]);
         }
         if let Some(reason) = &s.stats.stopped {
             grid.add_row(["stopped early".to_string(), reason.clone()]);

@@ -1,0 +1,314 @@
+//! The broker suite (`bench --broker URL`): what the network hop through Redis costs,
+//! next to the process and thread backends measured the same way in the same run. It
+//! starts its own `worker --broker` processes on this machine (two, eight threads each),
+//! so the broker column is a lower bound on a real multi-host set-up's overhead: the
+//! hop is loopback here.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use shared::{Context, Input};
+
+use super::model::{Measurement, Report};
+use super::{ms_since, Bench};
+use crate::pool::{BackendKind, Chunk, Pool};
+
+const SUITE: &str = "broker";
+/// Remote workers started for the suite, and threads in each.
+const WORKERS: usize = 2;
+const CONCURRENCY: usize = 8;
+/// Short, so the reclaim case ends quickly; renewals keep live workers' batches.
+const LEASE: &str = "1s";
+const RUNTIMES: [BackendKind; 3] = [
+    BackendKind::Redis,
+    BackendKind::Process,
+    BackendKind::Thread,
+];
+
+/// `worker --broker` processes, killed when dropped.
+struct Workers(Vec<Child>);
+
+impl Workers {
+    fn start(bench: &Bench, url: &str, count: usize) -> Result<Workers> {
+        let mut workers = Workers(Vec::new());
+        for _ in 0..count {
+            workers.add(bench, url)?;
+        }
+        Ok(workers)
+    }
+
+    fn add(&mut self, bench: &Bench, url: &str) -> Result<()> {
+        let child = Command::new(&bench.bin.path)
+            .args(["--concurrency", &CONCURRENCY.to_string(), "--lease", LEASE])
+            // In the environment, not the arguments: a password stays out of `ps`.
+            .env("WORKPOOL_BROKER", url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {}", bench.bin.path.display()))?;
+        self.0.push(child);
+        Ok(())
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn push(report: &mut Report, m: Option<Measurement>) {
+    if let Some(m) = m {
+        report.measurements.push(m);
+    }
+}
+
+/// Slots (or workers) each runtime gets: the broker's bound on queued batches, else as
+/// many workers as the broker has threads in all, for a like-for-like comparison.
+fn workers_of(backend: BackendKind) -> usize {
+    match backend {
+        BackendKind::Redis => 64,
+        _ => WORKERS * CONCURRENCY,
+    }
+}
+
+pub fn broker(bench: &Bench, report: &mut Report) -> Result<()> {
+    let Some(url) = bench.broker.clone() else {
+        bail!("no --broker URL given: the broker column needs a running redis-server");
+    };
+    let raw = bench.broker_raw.clone().unwrap_or_default();
+    let mut workers = Workers::start(bench, &raw, WORKERS)?;
+    // The workers are ready once one task has gone through.
+    let mut warm = bench.pool(
+        BackendKind::Redis,
+        64,
+        Chunk::Auto,
+        None,
+        Context::default(),
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while warm.map(std::iter::once(noop())).next().is_none() {
+        if Instant::now() > deadline {
+            bail!("no worker answered through the broker at {url} within 10 s");
+        }
+    }
+    warm.shutdown();
+
+    startup(bench, report)?;
+    round_trip(bench, report)?;
+    throughput(bench, report)?;
+    io_speedup(bench, report)?;
+    reclaim(bench, report, &mut workers, &raw)?;
+    add_ratios(report);
+    Ok(())
+}
+
+fn noop() -> Input {
+    Input::Noop {
+        payload: Vec::new(),
+        fault: None,
+    }
+}
+
+/// Pool ready: for the broker, connecting and registering the run (its workers are
+/// already running, as on a real cluster); for the others, spawning their workers.
+fn startup(bench: &Bench, report: &mut Report) -> Result<()> {
+    for backend in RUNTIMES {
+        let workers = workers_of(backend);
+        let ready = bench.repeat(|| {
+            let t = Instant::now();
+            let pool = bench.pool(backend, workers, Chunk::Auto, None, Context::default())?;
+            let ready = ms_since(t);
+            pool.shutdown();
+            Ok(ready)
+        })?;
+        let m = Measurement::new(
+            SUITE,
+            "pool ready",
+            backend.as_str(),
+            Some(workers),
+            None,
+            "ms",
+            &ready,
+        );
+        push(report, m);
+    }
+    Ok(())
+}
+
+/// One no-op at a time on a warm pool, in microseconds.
+fn round_trip(bench: &Bench, report: &mut Report) -> Result<()> {
+    let samples = if bench.quick { 300 } else { 2000 };
+    for backend in RUNTIMES {
+        let mut pool = bench.one_at_a_time(backend, Context::default())?;
+        let values = samples_of(&mut pool, samples)?;
+        pool.shutdown();
+        let m = Measurement::new(
+            SUITE,
+            "noop round trip",
+            backend.as_str(),
+            Some(1),
+            None,
+            "us",
+            &values,
+        );
+        push(report, m);
+    }
+    Ok(())
+}
+
+fn samples_of(pool: &mut Pool, samples: usize) -> Result<Vec<f64>> {
+    for _ in 0..samples.min(50) {
+        pool.map(std::iter::once(noop())).for_each(drop);
+    }
+    (0..samples)
+        .map(|_| {
+            let t = Instant::now();
+            let record = pool
+                .map(std::iter::once(noop()))
+                .next()
+                .ok_or_else(|| anyhow!("no outcome"))?;
+            record.result.map_err(|e| anyhow!("no-op failed: {e}"))?;
+            Ok(t.elapsed().as_secs_f64() * 1e6)
+        })
+        .collect()
+}
+
+/// No-ops per second with `--chunk auto` (batches grow to about 2 ms of work).
+fn throughput(bench: &Bench, report: &mut Report) -> Result<()> {
+    let tasks: u64 = if bench.quick { 50_000 } else { 300_000 };
+    for backend in RUNTIMES {
+        let workers = match backend {
+            BackendKind::Redis => 64,
+            // The other backends' best on two cores: one worker per core.
+            _ => 2,
+        };
+        let mut pool = bench.pool(backend, workers, Chunk::Auto, None, Context::default())?;
+        let values = bench.repeat(|| {
+            let t = Instant::now();
+            let done = pool.map((0..tasks).map(|_| noop())).count() as f64;
+            Ok(done / t.elapsed().as_secs_f64())
+        })?;
+        pool.shutdown();
+        let m = Measurement::new(
+            SUITE,
+            "noop throughput",
+            backend.as_str(),
+            Some(workers),
+            Some("chunk=auto".into()),
+            "tasks/s",
+            &values,
+        );
+        push(report, m);
+    }
+    Ok(())
+}
+
+/// 64 sleeps of 100 ms on 16-way parallelism (two workers of eight threads for the
+/// broker): speedup over running them one after another (6.4 s, not measured: a sleep
+/// takes its time on any backend).
+fn io_speedup(bench: &Bench, report: &mut Report) -> Result<()> {
+    let (count, ms) = if bench.quick { (32, 50) } else { (64, 100) };
+    let serial_ms = (count * ms) as f64;
+    let param = format!("{count}x{ms}ms, 2x8");
+    for backend in RUNTIMES {
+        let workers = workers_of(backend);
+        let mut pool = bench.pool(backend, workers, Chunk::Auto, None, Context::default())?;
+        let values = bench.repeat(|| {
+            let t = Instant::now();
+            let ok = pool
+                .map((0..count).map(|_| Input::Io { ms }))
+                .filter(|r| r.result.is_ok())
+                .count();
+            if ok != count as usize {
+                bail!("{} of {count} io tasks failed", count as usize - ok);
+            }
+            Ok(serial_ms / ms_since(t))
+        })?;
+        pool.shutdown();
+        let m = Measurement::new(
+            SUITE,
+            "io speedup",
+            backend.as_str(),
+            Some(workers),
+            Some(param.clone()),
+            "x",
+            &values,
+        );
+        push(report, m);
+    }
+    Ok(())
+}
+
+/// A worker SIGKILLed mid-run: from the kill until the run has every outcome, with the
+/// suite's lease. Its batches are claimed by the other worker once the lease runs out.
+fn reclaim(bench: &Bench, report: &mut Report, workers: &mut Workers, url: &str) -> Result<()> {
+    let runs = bench.runs.min(3);
+    let mut values = Vec::new();
+    for _ in 0..runs {
+        let mut pool = bench.pool(
+            BackendKind::Redis,
+            64,
+            Chunk::Fixed(1),
+            None,
+            Context::default(),
+        )?;
+        let victim = workers.0.remove(0);
+        let mut victim = Workers(vec![victim]);
+        let started = Instant::now();
+        let mut killed: Option<Instant> = None;
+        let mut ok = 0;
+        for record in pool.map((0..32).map(|_| Input::Io { ms: 200 })) {
+            ok += usize::from(record.result.is_ok());
+            if killed.is_none() && started.elapsed() > Duration::from_millis(100) {
+                drop(victim);
+                victim = Workers(Vec::new());
+                killed = Some(Instant::now());
+            }
+        }
+        drop(victim);
+        pool.shutdown();
+        let killed = killed.ok_or_else(|| anyhow!("the run ended before the kill"))?;
+        if ok != 32 {
+            bail!("{} of 32 tasks failed after a worker was killed", 32 - ok);
+        }
+        values.push(ms_since(killed));
+        workers.add(bench, url)?;
+    }
+    let m = Measurement::new(
+        SUITE,
+        "kill to run complete",
+        "redis",
+        Some(WORKERS),
+        Some(format!("lease {LEASE}, 32x200ms")),
+        "ms",
+        &values,
+    );
+    push(report, m);
+    Ok(())
+}
+
+/// The broker against each local backend, case by case.
+fn add_ratios(report: &mut Report) {
+    let snapshot = report.clone();
+    for m in report
+        .measurements
+        .iter_mut()
+        .filter(|m| m.suite == SUITE && m.runtime == "redis")
+    {
+        for other in ["process", "thread"] {
+            let found = snapshot.measurements.iter().find(|o| {
+                o.suite == SUITE && o.runtime == other && o.case == m.case && o.param == m.param
+            });
+            if let Some(o) = found.filter(|o| o.stats.median > 0.0) {
+                m.ratios
+                    .insert(format!("redis/{other}"), m.stats.median / o.stats.median);
+            }
+        }
+    }
+}
