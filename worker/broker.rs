@@ -325,6 +325,10 @@ fn with_retries<T>(
     let mut pause = Duration::from_millis(50);
     loop {
         match command(con) {
+            Err(err) if err.is_missing_group() && started.elapsed() < RECONNECT_FOR => {
+                eprintln!("worker: the consumer group is gone (broker restarted?); joining anew");
+                broker::ensure_group(url, con)?;
+            }
             Err(err) if err.is_connection() && started.elapsed() < RECONNECT_FOR => {
                 eprintln!("worker: {err}; reconnecting");
                 std::thread::sleep(pause);
@@ -426,15 +430,16 @@ impl Server {
             broker::reclaim(&url, con, &name, lease, &cursor, free)
         })?;
         self.cursor = next;
+        if !claimed.is_empty() {
+            eprintln!(
+                "worker {name}: took over {} batch(es) whose worker stopped renewing them",
+                claimed.len()
+            );
+        }
         for (id, frame) in claimed {
             let deliveries = with_retries(&url, &mut self.con, |con| {
                 broker::deliveries(&url, con, &id)
             })?;
-            eprintln!(
-                "worker {name}: claimed entry {id} from a worker that stopped renewing it \
-                 (delivery {})",
-                deliveries.unwrap_or(0)
-            );
             self.admit(id, frame, deliveries.unwrap_or(1))?;
         }
         Ok(())

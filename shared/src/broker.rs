@@ -102,6 +102,8 @@ pub enum BrokerError {
     Command {
         command: &'static str,
         reason: String,
+        /// The server's error code (`NOGROUP`, `WRONGTYPE`...), if it gave one.
+        code: Option<String>,
     },
     #[error("broker entry {id}: {source}")]
     Frame {
@@ -118,6 +120,12 @@ impl BrokerError {
     /// fresh connection may succeed.
     pub fn is_connection(&self) -> bool {
         matches!(self, BrokerError::Unreachable { .. })
+    }
+
+    /// Whether the tasks stream's consumer group is missing: the broker restarted without
+    /// persistence (or someone deleted the stream), and [`ensure_group`] makes it again.
+    pub fn is_missing_group(&self) -> bool {
+        matches!(self, BrokerError::Command { code: Some(code), .. } if code == "NOGROUP")
     }
 }
 
@@ -203,7 +211,12 @@ impl BrokerUrl {
                 reason: format!("{command}: {reason}"),
             }
         } else {
-            BrokerError::Command { command, reason }
+            let code = err.code().map(str::to_string);
+            BrokerError::Command {
+                command,
+                reason,
+                code,
+            }
         }
     }
 }
@@ -384,6 +397,33 @@ pub fn deliveries(
     Ok(as_array(&reply)
         .first()
         .and_then(|row| as_array(row).get(3).and_then(as_u64)))
+}
+
+/// How many consumers of the group have talked to the broker within `within`: a live
+/// worker asks for entries every few hundred milliseconds, even when there are none.
+pub fn live_consumers(
+    url: &BrokerUrl,
+    con: &mut redis::Connection,
+    within: Duration,
+) -> Result<usize, BrokerError> {
+    let reply = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(TASKS_STREAM)
+        .arg(GROUP)
+        .query::<Reply>(con)
+        .map_err(|e| url.command_error("XINFO CONSUMERS", &e))?;
+    let within = within.as_millis() as u64;
+    Ok(as_array(&reply)
+        .iter()
+        .filter(|consumer| {
+            let fields = as_array(consumer);
+            let idle = fields
+                .chunks(2)
+                .find(|kv| kv.first().and_then(as_string).as_deref() == Some("idle"))
+                .and_then(|kv| kv.get(1).and_then(as_u64));
+            idle.is_some_and(|ms| ms <= within)
+        })
+        .count())
 }
 
 /// Renews the lease of entries this consumer is still working on (resets their idle

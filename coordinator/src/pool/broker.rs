@@ -30,6 +30,8 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_BLOCK: Duration = Duration::from_millis(200);
 /// How long a lost connection is retried before the run's tasks are given up.
 const RECONNECT_FOR: Duration = Duration::from_secs(10);
+/// How long the results stay silent before the reader checks that any worker is alive.
+const NO_WORKER_WARNING: Duration = Duration::from_secs(3);
 /// Entry ids a slot remembers, to withdraw its unstarted batches when it is stopped.
 const REMEMBERED_ENTRIES: usize = 1024;
 
@@ -42,6 +44,8 @@ struct Shared {
     publisher: Mutex<redis::Connection>,
     /// The scheduler's run number within this pool, stamped on each batch.
     epoch: AtomicU64,
+    /// The run's settings, registered again if the broker has forgotten them.
+    spec: RunSpec,
 }
 
 pub(crate) struct RedisBackend {
@@ -72,6 +76,7 @@ impl RedisBackend {
                 run,
                 publisher: Mutex::new(con),
                 epoch: AtomicU64::new(0),
+                spec,
             }),
             stop_reader: Arc::new(AtomicBool::new(false)),
             reader_started: false,
@@ -236,12 +241,30 @@ fn read_results(
 ) {
     let url = &shared.url;
     let mut after = "0".to_string();
+    let mut quiet_since = Instant::now();
+    let mut warned = false;
     while !stop.load(Ordering::SeqCst) {
+        if !warned && quiet_since.elapsed() > NO_WORKER_WARNING {
+            quiet_since = Instant::now();
+            if let Ok(0) = broker::live_consumers(url, &mut con, NO_WORKER_WARNING) {
+                warned = true;
+                eprintln!(
+                    "warning: no worker is taking tasks from the broker at {url}: start \
+                     `worker --broker URL` on any host that reaches it"
+                );
+            }
+        }
         let entries = match broker::read_results(url, &mut con, &shared.run, &after, READ_BLOCK) {
             Ok(entries) => entries,
             Err(err) if err.is_connection() => match reconnect(shared, stop, &err) {
                 Ok(fresh) => {
                     con = fresh;
+                    // Whatever the broker lost in the restart (batches not yet written
+                    // to disk, or everything without persistence) is published again;
+                    // what it kept may now run twice, and is de-duplicated.
+                    if events.send(Event::Republish).is_err() {
+                        return;
+                    }
                     continue;
                 }
                 Err(reason) => {
@@ -256,6 +279,9 @@ fn read_results(
                 return;
             }
         };
+        if !entries.is_empty() {
+            quiet_since = Instant::now();
+        }
         for (id, frame) in entries {
             after = id.clone();
             let received_ns = shared::clock::monotonic_ns();
@@ -287,7 +313,8 @@ fn read_results(
     }
 }
 
-/// Reconnects after a dropped connection and checks the broker still knows the run.
+/// Reconnects after a dropped connection, and registers the run again if the broker has
+/// forgotten it (it restarted without persistence).
 fn reconnect(
     shared: &Shared,
     stop: &AtomicBool,
@@ -302,13 +329,21 @@ fn reconnect(
         let Ok(mut con) = shared.url.connect(CONNECT_TIMEOUT, Some(IO_TIMEOUT)) else {
             continue;
         };
-        return match broker::get_spec(&shared.url, &mut con, &shared.run) {
-            Ok(Some(_)) => Ok(con),
-            Ok(None) => Err(format!(
-                "the broker at {} no longer knows this run (it restarted without \
-                 persistence?): its queued tasks and outcomes are lost",
+        let registered = broker::get_spec(&shared.url, &mut con, &shared.run).and_then(|spec| {
+            if spec.is_some() {
+                return Ok(());
+            }
+            eprintln!(
+                "warning: the broker at {} lost this run (restarted without persistence?): \
+                 registering it again and publishing its unfinished batches again",
                 shared.url
-            )),
+            );
+            broker::ensure_group(&shared.url, &mut con)?;
+            broker::put_spec(&shared.url, &mut con, &shared.run, &shared.spec)
+        });
+        return match registered {
+            Ok(()) => Ok(con),
+            Err(err) if err.is_connection() => continue,
             Err(err) => Err(err.to_string()),
         };
     }

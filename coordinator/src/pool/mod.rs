@@ -128,6 +128,9 @@ pub(crate) enum Event {
     /// The backend cannot serve any slot any more (the broker is gone): every task not
     /// yet finished fails.
     BackendDown { reason: String },
+    /// The backend may have lost batches it had accepted (a broker that restarted):
+    /// every batch in flight is sent again; outcomes that then arrive twice are dropped.
+    Republish,
     /// SIGINT or SIGTERM: stop the run.
     Interrupted,
 }

@@ -703,6 +703,7 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
                 }
             }
             Event::BackendDown { reason } => self.abandon_everything(&reason),
+            Event::Republish => self.republish(),
             Event::Interrupted => {
                 self.stats.interrupted = true;
                 self.request_stop("interrupted".to_string());
@@ -991,6 +992,27 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
         );
         if self.pool.slots.iter().all(|s| s.runner.is_none()) {
             self.fail_everything(&format!("no worker left: {err}"));
+        }
+    }
+
+    /// Sends every batch in flight again, to the same runner: for a backend whose
+    /// batches may be answered more than once, so the first answer wins.
+    fn republish(&mut self) {
+        if !self.pool.backend.batches_interleave() {
+            return;
+        }
+        for index in 0..self.pool.slots.len() {
+            let slot = &mut self.pool.slots[index];
+            let Some(runner) = slot.runner.as_mut() else {
+                continue;
+            };
+            let failed = slot
+                .inflight
+                .iter_mut()
+                .find_map(|batch| runner.send(batch.tasks.make_contiguous()).err());
+            if let Some(reason) = failed {
+                self.lose(index, reason);
+            }
         }
     }
 
