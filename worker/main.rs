@@ -37,8 +37,10 @@ struct Args {
     /// bare ipc-channel round trip (the floor under any pool) with it.
     #[arg(long, hide = true)]
     echo: bool,
-    /// Serve runs through the Redis broker at URL (redis://[:PASSWORD@]HOST[:PORT][/DB]):
-    /// take batches from the shared tasks stream, run them, publish their outcomes.
+    /// Serve runs through the Redis broker at URL (redis://[:PASSWORD@]HOST[:PORT][/DB], or
+    /// rediss://... for TLS, checked against the system's CAs or the PEM file in
+    /// $WORKPOOL_BROKER_CA): take batches from the shared tasks stream, run them, publish
+    /// their outcomes. Prefer $WORKPOOL_BROKER for a URL with a password.
     #[arg(
         long,
         value_name = "URL",

@@ -304,9 +304,10 @@ pub struct RunOptions {
     /// `worker --broker` processes on any host, through a Redis broker (needs --broker).
     #[arg(long, value_enum, default_value_t = BackendKind::Process)]
     pub backend: BackendKind,
-    /// The Redis broker of `--backend redis`: redis://[:PASSWORD@]HOST[:PORT][/DB]. Prefer
-    /// $WORKPOOL_BROKER for a URL with a password (it stays out of `ps`); the password is
-    /// never printed.
+    /// The Redis broker of `--backend redis`: redis://[:PASSWORD@]HOST[:PORT][/DB], or
+    /// rediss://... for TLS (checked against the system's CAs, or the PEM file in
+    /// $WORKPOOL_BROKER_CA). Prefer $WORKPOOL_BROKER for a URL with a password (it stays
+    /// out of `ps`); the password is never printed.
     #[arg(
         long,
         value_name = "URL",

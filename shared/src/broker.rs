@@ -129,7 +129,11 @@ impl BrokerError {
     }
 }
 
-/// A `redis://` URL, shown everywhere with its password replaced by `***`.
+/// A PEM file of the certificate authority a `rediss://` broker's certificate is checked
+/// against, instead of the system's trust store.
+pub const CA_ENV: &str = "WORKPOOL_BROKER_CA";
+
+/// A `redis://` (or `rediss://`, TLS) URL, shown everywhere with its password replaced by `***`.
 #[derive(Clone)]
 pub struct BrokerUrl {
     url: String,
@@ -144,16 +148,31 @@ impl BrokerUrl {
             url: shown.clone(),
             reason: reason.to_string(),
         };
-        if url.starts_with("rediss://") {
-            return Err(bad(
-                "TLS (rediss://) is not built into this workpool; reach the \
-                 broker through a TLS tunnel such as stunnel or an SSH forward",
-            ));
-        }
-        if !url.starts_with("redis://") {
-            return Err(bad("it must start with redis://"));
-        }
-        let client = redis::Client::open(url).map_err(|e| bad(&scrub(&e.to_string(), None)))?;
+        let client = if url.starts_with("rediss://") {
+            // One process-wide choice; a second call finds it made, which is fine.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            match std::env::var_os(CA_ENV).filter(|v| !v.is_empty()) {
+                Some(path) => {
+                    let pem = std::fs::read(&path).map_err(|e| {
+                        bad(&format!(
+                            "cannot read the CA certificate {} (${CA_ENV}): {e}",
+                            std::path::Path::new(&path).display()
+                        ))
+                    })?;
+                    let certs = redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem),
+                    };
+                    redis::Client::build_with_tls(url, certs)
+                }
+                None => redis::Client::open(url),
+            }
+        } else if url.starts_with("redis://") {
+            redis::Client::open(url)
+        } else {
+            return Err(bad("it must start with redis:// (or rediss:// for TLS)"));
+        };
+        let client = client.map_err(|e| bad(&scrub(&e.to_string(), None)))?;
         let password = client.get_connection_info().redis_settings().password();
         let password = password.map(str::to_string);
         Ok(BrokerUrl {
@@ -636,7 +655,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains("s3cret"), "{err}");
-        assert!(BrokerUrl::parse("rediss://h").is_err());
+        assert!(BrokerUrl::parse("rediss://h").is_ok());
+        assert!(BrokerUrl::parse("tcp://h").is_err());
     }
 
     #[test]
