@@ -41,6 +41,19 @@ pub struct Settings {
     pub max_deliveries: u64,
     /// This worker's consumer name in the group.
     pub name: String,
+    /// Where a batch's tasks run.
+    pub isolation: Isolation,
+}
+
+/// Where a broker worker runs a batch's tasks.
+#[derive(Clone)]
+pub enum Isolation {
+    /// On the executor thread itself: cheapest; a task that aborts takes the worker down
+    /// (its batches are then taken over by other workers after their lease).
+    Thread,
+    /// In a child `worker` process per executor thread, driven by workpool's own process
+    /// pool: a crash or a `--timeout` kills only the child, which is replaced.
+    Process(workpool::pool::WorkerBinary),
 }
 
 /// Why the worker stopped: the caller maps it to an exit code.
@@ -112,8 +125,12 @@ pub fn serve(settings: Settings) -> Result<(), ServeError> {
     let publisher_con = url
         .connect(CONNECT_TIMEOUT, Some(IO_TIMEOUT))
         .map_err(ServeError::Start)?;
+    let isolation = match settings.isolation {
+        Isolation::Thread => "threads",
+        Isolation::Process(_) => "child processes",
+    };
     eprintln!(
-        "worker {}: serving {} with {} threads (lease {:?}, max deliveries {})",
+        "worker {}: serving {} with {} {isolation} (lease {:?}, max deliveries {})",
         settings.name, url, settings.concurrency, settings.lease, settings.max_deliveries
     );
 
@@ -139,6 +156,7 @@ pub fn serve(settings: Settings) -> Result<(), ServeError> {
     let mut pool = Executors {
         jobs: jobs_rx,
         done: done_tx,
+        isolation: settings.isolation.clone(),
         threads: Vec::new(),
     };
     for _ in 0..settings.concurrency {
@@ -189,6 +207,7 @@ fn watch_signals(stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
 struct Executors {
     jobs: Receiver<Arc<Job>>,
     done: Sender<Arc<Job>>,
+    isolation: Isolation,
     threads: Vec<Arc<Mutex<Current>>>,
 }
 
@@ -197,9 +216,13 @@ impl Executors {
     fn spawn(&mut self, resume: Option<Arc<Job>>) -> anyhow::Result<()> {
         let current = Arc::new(Mutex::new(Current::default()));
         let (jobs, done, mine) = (self.jobs.clone(), self.done.clone(), Arc::clone(&current));
+        let isolation = self.isolation.clone();
         std::thread::Builder::new()
             .name("broker-executor".into())
-            .spawn(move || execute_jobs(resume, &jobs, &done, &mine))
+            .spawn(move || match isolation {
+                Isolation::Thread => execute_jobs(resume, &jobs, &done, &mine),
+                Isolation::Process(bin) => execute_in_child(&bin, &jobs, &done),
+            })
             .context("cannot start an executor thread")?;
         self.threads.push(current);
         Ok(())
@@ -285,6 +308,77 @@ fn execute_jobs(
             job.record(outcome, done);
         }
         lock(current).job = None;
+    }
+}
+
+/// The executor of `--isolate process`: each batch goes to a one-worker process pool
+/// (workpool's own), started for the batch's run and kept while batches of that run come.
+/// The pool enforces the run's `--timeout` by killing its worker, and turns a crash into a
+/// `worker_crashed` outcome, replacing the worker; this process lives on.
+fn execute_in_child(
+    bin: &workpool::pool::WorkerBinary,
+    jobs: &Receiver<Arc<Job>>,
+    done: &Sender<Arc<Job>>,
+) {
+    use workpool::pool::{BackendKind, Chunk, Order, Pool, PoolConfig};
+    let mut local: Option<(String, Pool)> = None;
+    for job in jobs {
+        if local.as_ref().is_none_or(|(run, _)| *run != job.entry.run) {
+            local = None; // Shuts the last run's worker down.
+            let config = PoolConfig {
+                backend: BackendKind::Process,
+                workers: 1,
+                order: Order::Input,
+                chunk: Chunk::Auto,
+                inflight: None,
+                // Retries are the coordinator's: it sees every attempt.
+                retries: 0,
+                backoff: Duration::ZERO,
+                context: job.spec.context.clone(),
+                timeout: job.spec.timeout_ms.map(Duration::from_millis),
+                first: None,
+                fail_fast: false,
+                worker_bin: Some(bin.clone()),
+                broker: None,
+            };
+            match Pool::start(config) {
+                Ok(pool) => local = Some((job.entry.run.clone(), pool)),
+                Err(err) => {
+                    // Reported as a crash of this batch: the coordinator may retry it.
+                    let message = format!("cannot start a child worker: {err}");
+                    for task in job.tasks() {
+                        let result = Err(TaskError::new(ErrorKind::WorkerCrashed, &message));
+                        job.record(outcome_of(task, result, 0), done);
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some((_, pool)) = local.as_mut() else {
+            continue;
+        };
+        let inputs = job.tasks().iter().map(|t| t.input.clone());
+        let records: Vec<_> = pool.map(inputs).collect();
+        for record in records {
+            let Some(task) = usize::try_from(record.index)
+                .ok()
+                .and_then(|i| job.tasks().get(i))
+            else {
+                continue;
+            };
+            let run_us = (record.elapsed_ms * 1000.0) as u64;
+            job.record(outcome_of(task, record.result, run_us), done);
+        }
+    }
+}
+
+fn outcome_of(task: &Task, result: Result<shared::Value, TaskError>, run_us: u64) -> Outcome {
+    Outcome {
+        index: task.index,
+        attempt: task.attempt,
+        result,
+        run_us,
+        trace: None,
     }
 }
 

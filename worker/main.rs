@@ -63,6 +63,16 @@ struct Args {
     /// With --broker: this worker's consumer name [default: HOST-PID].
     #[arg(long)]
     name: Option<String>,
+    /// With --broker: run tasks on this process's threads, or in child worker processes
+    /// (one per thread), where a crashing or overrunning task kills only its child.
+    #[arg(long, value_enum, default_value_t = Isolate::Thread)]
+    isolate: Isolate,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Isolate {
+    Thread,
+    Process,
 }
 
 fn main() -> ExitCode {
@@ -134,7 +144,22 @@ fn corrupt_for_tests(frame: Frame, corruption: &str) -> Frame {
 /// `--broker`: exit code 2 when the broker cannot be reached or refuses us at start (a
 /// set-up error, as the coordinator's), 1 when serving fails later.
 fn serve_broker(args: &Args, url: &str) -> ExitCode {
+    let isolation = match args.isolate {
+        Isolate::Thread => broker::Isolation::Thread,
+        // The children are this very executable, started with --connect.
+        Isolate::Process => match std::env::current_exe() {
+            Ok(path) => broker::Isolation::Process(workpool::pool::WorkerBinary {
+                path,
+                source: "this worker",
+            }),
+            Err(err) => {
+                eprintln!("worker: error: cannot find this executable's path: {err}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let settings = shared::broker::BrokerUrl::parse(url).map(|url| broker::Settings {
+        isolation,
         url,
         concurrency: args
             .concurrency
