@@ -530,8 +530,35 @@ pub fn put_spec(
     redis::cmd("SET")
         .arg(spec_key(run))
         .arg(frame.as_slice())
+        .arg("EX")
+        .arg(RUN_TTL.as_secs())
         .query::<()>(con)
         .map_err(|e| url.command_error("SET", &e))
+}
+
+/// How long a run outlives its coordinator's last sign of life: a coordinator that was
+/// killed leaves nothing behind for longer (its workers skip the run's entries, and its
+/// results stream expires).
+pub const RUN_TTL: Duration = Duration::from_secs(30);
+
+/// Keeps a live run's keys from expiring (see [`RUN_TTL`]); call it well within the TTL.
+pub fn keep_run(
+    url: &BrokerUrl,
+    con: &mut redis::Connection,
+    run: &str,
+) -> Result<(), BrokerError> {
+    let ttl = RUN_TTL.as_secs();
+    redis::pipe()
+        .cmd("EXPIRE")
+        .arg(spec_key(run))
+        .arg(ttl)
+        .ignore()
+        .cmd("EXPIRE")
+        .arg(results_key(run))
+        .arg(ttl)
+        .ignore()
+        .query::<()>(con)
+        .map_err(|e| url.command_error("EXPIRE", &e))
 }
 
 /// A run's settings, or None once the run is over.

@@ -243,7 +243,14 @@ fn read_results(
     let mut after = "0".to_string();
     let mut quiet_since = Instant::now();
     let mut warned = false;
+    let mut kept = Instant::now();
     while !stop.load(Ordering::SeqCst) {
+        if kept.elapsed() > broker::RUN_TTL / 6 {
+            kept = Instant::now();
+            if let Err(err) = broker::keep_run(url, &mut con, &shared.run) {
+                eprintln!("warning: cannot renew the run on the broker: {err}");
+            }
+        }
         if !warned && quiet_since.elapsed() > NO_WORKER_WARNING {
             quiet_since = Instant::now();
             if let Ok(0) = broker::live_consumers(url, &mut con, NO_WORKER_WARNING) {
