@@ -5,6 +5,7 @@
 mod common;
 
 mod bench;
+mod broker;
 mod chaos;
 mod cleanup;
 mod errors;

@@ -1,0 +1,1175 @@
+//! The `redis` backend against a real broker: each test starts its own `redis-server` on a
+//! free loopback port and its own `worker --broker` processes, so the tests run in
+//! parallel, and every process it started is killed and reaped on every path.
+//!
+//! `redis-server` must be installed (Debian: `apt-get install redis-server`); without it
+//! these tests fail rather than skip, so a missing install step cannot go unnoticed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+use shared::broker::{GROUP, TASKS_STREAM};
+use tempfile::TempDir;
+
+use crate::common::{
+    assert_contains, assert_exit, assert_usage_error, coordinator, output, parse_jsonl, run_output,
+    stderr, stdout, Run, COORDINATOR, WORKER,
+};
+
+/// How often waits look again.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Generous bound on anything that should take a moment (a server or worker starting).
+const START_LIMIT: Duration = Duration::from_secs(10);
+
+/// Bound on a run that should take a few seconds: it failed, not the machine, if it takes
+/// longer.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// "Within a few seconds": a set-up error must be reported by then, not hang.
+const ERROR_LIMIT: Duration = Duration::from_secs(10);
+
+/// A password no output may ever contain.
+const WRONG_PASSWORD: &str = "hunter2-wrong";
+
+/// Makes a child get SIGKILL if the test thread that started it dies without dropping
+/// its fixture (e.g. the test binary is killed), so no server or worker outlives the run.
+fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    // SAFETY: prctl is async-signal-safe and touches nothing but the calling process.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Kills and reaps `child` unless it has exited and been reaped (`status` set).
+fn kill_and_reap(child: &mut Child, status: &mut Option<ExitStatus>) {
+    if status.is_none() {
+        let _ = child.kill();
+        *status = child.wait().ok();
+    }
+}
+
+/// A loopback port nothing listens on at the moment of the call.
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .expect("cannot bind a loopback port")
+        .port()
+}
+
+/// A `redis-server` of the test's own: a free loopback port, an empty temporary directory,
+/// no persistence. Dropping it kills and reaps the server.
+pub(crate) struct RedisServer {
+    child: Child,
+    status: Option<ExitStatus>,
+    port: u16,
+    password: Option<String>,
+    dir: TempDir,
+}
+
+impl RedisServer {
+    /// A server without a password, on 127.0.0.1.
+    pub(crate) fn start() -> RedisServer {
+        RedisServer::start_with(None, &[])
+    }
+
+    /// A server that requires `password`, on 127.0.0.1.
+    pub(crate) fn with_password(password: &str) -> RedisServer {
+        RedisServer::start_with(Some(password), &[])
+    }
+
+    /// A server on 127.0.0.1 and on each of `also_bind` (other hosts may then connect:
+    /// protected mode is off).
+    pub(crate) fn start_with(password: Option<&str>, also_bind: &[&str]) -> RedisServer {
+        require_redis_server();
+        let mut last_log = String::new();
+        // Another process may take the port between our probe and the server's bind.
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("cannot create temp dir");
+            let port = free_port();
+            let log = dir.path().join("redis.log");
+            let log_file = File::create(&log).expect("cannot create the redis log");
+            let bind = std::iter::once("127.0.0.1")
+                .chain(also_bind.iter().copied())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let mut cmd = Command::new("redis-server");
+            cmd.args(["--port", &port.to_string(), "--bind", &bind])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .args(["--daemonize", "no", "--logfile", ""])
+                .stdin(Stdio::null())
+                .stdout(log_file.try_clone().expect("cannot clone a file handle"))
+                .stderr(log_file);
+            if !also_bind.is_empty() {
+                cmd.args(["--protected-mode", "no"]);
+            }
+            if let Some(password) = password {
+                cmd.args(["--requirepass", password]);
+            }
+            let child = die_with_parent(&mut cmd)
+                .spawn()
+                .expect("cannot start redis-server");
+            let mut server = RedisServer {
+                child,
+                status: None,
+                port,
+                password: password.map(str::to_string),
+                dir,
+            };
+            if server.wait_ready() {
+                return server;
+            }
+            last_log = std::fs::read_to_string(&log).unwrap_or_default();
+            // Dropping `server` kills and reaps it; try another port.
+        }
+        panic!("redis-server did not start on any of 5 ports; its last log:\n{last_log}");
+    }
+
+    /// Waits until the server answers PING (an authentication error is an answer too).
+    /// False if it exited (its port was taken, say); fails the test if it never answers.
+    fn wait_ready(&mut self) -> bool {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait on redis-server") {
+                self.status = Some(status);
+                return false;
+            }
+            if ping(self.port)
+                .is_some_and(|reply| reply.starts_with("+PONG") || reply.starts_with("-NOAUTH"))
+            {
+                return true;
+            }
+            assert!(
+                started.elapsed() < START_LIMIT,
+                "redis-server on port {} not answering after {START_LIMIT:?}; its log:\n{}",
+                self.port,
+                self.log()
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://[:PASSWORD@]127.0.0.1:PORT` with the server's own password, if any.
+    pub(crate) fn url(&self) -> String {
+        self.url_on("127.0.0.1")
+    }
+
+    /// The URL of this server reached at `host`.
+    pub(crate) fn url_on(&self, host: &str) -> String {
+        match &self.password {
+            Some(password) => format!("redis://:{password}@{host}:{}", self.port),
+            None => format!("redis://{host}:{}", self.port),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        kill_and_reap(&mut self.child, &mut self.status);
+    }
+}
+
+/// Fails the test with the fix if `redis-server` is not installed.
+fn require_redis_server() {
+    match Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(status) if status.success() => {}
+        Ok(status) => panic!("`redis-server --version` failed ({status})"),
+        Err(err) if err.kind() == ErrorKind::NotFound => panic!(
+            "redis-server is not installed, and the redis backend's tests need it: \
+             apt-get install redis-server"
+        ),
+        Err(err) => panic!("cannot run redis-server: {err}"),
+    }
+}
+
+/// Sends PING on a fresh connection and returns the first line of the reply.
+fn ping(port: u16) -> Option<String> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .ok()?;
+    stream.write_all(b"PING\r\n").ok()?;
+    let mut reply = [0u8; 64];
+    let n = stream.read(&mut reply).ok()?;
+    Some(String::from_utf8_lossy(&reply[..n]).into_owned())
+}
+
+/// A `worker --broker URL --lease 1s` process. Dropping it kills and reaps it.
+pub(crate) struct Worker {
+    child: Child,
+    status: Option<ExitStatus>,
+    name: String,
+    stderr: PathBuf,
+    _dir: TempDir,
+}
+
+impl Worker {
+    /// `worker --broker URL --concurrency N --lease 1s --name NAME`, once it serves.
+    pub(crate) fn start(url: &str, name: &str, concurrency: usize) -> Worker {
+        Worker::start_in(&[], url, name, concurrency)
+    }
+
+    /// Like [`Worker::start`], the command prefixed by `wrapper` (e.g. `ip netns exec NS`,
+    /// which execs the worker: the pid stays the worker's).
+    pub(crate) fn start_in(wrapper: &[&str], url: &str, name: &str, concurrency: usize) -> Worker {
+        let dir = tempfile::tempdir().expect("cannot create temp dir");
+        let stderr = dir.path().join("stderr");
+        let stderr_file = File::create(&stderr).expect("cannot create stderr file");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(WORKER);
+                cmd
+            }
+            None => Command::new(WORKER),
+        };
+        cmd.args(["--broker", url, "--lease", "1s", "--name", name])
+            .args(["--concurrency", &concurrency.to_string()])
+            .env_remove("WORKPOOL_BROKER")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr_file);
+        let child = die_with_parent(&mut cmd)
+            .spawn()
+            .expect("cannot start worker");
+        let mut worker = Worker {
+            child,
+            status: None,
+            name: name.to_string(),
+            stderr,
+            _dir: dir,
+        };
+        worker.wait_serving();
+        worker
+    }
+
+    /// Waits for the worker's "serving" line: it has joined the consumer group.
+    fn wait_serving(&mut self) {
+        let started = Instant::now();
+        while !self.stderr().contains("serving") {
+            if let Some(status) = self.child.try_wait().expect("try_wait on worker") {
+                self.status = Some(status);
+                panic!(
+                    "worker {} exited ({status}) before serving\n--- stderr ---\n{}",
+                    self.name,
+                    self.stderr()
+                );
+            }
+            assert!(
+                started.elapsed() < START_LIMIT,
+                "worker {} not serving after {START_LIMIT:?}\n--- stderr ---\n{}",
+                self.name,
+                self.stderr()
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    pub(crate) fn pid(&self) -> u64 {
+        u64::from(self.child.id())
+    }
+
+    /// SIGKILL: it gets no chance to finish or hand back what it holds.
+    pub(crate) fn kill(&mut self) {
+        kill_and_reap(&mut self.child, &mut self.status);
+    }
+
+    /// Sends `signal` (SIGSTOP, SIGCONT...) to the running worker.
+    pub(crate) fn signal(&self, signal: libc::c_int) {
+        assert!(self.status.is_none(), "worker {} was reaped", self.name);
+        let pid = i32::try_from(self.child.id()).expect("pid out of range");
+        // SAFETY: kill only sends a signal, to our own child that is not yet reaped.
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(
+            sent,
+            0,
+            "kill({pid}, {signal}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    pub(crate) fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        kill_and_reap(&mut self.child, &mut self.status);
+    }
+}
+
+/// A `coordinator run` in the background, its stdout going to a file that can be read as
+/// it streams. Dropping it kills and reaps it.
+struct Background {
+    child: Child,
+    status: Option<ExitStatus>,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    _dir: TempDir,
+}
+
+impl Background {
+    fn start(args: &[&str]) -> Background {
+        let dir = tempfile::tempdir().expect("cannot create temp dir");
+        let (stdout, stderr) = (dir.path().join("stdout"), dir.path().join("stderr"));
+        let mut cmd = Command::new(COORDINATOR);
+        cmd.arg("run")
+            .args(args)
+            .env("WORKPOOL_WORKER", WORKER)
+            .env_remove("WORKPOOL_BROKER")
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout).expect("cannot create stdout file"))
+            .stderr(File::create(&stderr).expect("cannot create stderr file"));
+        let child = die_with_parent(&mut cmd)
+            .spawn()
+            .expect("cannot start coordinator");
+        Background {
+            child,
+            status: None,
+            stdout,
+            stderr,
+            _dir: dir,
+        }
+    }
+
+    fn poll(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().expect("try_wait on coordinator");
+        }
+        self.status
+    }
+
+    /// Waits until stdout holds `lines` complete lines (or the run ended).
+    #[track_caller]
+    fn wait_for_lines(&mut self, lines: usize) {
+        let started = Instant::now();
+        while lines_in(&self.stdout) < lines && self.poll().is_none() {
+            assert!(
+                started.elapsed() < RUN_LIMIT,
+                "fewer than {lines} outcomes after {RUN_LIMIT:?}\n--- stderr ---\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Waits for the run to end; after [`RUN_LIMIT`], kills it and fails the test.
+    #[track_caller]
+    fn wait(&mut self) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.poll() {
+                return status;
+            }
+            if started.elapsed() > RUN_LIMIT {
+                kill_and_reap(&mut self.child, &mut self.status);
+                panic!(
+                    "coordinator still running after {RUN_LIMIT:?}; killed it\n\
+                     --- stderr ---\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Waits for the run to end with exit code `code`, and parses its jsonl output.
+    #[track_caller]
+    fn finish(&mut self, code: i32) -> Run {
+        let status = self.wait();
+        let text = std::fs::read_to_string(&self.stdout).unwrap_or_default();
+        assert_eq!(
+            status.code(),
+            Some(code),
+            "exit status\n--- stdout ---\n{text}\n--- stderr ---\n{}",
+            self.stderr()
+        );
+        parse_jsonl(&text)
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        kill_and_reap(&mut self.child, &mut self.status);
+    }
+}
+
+/// Complete lines written to `path` so far.
+fn lines_in(path: &Path) -> usize {
+    std::fs::read(path).map_or(0, |bytes| bytes.iter().filter(|&&b| b == b'\n').count())
+}
+
+/// `ARGS --backend redis --broker URL --format jsonl`.
+fn on_broker<'a>(args: &[&'a str], url: &'a str) -> Vec<&'a str> {
+    [
+        args,
+        &["--backend", "redis", "--broker", url, "--format", "jsonl"],
+    ]
+    .concat()
+}
+
+/// `coordinator run ARGS` on the broker at `url`, expected to exit `code`, parsed.
+#[track_caller]
+fn run_on(url: &str, code: i32, args: &[&str]) -> Run {
+    let out = output(
+        coordinator()
+            .env_remove("WORKPOOL_BROKER")
+            .arg("run")
+            .args(on_broker(args, url)),
+    );
+    assert_exit(&out, code);
+    parse_jsonl(&stdout(&out))
+}
+
+/// `coordinator run ARGS --format jsonl` on the process backend, expected to exit `code`.
+#[track_caller]
+fn run_on_processes(code: i32, args: &[&str]) -> Run {
+    let out = run_output(&[args, &["--backend", "process", "--format", "jsonl"]].concat());
+    assert_exit(&out, code);
+    parse_jsonl(&stdout(&out))
+}
+
+fn kind(record: &Json) -> &str {
+    record["error"]["kind"].as_str().unwrap_or("")
+}
+
+/// What a task's outcome is, whatever ran it and when: index, input, ok, value, error
+/// kind and attempts.
+fn outcome(record: &Json) -> Json {
+    serde_json::json!({
+        "index": record["index"],
+        "input": record["input"],
+        "ok": record["ok"],
+        "value": record.get("value").cloned().unwrap_or(Json::Null),
+        "kind": kind(record),
+        "attempts": record["attempts"],
+    })
+}
+
+/// The outcomes of a run by index, asserting each index appears exactly once.
+#[track_caller]
+fn outcomes_by_index(run: &Run) -> BTreeMap<u64, Json> {
+    let mut by_index = BTreeMap::new();
+    for record in &run.records {
+        let index = record["index"].as_u64().expect("index");
+        let earlier = by_index.insert(index, outcome(record));
+        assert!(earlier.is_none(), "index {index} reported twice: {record}");
+    }
+    by_index
+}
+
+/// Asserts every index `0..count` appears exactly once.
+#[track_caller]
+fn assert_every_index_once(run: &Run, count: u64) {
+    let mut indices = run.indices();
+    indices.sort_unstable();
+    assert_eq!(
+        indices,
+        (0..count).collect::<Vec<_>>(),
+        "indices of the run"
+    );
+}
+
+/// The distinct pids that ran the run's tasks (cancelled records ran nowhere).
+fn pids_of(run: &Run) -> BTreeSet<u64> {
+    run.records
+        .iter()
+        .filter_map(|record| record["pid"].as_u64())
+        .collect()
+}
+
+/// `T00,T01,...` with `count` tickers starting with `prefix`.
+fn tickers(prefix: &str, count: usize) -> String {
+    (0..count)
+        .map(|i| format!("{prefix}{i:02}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Same seeds, same outcomes: a run on two broker workers gives, task by task, what the
+/// process backend gives (values, error kinds, attempts with retries); in input order,
+/// each index once, and both workers take part.
+#[test]
+fn redis_backend_gives_the_same_outcomes_as_processes_and_uses_every_worker() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let a = Worker::start(&url, "a", 2);
+    let b = Worker::start(&url, "b", 2);
+
+    // 30 tickers with a 50% transient failure rate and one retry: some succeed on the
+    // first attempt, some on the second, some fail for good; BAD is a permanent failure.
+    let tickers = format!("{},BAD", tickers("T", 30));
+    let args = [
+        "fetch",
+        "--tickers",
+        &tickers,
+        "--seed",
+        "8",
+        "--fail-rate",
+        "0.5",
+        "--retries",
+        "1",
+        "--backoff-ms",
+        "0",
+        "--latency-ms",
+        "0..20",
+        "--chunk",
+        "1",
+    ];
+    let expected = run_on_processes(1, &args);
+    let got = run_on(&url, 1, &args);
+    let (expected, got_by_index) = (outcomes_by_index(&expected), outcomes_by_index(&got));
+    assert_eq!(got_by_index.len(), 31, "one outcome per ticker");
+    let kinds: BTreeSet<&str> = expected
+        .values()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    let retried = expected.values().filter(|o| o["attempts"] == 2).count();
+    assert!(
+        kinds.contains("network") && kinds.contains("invalid_input") && retried > 0,
+        "the reference run should mix successes, retries and both kinds of failure (pick \
+         another --seed if the workload changed): kinds {kinds:?}, {retried} retried"
+    );
+    for (index, want) in &expected {
+        assert_eq!(
+            &got_by_index[index], want,
+            "task {index} on redis vs process"
+        );
+    }
+    assert_eq!(
+        got.indices(),
+        (0..31).collect::<Vec<_>>(),
+        "input order by default"
+    );
+    assert_eq!(got.summary["backend"], "redis", "summary: {}", got.summary);
+    assert_eq!(got.summary_u64("tasks"), 31);
+
+    // Enough tasks of some length that both workers must take some.
+    let run = run_on(
+        &url,
+        0,
+        &["io", "--count", "40", "--ms", "50", "--chunk", "1"],
+    );
+    assert_eq!(
+        run.indices(),
+        (0..40).collect::<Vec<_>>(),
+        "each index once, in input order"
+    );
+    run.values();
+    let pids = pids_of(&run);
+    assert_eq!(
+        pids,
+        BTreeSet::from([a.pid(), b.pid()]),
+        "the pids that ran tasks should be exactly the two workers'"
+    );
+    assert_eq!(run.summary_u64("succeeded"), 40);
+    assert_eq!(run.summary_u64("failed"), 0);
+}
+
+/// A worker SIGKILLed in the middle of a run loses nothing: once its lease runs out, the
+/// other worker claims the batches it held, and every task ends ok exactly once.
+#[test]
+fn batches_of_a_sigkilled_worker_are_claimed_by_another() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let mut a = Worker::start(&url, "a", 2);
+    let b = Worker::start(&url, "b", 2);
+    let args = [
+        "io",
+        "--count",
+        "40",
+        "--ms",
+        "200",
+        "--chunk",
+        "1",
+        "--order",
+        "completion",
+    ];
+    let mut run = Background::start(&on_broker(&args, &url));
+    // Both workers are busy by the time the first outcomes are in, and the run has
+    // seconds to go: A holds batches when it dies.
+    run.wait_for_lines(4);
+    let before_kill = lines_in(&run.stdout);
+    let killed = Instant::now();
+    a.kill();
+    // Not yet claimed: the lease has a second to run.
+    let held = pending_of(&url, "a");
+    run.wait();
+    eprintln!(
+        "broker: the run ended {:.2?} after worker a was SIGKILLed (lease 1s)",
+        killed.elapsed()
+    );
+    let run = run.finish(0);
+    assert_every_index_once(&run, 40);
+    run.values();
+    assert_eq!(run.summary_u64("succeeded"), 40);
+    assert!(
+        before_kill < 40,
+        "the run was over before the kill: the test proves nothing"
+    );
+    let pids = pids_of(&run);
+    assert!(
+        pids.is_subset(&BTreeSet::from([a.pid(), b.pid()])),
+        "pids {pids:?} are not those of the workers"
+    );
+    let after: Vec<u64> = run.pids()[before_kill..].to_vec();
+    assert!(
+        after.contains(&b.pid()),
+        "worker b should finish the run after a died; pids after the kill: {after:?}"
+    );
+    assert!(
+        held > 0,
+        "worker a held no batch when it was killed: the test proves nothing"
+    );
+    assert_eq!(
+        pending_of(&url, "a"),
+        0,
+        "batches still pending on the dead worker a after the run"
+    );
+    eprintln!("broker: worker a held {held} batch(es) when it was killed");
+}
+
+/// How many entries of the tasks stream `consumer` has taken and not acknowledged.
+fn pending_of(url: &str, consumer: &str) -> usize {
+    let client = redis::Client::open(url).expect("cannot parse the broker URL");
+    let mut con = client
+        .get_connection_with_timeout(START_LIMIT)
+        .expect("cannot connect to the broker");
+    let pending: Vec<redis::Value> = redis::cmd("XPENDING")
+        .arg(TASKS_STREAM)
+        .arg(GROUP)
+        .arg("-")
+        .arg("+")
+        .arg(100_000)
+        .arg(consumer)
+        .query(&mut con)
+        .expect("XPENDING");
+    pending.len()
+}
+
+/// A worker that joins a run already going takes a share of its work.
+#[test]
+fn a_worker_started_during_a_run_takes_work() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let first = Worker::start(&url, "first", 1);
+    let args = ["io", "--count", "30", "--ms", "100", "--chunk", "1"];
+    let mut run = Background::start(&on_broker(&args, &url));
+    run.wait_for_lines(1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        run.poll().is_none(),
+        "the run ended before the second worker joined"
+    );
+    let late = Worker::start(&url, "late", 1);
+    let run = run.finish(0);
+    assert_eq!(run.indices(), (0..30).collect::<Vec<_>>());
+    run.values();
+    let pids = pids_of(&run);
+    assert!(
+        pids.contains(&late.pid()),
+        "the late worker ran nothing: pids {pids:?}\n--- its stderr ---\n{}",
+        late.stderr()
+    );
+    assert!(pids.contains(&first.pid()), "pids {pids:?}");
+}
+
+/// At-least-once delivery, exactly-once outcomes: a worker stalled (SIGSTOP) past its
+/// lease has its batches claimed and run by the other; when it resumes and publishes them
+/// too, the late copies are dropped and counted as `duplicates`, never reported twice.
+#[test]
+fn late_outcomes_of_a_stalled_worker_are_dropped_as_duplicates() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let a = Worker::start(&url, "a", 2);
+    let _b = Worker::start(&url, "b", 2);
+    let args = [
+        "io",
+        "--count",
+        "60",
+        "--ms",
+        "200",
+        "--chunk",
+        "1",
+        "--order",
+        "completion",
+    ];
+    let mut run = Background::start(&on_broker(&args, &url));
+    run.wait_for_lines(4);
+    a.signal(libc::SIGSTOP);
+    let held = pending_of(&url, "a");
+    // Past the 1 s lease, a claim (every 250 ms) and the claimed 200 ms tasks.
+    std::thread::sleep(Duration::from_millis(2500));
+    let still_running = run.poll().is_none();
+    a.signal(libc::SIGCONT);
+    let run = run.finish(0);
+    assert!(
+        held > 0 && still_running,
+        "worker a held {held} batches when stopped, run still going at resume:          {still_running}; the test proves nothing"
+    );
+    assert_every_index_once(&run, 60);
+    run.values();
+    assert_eq!(run.summary_u64("succeeded"), 60);
+    let duplicates = run.summary_u64("duplicates");
+    eprintln!("broker: worker a held {held} batch(es) when stopped; {duplicates} duplicates");
+    assert!(
+        duplicates >= 1,
+        "worker a's late outcomes should have been dropped as duplicates: {}",
+        run.summary
+    );
+}
+
+/// Runs `cmd` and checks it ends within [`ERROR_LIMIT`].
+#[track_caller]
+fn quick_output(cmd: &mut assert_cmd::Command) -> Output {
+    let started = Instant::now();
+    let out = output(cmd.timeout(ERROR_LIMIT * 3));
+    let took = started.elapsed();
+    assert!(
+        took < ERROR_LIMIT,
+        "took {took:?}, more than {ERROR_LIMIT:?}\n--- stderr ---\n{}",
+        stderr(&out)
+    );
+    out
+}
+
+/// `coordinator run noop --count 3 --backend redis --broker URL`.
+#[track_caller]
+fn quick_run(url: &str) -> Output {
+    quick_output(
+        coordinator()
+            .env_remove("WORKPOOL_BROKER")
+            .args(["run", "noop", "--count", "3"])
+            .args(["--backend", "redis", "--broker", url, "--format", "jsonl"]),
+    )
+}
+
+/// `worker --broker URL`, which should exit at once: it cannot serve.
+#[track_caller]
+fn quick_worker(url: &str) -> Output {
+    let mut cmd = assert_cmd::Command::new(WORKER);
+    cmd.env_remove("WORKPOOL_BROKER")
+        .args(["--broker", url, "--lease", "1s"]);
+    quick_output(&mut cmd)
+}
+
+/// Asserts `out` never shows `secret`, on stdout or stderr.
+#[track_caller]
+fn assert_never_shows(out: &Output, secret: &str) {
+    for (what, text) in [("stdout", stdout(out)), ("stderr", stderr(out))] {
+        assert!(
+            !text.contains(secret),
+            "{what} shows the password {secret:?}:\n{text}"
+        );
+    }
+}
+
+/// A refused password is a set-up error (exit 2, at once) for the coordinator and the
+/// worker alike, and no output ever shows the password; the right one works.
+#[test]
+fn a_wrong_password_is_a_setup_error_that_never_shows_the_password() {
+    let server = RedisServer::with_password("s3cret-right");
+    let port = server.port();
+    for url in [
+        format!("redis://:{WRONG_PASSWORD}@127.0.0.1:{port}"),
+        format!("redis://default:{WRONG_PASSWORD}@127.0.0.1:{port}/0"),
+    ] {
+        let out = quick_run(&url);
+        assert_usage_error(&out, &["refused the credentials"]);
+        assert_never_shows(&out, WRONG_PASSWORD);
+        let out = quick_worker(&url);
+        assert_usage_error(&out, &["refused the credentials"]);
+        assert_never_shows(&out, WRONG_PASSWORD);
+    }
+    // No password at all, where one is needed.
+    let no_password = format!("redis://127.0.0.1:{port}");
+    assert_usage_error(&quick_run(&no_password), &["refused the credentials"]);
+    assert_usage_error(&quick_worker(&no_password), &["refused the credentials"]);
+
+    // The right password, given the recommended way: in $WORKPOOL_BROKER.
+    let url = server.url();
+    let worker = Worker::start(&url, "w", 2);
+    assert!(
+        !worker.stderr().contains("s3cret-right"),
+        "the worker shows its password:\n{}",
+        worker.stderr()
+    );
+    let out = output(
+        coordinator()
+            .env("WORKPOOL_BROKER", &url)
+            .args(["run", "noop", "--count", "5", "--backend", "redis"])
+            .args(["--format", "jsonl"]),
+    );
+    assert_exit(&out, 0);
+    assert_never_shows(&out, "s3cret-right");
+    let run = parse_jsonl(&stdout(&out));
+    assert_every_index_once(&run, 5);
+    assert_eq!(pids_of(&run), BTreeSet::from([worker.pid()]));
+}
+
+/// A broker nobody answers at is a set-up error within a few seconds, not a hang: a
+/// closed port, a port that takes connections and never answers, and an address that
+/// drops packets (the connect timeout is 3 s).
+#[test]
+fn an_unreachable_broker_is_a_setup_error_within_seconds() {
+    let closed = format!("redis://127.0.0.1:{}", free_port());
+    assert_usage_error(&quick_run(&closed), &["cannot reach the broker"]);
+    assert_usage_error(&quick_worker(&closed), &["cannot reach the broker"]);
+
+    // A listener that never accepts: the kernel completes the handshake, then nothing
+    // ever answers.
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("cannot bind");
+    let silent = format!(
+        "redis://127.0.0.1:{}",
+        listener.local_addr().expect("local_addr").port()
+    );
+    let unroutable = "redis://10.255.255.1:6379";
+    // Each of these may take seconds to give up: all at once.
+    let [silent_run, silent_worker, unroutable_run, unroutable_worker] = std::thread::scope(|s| {
+        [
+            s.spawn(|| quick_run(&silent)),
+            s.spawn(|| quick_worker(&silent)),
+            s.spawn(|| quick_run(unroutable)),
+            s.spawn(|| quick_worker(unroutable)),
+        ]
+        .map(|thread| thread.join().expect("a check panicked"))
+    });
+    assert_usage_error(&silent_run, &["cannot reach the broker"]);
+    assert_usage_error(&silent_worker, &["cannot reach the broker"]);
+    // Where a proxy answers for any address, the message differs; the exit code does not.
+    assert_usage_error(&unroutable_run, &["broker", "10.255.255.1"]);
+    assert_usage_error(&unroutable_worker, &["broker", "10.255.255.1"]);
+}
+
+/// `--backend redis` needs a broker URL, from the flag or the environment.
+#[test]
+fn the_redis_backend_without_a_broker_is_a_usage_error() {
+    let out = output(coordinator().env_remove("WORKPOOL_BROKER").args([
+        "run",
+        "noop",
+        "--count",
+        "1",
+        "--backend",
+        "redis",
+    ]));
+    assert_usage_error(&out, &["--broker"]);
+}
+
+/// `--timeout` on the redis backend: the worker reports the overrunning task `timeout`
+/// and goes on serving the rest.
+#[test]
+fn a_task_past_its_timeout_is_reported_by_the_broker_worker() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let worker = Worker::start(&url, "w", 2);
+    let args = [
+        "noop",
+        "--count",
+        "10",
+        "--fault",
+        "hang@3",
+        "--timeout",
+        "500ms",
+    ];
+    let run = run_on(&url, 1, &args);
+    assert_every_index_once(&run, 10);
+    for record in &run.records {
+        if record["index"] == 3 {
+            assert_eq!(kind(record), "timeout", "{record}");
+        } else {
+            assert_eq!(record["ok"], true, "{record}");
+        }
+    }
+    assert_eq!(run.summary_u64("failed"), 1);
+    // The worker goes on serving with a replacement thread.
+    let run = run_on(&url, 0, &["noop", "--count", "4"]);
+    assert_every_index_once(&run, 4);
+    assert_eq!(pids_of(&run), BTreeSet::from([worker.pid()]));
+}
+
+/// `--first N` and `--fail-fast` on the redis backend stop the run as on processes: what
+/// was not done is `cancelled`, every index once, and the summary says why it stopped.
+#[test]
+fn first_and_fail_fast_stop_a_redis_run() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let _a = Worker::start(&url, "a", 2);
+    let _b = Worker::start(&url, "b", 2);
+
+    let run = run_on(
+        &url,
+        1,
+        &["io", "--count", "50", "--ms", "100", "--first", "5"],
+    );
+    assert_every_index_once(&run, 50);
+    let ok = run.records.iter().filter(|r| r["ok"] == true).count();
+    let cancelled = run
+        .records
+        .iter()
+        .filter(|r| kind(r) == "cancelled")
+        .count();
+    assert!(ok >= 5, "at least 5 successes, got {ok}");
+    assert_eq!(ok + cancelled, 50, "everything else is cancelled");
+    assert!(cancelled >= 1);
+    assert_contains(
+        run.summary["stopped"].as_str().unwrap_or_default(),
+        "--first 5",
+        "summary.stopped",
+    );
+
+    // A permanent failure among slow fetches: the rest are cancelled.
+    let tickers = format!("AAPL,BAD,{}", tickers("T", 20));
+    let args = [
+        "fetch",
+        "--tickers",
+        &tickers,
+        "--latency-ms",
+        "200",
+        "--chunk",
+        "1",
+        "--fail-fast",
+    ];
+    let run = run_on(&url, 1, &args);
+    assert_every_index_once(&run, 22);
+    assert_eq!(kind(&run.records[1]), "invalid_input", "{}", run.records[1]);
+    for record in &run.records {
+        assert!(
+            record["ok"] == true || ["invalid_input", "cancelled"].contains(&kind(record)),
+            "{record}"
+        );
+    }
+    assert!(
+        run.records.iter().any(|r| kind(r) == "cancelled"),
+        "nothing was cancelled"
+    );
+    assert_contains(
+        run.summary["stopped"].as_str().unwrap_or_default(),
+        "--fail-fast",
+        "summary.stopped",
+    );
+
+    // A panic is a failure too.
+    let run = run_on(
+        &url,
+        1,
+        &["noop", "--count", "10", "--fault", "panic@2", "--fail-fast"],
+    );
+    assert_every_index_once(&run, 10);
+    assert_eq!(kind(&run.records[2]), "panicked", "{}", run.records[2]);
+    assert_contains(
+        run.summary["stopped"].as_str().unwrap_or_default(),
+        "--fail-fast",
+        "summary.stopped",
+    );
+}
+
+/// Two runs at once on one broker and its workers: each gets its own tasks' outcomes,
+/// exactly those it gets alone, and nothing of the other's.
+#[test]
+fn concurrent_runs_on_one_broker_do_not_mix() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let _a = Worker::start(&url, "a", 2);
+    let _b = Worker::start(&url, "b", 2);
+    let (tickers_x, tickers_y) = (tickers("X", 30), tickers("Y", 40));
+    let (x_args, y_args) = (fetch_args(&tickers_x, "11"), fetch_args(&tickers_y, "12"));
+
+    // Each alone: its exit code (1 if a fetch failed for good) and outcomes.
+    let alone = |args: &[&str]| {
+        let out = output(
+            coordinator()
+                .env_remove("WORKPOOL_BROKER")
+                .arg("run")
+                .args(on_broker(args, &url)),
+        );
+        (
+            out.status.code(),
+            outcomes_by_index(&parse_jsonl(&stdout(&out))),
+        )
+    };
+    let x_alone = alone(&x_args);
+    let y_alone = alone(&y_args);
+    assert_eq!(x_alone.1.len(), 30);
+    assert_eq!(y_alone.1.len(), 40);
+
+    let mut x = Background::start(&on_broker(&x_args, &url));
+    let mut y = Background::start(&on_broker(&y_args, &url));
+    let x_run = x.finish(x_alone.0.expect("exit code"));
+    let y_run = y.finish(y_alone.0.expect("exit code"));
+    for (name, run, alone, count) in [("x", &x_run, &x_alone.1, 30), ("y", &y_run, &y_alone.1, 40)]
+    {
+        assert_every_index_once(run, count);
+        let together = outcomes_by_index(run);
+        for (index, want) in alone {
+            assert_eq!(&together[index], want, "run {name}, task {index}");
+        }
+        assert_eq!(run.summary_u64("duplicates"), 0, "run {name}");
+    }
+}
+
+/// Fetches of `tickers` with `seed`: transient failures, retries and latency enough that
+/// two runs at once interleave on the workers.
+fn fetch_args<'a>(tickers: &'a str, seed: &'a str) -> Vec<&'a str> {
+    vec![
+        "fetch",
+        "--tickers",
+        tickers,
+        "--seed",
+        seed,
+        "--fail-rate",
+        "0.3",
+        "--retries",
+        "1",
+        "--backoff-ms",
+        "0",
+        "--latency-ms",
+        "10..60",
+        "--chunk",
+        "1",
+    ]
+}
+
+/// Network namespace `wp-test-PID-N` with a veth pair to the host, removed on drop.
+struct Netns {
+    name: String,
+    host_if: String,
+    /// The host's address on the pair; the namespace has `.2`.
+    host_ip: String,
+}
+
+impl Netns {
+    /// Sets it up, or says why it cannot be.
+    fn create() -> Result<Netns, String> {
+        let pid = std::process::id();
+        let subnet = free_subnet()?;
+        let ns = Netns {
+            name: format!("wp-test-{pid}-{subnet}"),
+            host_if: format!("wph{pid}"),
+            host_ip: format!("10.213.{subnet}.1"),
+        };
+        let ns_if = format!("wpn{pid}");
+        let ns_ip = format!("10.213.{subnet}.2/24");
+        let host_cidr = format!("{}/24", ns.host_ip);
+        ip(&["netns", "add", &ns.name])?;
+        // From here on, dropping `ns` removes whatever was made.
+        ip(&[
+            "link",
+            "add",
+            &ns.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &ns_if,
+        ])?;
+        ip(&["link", "set", &ns_if, "netns", &ns.name])?;
+        ip(&["addr", "add", &host_cidr, "dev", &ns.host_if])?;
+        ip(&["link", "set", &ns.host_if, "up"])?;
+        let inside = ["netns", "exec", &ns.name, "ip"];
+        ip(&[&inside[..], &["addr", "add", &ns_ip, "dev", &ns_if]].concat())?;
+        ip(&[&inside[..], &["link", "set", &ns_if, "up"]].concat())?;
+        ip(&[&inside[..], &["link", "set", "lo", "up"]].concat())?;
+        Ok(ns)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the veth end inside it, and with it the pair.
+        let _ = ip(&["link", "del", &self.host_if]);
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
+
+/// A `10.213.X.0/24` no interface of the host uses yet, as X.
+fn free_subnet() -> Result<u32, String> {
+    let out = Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+        .map_err(|err| format!("cannot run ip: {err}"))?;
+    let used = String::from_utf8_lossy(&out.stdout).into_owned();
+    let start = std::process::id() % 250;
+    (0..250)
+        .map(|i| (start + i) % 250 + 1)
+        .find(|x| !used.contains(&format!("10.213.{x}.")))
+        .ok_or_else(|| "no free 10.213.X.0/24".to_string())
+}
+
+/// `ip ARGS`, its failure as a message.
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|err| format!("cannot run ip: {err}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// A worker on a second host (a network namespace joined to this one by a veth pair)
+/// serves a run started here. Skipped where network namespaces cannot be made (not root).
+#[test]
+fn a_worker_on_another_host_serves_the_run() {
+    let ns = match Netns::create() {
+        Ok(ns) => ns,
+        Err(reason) => {
+            eprintln!("skipped: {reason}");
+            return;
+        }
+    };
+    let server = RedisServer::start_with(None, &[&ns.host_ip]);
+    let remote_url = server.url_on(&ns.host_ip);
+    let remote = Worker::start_in(&["ip", "netns", "exec", &ns.name], &remote_url, "remote", 2);
+    let run = run_on(
+        &server.url(),
+        0,
+        &["io", "--count", "12", "--ms", "20", "--chunk", "1"],
+    );
+    assert_every_index_once(&run, 12);
+    run.values();
+    assert_eq!(
+        pids_of(&run),
+        BTreeSet::from([remote.pid()]),
+        "the only worker is the one in namespace {}",
+        ns.name
+    );
+}
