@@ -145,19 +145,37 @@ impl Backend for RedisBackend {
     }
 }
 
+impl Shared {
+    /// Runs a command on the publishing connection, reconnecting once if the connection
+    /// has failed (a broker that restarted, or an idle connection cut).
+    fn publishing<T>(
+        &self,
+        command: impl Fn(&mut redis::Connection) -> Result<T, BrokerError>,
+    ) -> Result<T, BrokerError> {
+        let mut con = self
+            .publisher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match command(&mut con) {
+            Err(err) if err.is_connection() => {
+                *con = self.url.connect(CONNECT_TIMEOUT, Some(IO_TIMEOUT))?;
+                command(&mut con)
+            }
+            other => other,
+        }
+    }
+}
+
 impl Drop for RedisBackend {
     /// Ends the run on the broker: workers skip whatever of it is left.
     fn drop(&mut self) {
         self.stop_reader.store(true, Ordering::SeqCst);
         let shared = &self.shared;
-        let mut con = shared
-            .publisher
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Err(err) = broker::drop_run(&shared.url, &mut con, &shared.run) {
+        if let Err(err) = shared.publishing(|con| broker::drop_run(&shared.url, con, &shared.run)) {
             eprintln!(
-                "warning: cannot remove run {} from the broker: {err}",
-                shared.run
+                "warning: cannot remove run {} from the broker (it expires in {:?}): {err}",
+                shared.run,
+                broker::RUN_TTL
             );
         }
     }
@@ -192,17 +210,8 @@ impl Runner for BrokerSlot {
         };
         let frame = codec::encode(&entry).map_err(|e| e.to_string())?;
         let encoded_ns = shared::clock::monotonic_ns();
-        let mut con = shared
-            .publisher
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let id = broker::publish(&shared.url, &mut con, broker::TASKS_STREAM, &frame)
-            .or_else(|err| {
-                // One reconnection: a broker that restarted, or an idle connection cut.
-                let fresh = shared.url.connect(CONNECT_TIMEOUT, Some(IO_TIMEOUT));
-                *con = fresh.map_err(|_| err)?;
-                broker::publish(&shared.url, &mut con, broker::TASKS_STREAM, &frame)
-            })
+        let id = shared
+            .publishing(|con| broker::publish(&shared.url, con, broker::TASKS_STREAM, &frame))
             .map_err(|e| e.to_string())?;
         if self.published.len() == REMEMBERED_ENTRIES {
             self.published.pop_front();
@@ -217,11 +226,7 @@ impl Runner for BrokerSlot {
     fn kill(&mut self) -> Option<String> {
         let ids: Vec<String> = self.published.drain(..).collect();
         let shared = &self.shared;
-        let mut con = shared
-            .publisher
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Err(err) = broker::delete_entries(&shared.url, &mut con, &ids) {
+        if let Err(err) = shared.publishing(|con| broker::delete_entries(&shared.url, con, &ids)) {
             eprintln!("warning: cannot withdraw batches from the broker: {err}");
         }
         None

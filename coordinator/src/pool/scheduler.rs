@@ -1006,10 +1006,11 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
             let Some(runner) = slot.runner.as_mut() else {
                 continue;
             };
-            let failed = slot
-                .inflight
-                .iter_mut()
-                .find_map(|batch| runner.send(batch.tasks.make_contiguous()).err());
+            let batches = &mut self.stats.batches;
+            let failed = slot.inflight.iter_mut().find_map(|batch| {
+                *batches += 1;
+                runner.send(batch.tasks.make_contiguous()).err()
+            });
             if let Some(reason) = failed {
                 self.lose(index, reason);
             }
