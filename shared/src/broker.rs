@@ -195,30 +195,41 @@ impl BrokerUrl {
         timeout: Duration,
         io_timeout: Option<Duration>,
     ) -> Result<redis::Connection, BrokerError> {
+        let fail = |e: &redis::RedisError| self.connect_error(e, timeout);
         let mut con = self
             .client
             .get_connection_with_timeout(timeout)
-            .map_err(|e| self.connect_error(&e))?;
-        let configured = con
-            .set_read_timeout(io_timeout)
-            .and_then(|()| con.set_write_timeout(io_timeout));
-        configured.map_err(|e| self.connect_error(&e))?;
-        redis::cmd("PING")
-            .query::<()>(&mut con)
-            .map_err(|e| self.connect_error(&e))?;
+            .map_err(|e| fail(&e))?;
+        // The first answer must come within `timeout` too: a port that accepts and never
+        // answers is not a broker.
+        con.set_read_timeout(Some(timeout))
+            .and_then(|()| con.set_write_timeout(Some(timeout)))
+            .map_err(|e| fail(&e))?;
+        redis::cmd("PING").query::<()>(&mut con).map_err(|e| fail(&e))?;
+        con.set_read_timeout(io_timeout)
+            .and_then(|()| con.set_write_timeout(io_timeout))
+            .map_err(|e| fail(&e))?;
         Ok(con)
     }
 
-    fn connect_error(&self, err: &redis::RedisError) -> BrokerError {
-        let reason = scrub(&err.to_string(), self.password.as_deref());
+    fn connect_error(&self, err: &redis::RedisError, timeout: Duration) -> BrokerError {
+        let mut reason = scrub(&err.to_string(), self.password.as_deref());
         let url = self.redacted();
         let auth = matches!(err.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
             || err.kind() == redis::ErrorKind::AuthenticationFailed;
         if auth {
-            BrokerError::Auth { url, reason }
-        } else {
-            BrokerError::Unreachable { url, reason }
+            return BrokerError::Auth { url, reason };
         }
+        if err.is_timeout() {
+            reason = format!("no answer within {timeout:?} ({reason})");
+        } else if err.is_connection_dropped() || reason.contains("end of file") {
+            reason.push_str(
+                "; the server closed the connection at once, as a Redis in protected mode \
+                 does to clients of other hosts (see `bind`, `requirepass` and \
+                 `protected-mode` in redis.conf)",
+            );
+        }
+        BrokerError::Unreachable { url, reason }
     }
 
     /// Turns a command's error into a [`BrokerError`] that never shows the password.
