@@ -215,3 +215,46 @@ pub fn run_jsonl(args: &[&str]) -> Run {
     assert_exit(&out, 0);
     parse_jsonl(&stdout(&out))
 }
+
+/// Asserts a run stopped by `--first n` over `count` tasks: every index once, at least `n`
+/// successes, every other task `cancelled` (some of them), and the summary says why.
+#[track_caller]
+pub fn assert_stopped_by_first(run: &Run, n: usize, count: u64) {
+    let mut indices = run.indices();
+    indices.sort_unstable();
+    assert_eq!(
+        indices,
+        (0..count).collect::<Vec<_>>(),
+        "indices of the run"
+    );
+    let ok = run.records.iter().filter(|r| r["ok"] == true).count();
+    let cancelled = run
+        .records
+        .iter()
+        .filter(|r| r["error"]["kind"] == "cancelled")
+        .count();
+    assert!(ok >= n, "at least {n} successes, got {ok}");
+    assert_eq!(
+        ok + cancelled,
+        count as usize,
+        "everything else is cancelled"
+    );
+    assert!(cancelled >= 1);
+    assert_contains(
+        run.summary["stopped"].as_str().unwrap_or_default(),
+        &format!("--first {n}"),
+        "summary.stopped",
+    );
+}
+
+/// Asserts every index `0..count` appears exactly once, whatever the order.
+#[track_caller]
+pub fn assert_every_index_once(run: &Run, count: u64) {
+    let mut indices = run.indices();
+    indices.sort_unstable();
+    assert_eq!(
+        indices,
+        (0..count).collect::<Vec<_>>(),
+        "indices of the run"
+    );
+}

@@ -5,8 +5,9 @@ use serde_json::Value as Json;
 
 use crate::cleanup::{leftover, Leftover};
 use crate::common::{
-    assert_contains, assert_exit, assert_usage_error, coordinator, output, parse_jsonl, run_jsonl,
-    run_output, stderr, stdout, Run,
+    assert_contains, assert_every_index_once, assert_exit, assert_stopped_by_first,
+    assert_usage_error, coordinator, output, parse_jsonl, run_jsonl, run_output, stderr, stdout,
+    Run,
 };
 
 /// A run expected to end with exit code `code`, parsed from its jsonl output.
@@ -22,13 +23,6 @@ fn kind(record: &Json) -> &str {
 
 fn message(record: &Json) -> &str {
     record["error"]["message"].as_str().unwrap_or("")
-}
-
-#[track_caller]
-fn assert_every_index_once(run: &Run, count: u64) {
-    let mut indices = run.indices();
-    indices.sort();
-    assert_eq!(indices, (0..count).collect::<Vec<_>>());
 }
 
 #[test]
@@ -238,21 +232,7 @@ fn first_n_stops_after_n_successes_and_cancels_the_rest() {
             "io", "--count", "12", "--ms", "30", "-w", "2", "--first", "3",
         ],
     );
-    assert_every_index_once(&run, 12);
-    let ok = run.records.iter().filter(|r| r["ok"] == true).count();
-    let cancelled = run
-        .records
-        .iter()
-        .filter(|r| kind(r) == "cancelled")
-        .count();
-    assert!(ok >= 3, "at least 3 successes, got {ok}");
-    assert_eq!(ok + cancelled, 12, "everything else is cancelled");
-    assert!(cancelled >= 1);
-    assert_contains(
-        run.summary["stopped"].as_str().unwrap(),
-        "--first 3",
-        "summary.stopped",
-    );
+    assert_stopped_by_first(&run, 3, 12);
 }
 
 #[test]

@@ -183,24 +183,11 @@ pub fn serve(settings: Settings) -> Result<(), ServeError> {
 /// SIGINT/SIGTERM: stop taking entries, finish what is held, exit. A second one exits at
 /// once (what was held is then claimed by another worker after its lease).
 fn watch_signals(stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
-        .context("cannot install the signal handler")?;
     let stop = Arc::clone(stop);
-    std::thread::Builder::new()
-        .name("worker-signals".into())
-        .spawn(move || {
-            for (count, _) in signals.forever().enumerate() {
-                if count == 0 {
-                    eprintln!("worker: stopping after the batches it holds (again to exit now)");
-                    stop.store(true, Ordering::SeqCst);
-                } else {
-                    std::process::exit(130);
-                }
-            }
-        })
-        .context("cannot start the signal thread")?;
-    Ok(())
+    workpool::app::on_interrupt(
+        "worker: stopping after the batches it holds (again to exit now)",
+        move || stop.store(true, Ordering::SeqCst),
+    )
 }
 
 /// The threads that run batches.

@@ -127,6 +127,15 @@ fn run(workload: &Workload) -> Result<u8> {
 /// SIGINT or SIGTERM stops the run (pending tasks are reported `cancelled`, workers are
 /// stopped); a second one exits at once, and the workers die with the coordinator.
 fn watch_for_interrupts(interrupter: crate::pool::Interrupter) -> Result<()> {
+    on_interrupt(
+        "interrupted: stopping (interrupt again to exit at once)",
+        move || interrupter.interrupt(),
+    )
+}
+
+/// Calls `first` at the first SIGINT or SIGTERM (after printing `message`), and exits
+/// with code 130 at the second: a graceful stop, and a way out of it.
+pub fn on_interrupt(message: &'static str, first: impl Fn() + Send + 'static) -> Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .context("cannot install the interrupt handler")?;
@@ -135,8 +144,8 @@ fn watch_for_interrupts(interrupter: crate::pool::Interrupter) -> Result<()> {
         .spawn(move || {
             for (count, _) in signals.forever().enumerate() {
                 if count == 0 {
-                    eprintln!("interrupted: stopping (interrupt again to exit at once)");
-                    interrupter.interrupt();
+                    eprintln!("{message}");
+                    first();
                 } else {
                     std::process::exit(i32::from(exit::INTERRUPTED));
                 }

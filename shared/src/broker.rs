@@ -205,7 +205,9 @@ impl BrokerUrl {
         con.set_read_timeout(Some(timeout))
             .and_then(|()| con.set_write_timeout(Some(timeout)))
             .map_err(|e| fail(&e))?;
-        redis::cmd("PING").query::<()>(&mut con).map_err(|e| fail(&e))?;
+        redis::cmd("PING")
+            .query::<()>(&mut con)
+            .map_err(|e| fail(&e))?;
         con.set_read_timeout(io_timeout)
             .and_then(|()| con.set_write_timeout(io_timeout))
             .map_err(|e| fail(&e))?;

@@ -553,18 +553,6 @@ pub(crate) fn outcomes_by_index(run: &Run) -> BTreeMap<u64, Json> {
     by_index
 }
 
-/// Asserts every index `0..count` appears exactly once.
-#[track_caller]
-pub(crate) fn assert_every_index_once(run: &Run, count: u64) {
-    let mut indices = run.indices();
-    indices.sort_unstable();
-    assert_eq!(
-        indices,
-        (0..count).collect::<Vec<_>>(),
-        "indices of the run"
-    );
-}
-
 /// The distinct pids that ran the run's tasks (cancelled records ran nowhere).
 pub(crate) fn pids_of(run: &Run) -> BTreeSet<u64> {
     run.records

@@ -17,8 +17,8 @@ use fixtures::*;
 use shared::broker::{GROUP, TASKS_STREAM};
 
 use crate::common::{
-    assert_contains, assert_exit, assert_usage_error, coordinator, output, parse_jsonl, stderr,
-    stdout, WORKER,
+    assert_contains, assert_every_index_once, assert_exit, assert_stopped_by_first,
+    assert_usage_error, coordinator, output, parse_jsonl, stderr, stdout, WORKER,
 };
 
 /// Same seeds, same outcomes: a run on two broker workers gives, task by task, what the
@@ -109,18 +109,7 @@ fn batches_of_a_sigkilled_worker_are_claimed_by_another() {
     let url = server.url();
     let mut a = Worker::start(&url, "a", 2);
     let b = Worker::start(&url, "b", 2);
-    let args = [
-        "io",
-        "--count",
-        "40",
-        "--ms",
-        "200",
-        "--chunk",
-        "1",
-        "--order",
-        "completion",
-    ];
-    let mut run = Background::start(&on_broker(&args, &url));
+    let mut run = io_in_completion_order(&url, 40);
     // Both workers are busy by the time the first outcomes are in, and the run has
     // seconds to go: A holds batches when it dies.
     run.wait_for_lines(4);
@@ -162,6 +151,16 @@ fn batches_of_a_sigkilled_worker_are_claimed_by_another() {
         "batches still pending on the dead worker a after the run"
     );
     eprintln!("broker: worker a held {held} batch(es) when it was killed");
+}
+
+/// `count` sleeps of 200 ms, one per batch, in completion order, in the background.
+fn io_in_completion_order(url: &str, count: u64) -> Background {
+    let count = count.to_string();
+    let args = ["io", "--count", &count, "--ms", "200", "--chunk", "1"];
+    Background::start(&on_broker(
+        &[&args[..], &["--order", "completion"]].concat(),
+        url,
+    ))
 }
 
 /// How many entries of the tasks stream `consumer` has taken and not acknowledged.
@@ -218,18 +217,7 @@ fn late_outcomes_of_a_stalled_worker_are_dropped_as_duplicates() {
     let url = server.url();
     let a = Worker::start(&url, "a", 2);
     let _b = Worker::start(&url, "b", 2);
-    let args = [
-        "io",
-        "--count",
-        "60",
-        "--ms",
-        "200",
-        "--chunk",
-        "1",
-        "--order",
-        "completion",
-    ];
-    let mut run = Background::start(&on_broker(&args, &url));
+    let mut run = io_in_completion_order(&url, 60);
     run.wait_for_lines(4);
     a.signal(libc::SIGSTOP);
     let held = pending_of(&url, "a");
@@ -436,21 +424,7 @@ fn first_and_fail_fast_stop_a_redis_run() {
         1,
         &["io", "--count", "50", "--ms", "100", "--first", "5"],
     );
-    assert_every_index_once(&run, 50);
-    let ok = run.records.iter().filter(|r| r["ok"] == true).count();
-    let cancelled = run
-        .records
-        .iter()
-        .filter(|r| kind(r) == "cancelled")
-        .count();
-    assert!(ok >= 5, "at least 5 successes, got {ok}");
-    assert_eq!(ok + cancelled, 50, "everything else is cancelled");
-    assert!(cancelled >= 1);
-    assert_contains(
-        run.summary["stopped"].as_str().unwrap_or_default(),
-        "--first 5",
-        "summary.stopped",
-    );
+    assert_stopped_by_first(&run, 5, 50);
 
     // A permanent failure among slow fetches: the rest are cancelled.
     let tickers = format!("AAPL,BAD,{}", tickers("T", 20));

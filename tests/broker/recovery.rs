@@ -10,7 +10,8 @@ use shared::broker::{spec_key, GROUP, TASKS_STREAM};
 
 use super::fixtures::*;
 use crate::common::{
-    assert_contains, assert_exit, coordinator, output, parse_jsonl, stderr, stdout,
+    assert_contains, assert_every_index_once, assert_exit, coordinator, output, parse_jsonl,
+    stderr, stdout,
 };
 
 /// A connection for looking at the broker's state directly.

@@ -12,7 +12,7 @@ use shared::{Context, Input};
 
 use super::model::{Measurement, Report};
 use super::{ms_since, Bench};
-use crate::pool::{BackendKind, Chunk, Pool};
+use crate::pool::{BackendKind, Chunk};
 
 const SUITE: &str = "broker";
 /// Remote workers started for the suite, and threads in each.
@@ -146,7 +146,7 @@ fn round_trip(bench: &Bench, report: &mut Report) -> Result<()> {
     let samples = if bench.quick { 300 } else { 2000 };
     for backend in RUNTIMES {
         let mut pool = bench.one_at_a_time(backend, Context::default())?;
-        let values = samples_of(&mut pool, samples)?;
+        let values = super::overhead::round_trips(&mut pool, samples, 0)?;
         pool.shutdown();
         let m = Measurement::new(
             SUITE,
@@ -160,23 +160,6 @@ fn round_trip(bench: &Bench, report: &mut Report) -> Result<()> {
         push(report, m);
     }
     Ok(())
-}
-
-fn samples_of(pool: &mut Pool, samples: usize) -> Result<Vec<f64>> {
-    for _ in 0..samples.min(50) {
-        pool.map(std::iter::once(noop())).for_each(drop);
-    }
-    (0..samples)
-        .map(|_| {
-            let t = Instant::now();
-            let record = pool
-                .map(std::iter::once(noop()))
-                .next()
-                .ok_or_else(|| anyhow!("no outcome"))?;
-            record.result.map_err(|e| anyhow!("no-op failed: {e}"))?;
-            Ok(t.elapsed().as_secs_f64() * 1e6)
-        })
-        .collect()
 }
 
 /// No-ops per second with `--chunk auto` (batches grow to about 2 ms of work).

@@ -74,7 +74,7 @@ pub fn startup(bench: &Bench, report: &mut Report) -> Result<()> {
 }
 
 /// Samples of one no-op at a time on a warm one-worker pool, in microseconds.
-fn round_trips(pool: &mut Pool, samples: usize, payload: usize) -> Result<Vec<f64>> {
+pub(super) fn round_trips(pool: &mut Pool, samples: usize, payload: usize) -> Result<Vec<f64>> {
     let input = noop(payload);
     for _ in 0..samples.min(100) {
         pool.map(std::iter::once(input.clone())).for_each(drop);
