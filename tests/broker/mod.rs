@@ -649,3 +649,43 @@ fn a_worker_on_another_host_serves_the_run() {
         ns.name
     );
 }
+
+/// Back-pressure: the coordinator never has more than `-w` batches waiting on the broker
+/// or held by workers, however long the input; it publishes as outcomes come back.
+#[test]
+fn publishing_is_bounded_by_the_slots() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let _worker = Worker::start(&url, "w", 2);
+    let args = [
+        "io", "--count", "60", "--ms", "20", "--chunk", "1", "-w", "4",
+    ];
+    let mut run = Background::start(&on_broker(&args, &url));
+    let client = redis::Client::open(url.as_str()).expect("cannot parse the broker URL");
+    let mut con = client
+        .get_connection_with_timeout(START_LIMIT)
+        .expect("cannot connect to the broker");
+    let mut most = 0;
+    let mut looks = 0;
+    while run.poll().is_none() {
+        // Entries still in the stream: waiting, or taken and not yet finished.
+        let entries: usize = redis::cmd("XLEN")
+            .arg(TASKS_STREAM)
+            .query(&mut con)
+            .expect("XLEN");
+        most = most.max(entries);
+        looks += 1;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let run = run.finish(0);
+    assert_every_index_once(&run, 60);
+    assert!(
+        looks > 20,
+        "the run was over too soon to watch ({looks} looks)"
+    );
+    assert!(most >= 1, "never saw a batch on the broker");
+    assert!(
+        most <= 4,
+        "{most} batches were on the broker at once, more than the 4 slots"
+    );
+}
