@@ -689,3 +689,28 @@ fn publishing_is_bounded_by_the_slots() {
         "{most} batches were on the broker at once, more than the 4 slots"
     );
 }
+
+/// A live worker renews the lease of a batch that runs longer than the lease, so no other
+/// worker takes it over: each long task runs once.
+#[test]
+fn long_tasks_keep_their_lease() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let a = Worker::start(&url, "a", 1);
+    let b = Worker::start(&url, "b", 1);
+    // Three leases long (the fixture's lease is 1 s).
+    let run = run_on(
+        &url,
+        0,
+        &["io", "--count", "2", "--ms", "3000", "--chunk", "1"],
+    );
+    assert_every_index_once(&run, 2);
+    assert_eq!(run.summary_u64("duplicates"), 0, "{}", run.summary);
+    for worker in [&a, &b] {
+        let log = worker.stderr();
+        assert!(
+            !log.contains("took over"),
+            "a live worker's batch was taken over:\n{log}"
+        );
+    }
+}
