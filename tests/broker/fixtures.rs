@@ -477,6 +477,18 @@ impl Background {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
+    /// Sends `signal` (SIGINT, SIGTERM...) to the running coordinator.
+    pub(crate) fn signal(&self, signal: libc::c_int) {
+        assert!(self.status.is_none(), "the coordinator was reaped");
+        let pid = i32::try_from(self.child.id()).expect("pid out of range");
+        // SAFETY: kill only sends a signal, to our own child that is not yet reaped.
+        assert_eq!(
+            unsafe { libc::kill(pid, signal) },
+            0,
+            "kill({pid}, {signal})"
+        );
+    }
+
     /// SIGKILL: the coordinator gets no chance to clean up.
     pub(crate) fn kill(&mut self) {
         kill_and_reap(&mut self.child, &mut self.status);

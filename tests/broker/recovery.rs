@@ -308,3 +308,74 @@ fn a_tls_broker_is_reached_with_its_ca_and_refused_without() {
     assert_contains(&stderr(&refused), "certificate", "stderr");
     drop(server);
 }
+
+/// A batch whose every holder dies is given up after `--max-deliveries`: its task ends
+/// `worker_crashed` instead of killing workers for ever, and the rest of the run is fine.
+#[test]
+fn a_batch_that_kills_its_workers_is_given_up() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let limit = ["--max-deliveries", "1"];
+    let _a = Worker::start_extra(&url, "a", 1, &limit, &[]);
+    let _b = Worker::start_extra(&url, "b", 1, &limit, &[]);
+    let run = run_on(
+        &url,
+        1,
+        &["noop", "--count", "2", "--fault", "kill@1", "--chunk", "1"],
+    );
+    assert_every_index_once(&run, 2);
+    assert_eq!(run.records[0]["ok"], true, "{:#?}", run.records);
+    assert_eq!(kind(&run.records[1]), "worker_crashed");
+    assert_contains(
+        run.records[1]["error"]["message"]
+            .as_str()
+            .unwrap_or_default(),
+        "given up after 2 deliveries",
+        "the error message",
+    );
+}
+
+/// Ctrl-C on a redis run: exit 130, every task reported once (the unfinished ones
+/// `cancelled`), and the run's batches withdrawn from the broker.
+#[test]
+fn an_interrupted_redis_run_cancels_and_withdraws_its_batches() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let _worker = Worker::start(&url, "w", 2);
+    let args = [
+        "io", "--count", "40", "--ms", "300", "--chunk", "1", "-w", "8",
+    ];
+    let mut run = Background::start(&on_broker(&args, &url));
+    run.wait_for_lines(2);
+    run.signal(libc::SIGINT);
+    let run = run.finish(130);
+    assert_every_index_once(&run, 40);
+    let cancelled = run
+        .records
+        .iter()
+        .filter(|r| kind(r) == "cancelled")
+        .count();
+    assert!(
+        cancelled > 20,
+        "only {cancelled} of 40 cancelled: {}",
+        run.summary
+    );
+    assert_eq!(run.summary["interrupted"], true);
+    let mut con = connect(&url);
+    let started = Instant::now();
+    loop {
+        let left: usize = redis::cmd("XLEN")
+            .arg(TASKS_STREAM)
+            .query(&mut con)
+            .expect("XLEN");
+        if left == 0 {
+            break;
+        }
+        // The worker finishes what it holds (a 300 ms task each), the rest is withdrawn.
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{left} entries of the interrupted run still on the broker"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
