@@ -1,6 +1,7 @@
 //! `worker --broker URL`: serves runs through Redis Streams from any host. It joins the
-//! consumer group of the tasks stream, runs the batches it takes on its own threads,
-//! publishes each batch's outcomes and acknowledges the entry in one atomic step.
+//! consumer group of the tasks stream, runs the batches it takes on workpool's own pool
+//! (threads or child processes), publishes each batch's outcomes and acknowledges the
+//! entry in one atomic step.
 //!
 //! Crash recovery is the broker's: an entry stays pending until acknowledged, so the
 //! batches of a worker that died are claimed by another (`XAUTOCLAIM`) once their lease
@@ -10,14 +11,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use crossbeam_channel::{Receiver, Sender};
 use shared::broker::{self, BrokerError, BrokerUrl, OutcomeEntry, RunSpec, TaskEntry};
-use shared::outcome::Arrival;
-use shared::{codec, workload, ErrorKind, Outcome, Task, TaskError};
+use shared::{codec, ErrorKind, Outcome, Task, TaskError};
+use workpool::pool::{BackendKind, Chunk, Order, Pool, PoolConfig, WorkerBinary};
 
 /// How long a connection attempt may take before the broker counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -45,15 +46,16 @@ pub struct Settings {
     pub isolation: Isolation,
 }
 
-/// Where a broker worker runs a batch's tasks.
+/// Where a broker worker runs a batch's tasks: on a one-runner pool of workpool's own per
+/// executor thread, so timeouts, panics and crashes are handled as on the local backends.
 #[derive(Clone)]
 pub enum Isolation {
-    /// On the executor thread itself: cheapest; a task that aborts takes the worker down
-    /// (its batches are then taken over by other workers after their lease).
+    /// A thread: cheapest; a task past `--timeout` is abandoned with its thread, and one
+    /// that aborts takes the worker down (its batches are then taken over by others).
     Thread,
-    /// In a child `worker` process per executor thread, driven by workpool's own process
-    /// pool: a crash or a `--timeout` kills only the child, which is replaced.
-    Process(workpool::pool::WorkerBinary),
+    /// A child `worker` process: a crash or a `--timeout` kills only the child, which is
+    /// replaced.
+    Process(WorkerBinary),
 }
 
 /// Why the worker stopped: the caller maps it to an exit code.
@@ -66,19 +68,18 @@ pub enum ServeError {
     Other(#[from] anyhow::Error),
 }
 
-/// One entry being worked on: its batch, and the outcomes so far (in the batch's order).
+/// One entry taken from the stream: its batch, and the settings of its run.
 struct Job {
     id: String,
     entry: TaskEntry,
     spec: Arc<RunSpec>,
-    arrival: Arrival,
-    progress: Mutex<Progress>,
 }
 
-#[derive(Default)]
-struct Progress {
-    /// The next task to start.
-    next: usize,
+/// A batch's outcomes, in the batch's order, ready to publish.
+struct Finished {
+    id: String,
+    run: String,
+    route: broker::Route,
     outcomes: Vec<Outcome>,
 }
 
@@ -87,33 +88,25 @@ impl Job {
         &self.entry.tasks
     }
 
-    /// Adds the next outcome; hands the job to the publisher once every task has one.
-    fn record(self: &Arc<Self>, outcome: Outcome, done: &Sender<Arc<Job>>) {
-        let complete = {
-            let mut progress = lock(&self.progress);
-            progress.outcomes.push(outcome);
-            progress.outcomes.len() == self.tasks().len()
-        };
-        if complete {
-            let _ = done.send(Arc::clone(self));
+    /// The batch ended with `outcomes` (one per task, in order).
+    fn finished(self, outcomes: Vec<Outcome>) -> Finished {
+        Finished {
+            id: self.id,
+            run: self.entry.run,
+            route: self.entry.route,
+            outcomes,
         }
     }
-}
 
-/// What one executor thread is doing, shared with the watchdog.
-#[derive(Default)]
-struct Current {
-    job: Option<Arc<Job>>,
-    /// When the running task started.
-    started: Option<Instant>,
-    /// Set by the watchdog: this thread's task overran and was reported; it must not
-    /// report anything more, and exits when the task returns.
-    abandoned: bool,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding these locks cannot leave them half-updated (tasks run outside).
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The batch ended without running: every task fails with `kind`.
+    fn failed(self, kind: ErrorKind, message: &str) -> Finished {
+        let outcomes = self
+            .tasks()
+            .iter()
+            .map(|task| outcome_of(task, Err(TaskError::new(kind, message)), 0))
+            .collect();
+        self.finished(outcomes)
+    }
 }
 
 pub fn serve(settings: Settings) -> Result<(), ServeError> {
@@ -136,8 +129,8 @@ pub fn serve(settings: Settings) -> Result<(), ServeError> {
 
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(&stop)?;
-    let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Arc<Job>>();
-    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Arc<Job>>();
+    let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Finished>();
     let (freed_tx, freed_rx) = crossbeam_channel::unbounded::<String>();
     {
         let url = url.clone();
@@ -153,14 +146,13 @@ pub fn serve(settings: Settings) -> Result<(), ServeError> {
             })
             .context("cannot start the publisher thread")?;
     }
-    let mut pool = Executors {
-        jobs: jobs_rx,
-        done: done_tx,
-        isolation: settings.isolation.clone(),
-        threads: Vec::new(),
-    };
     for _ in 0..settings.concurrency {
-        pool.spawn(None)?;
+        let (jobs, done) = (jobs_rx.clone(), done_tx.clone());
+        let isolation = settings.isolation.clone();
+        std::thread::Builder::new()
+            .name("broker-executor".into())
+            .spawn(move || execute_jobs(&isolation, &jobs, &done))
+            .context("cannot start an executor thread")?;
     }
     let mut server = Server {
         settings,
@@ -168,16 +160,14 @@ pub fn serve(settings: Settings) -> Result<(), ServeError> {
         specs: HashMap::new(),
         held: HashMap::new(),
         jobs: jobs_tx,
-        done: pool.done.clone(),
+        done: done_tx,
         cursor: "0-0".into(),
         last_keepalive: Instant::now(),
         last_reclaim: Instant::now(),
     };
     // The loop ends once every entry it took is published (or on an error); abandoned
     // threads may still be running tasks nobody waits for, so the publisher is not joined.
-    server
-        .run(&mut pool, &freed_rx, &stop)
-        .map_err(ServeError::Other)
+    server.run(&freed_rx, &stop).map_err(ServeError::Other)
 }
 
 /// SIGINT/SIGTERM: stop taking entries, finish what is held, exit. A second one exits at
@@ -190,153 +180,41 @@ fn watch_signals(stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
     )
 }
 
-/// The threads that run batches.
-struct Executors {
-    jobs: Receiver<Arc<Job>>,
-    done: Sender<Arc<Job>>,
-    isolation: Isolation,
-    threads: Vec<Arc<Mutex<Current>>>,
-}
-
-impl Executors {
-    /// Starts a thread, which first finishes `resume` (the batch of a thread it replaces).
-    fn spawn(&mut self, resume: Option<Arc<Job>>) -> anyhow::Result<()> {
-        let current = Arc::new(Mutex::new(Current::default()));
-        let (jobs, done, mine) = (self.jobs.clone(), self.done.clone(), Arc::clone(&current));
-        let isolation = self.isolation.clone();
-        std::thread::Builder::new()
-            .name("broker-executor".into())
-            .spawn(move || match isolation {
-                Isolation::Thread => execute_jobs(resume, &jobs, &done, &mine),
-                Isolation::Process(bin) => execute_in_child(&bin, &jobs, &done),
-            })
-            .context("cannot start an executor thread")?;
-        self.threads.push(current);
-        Ok(())
-    }
-
-    /// Reports every task that has run past its run's `--timeout` and replaces its thread:
-    /// a thread cannot be stopped from outside, so it is abandoned (it exits when the task
-    /// returns) and a new one goes on with the rest of the batch.
-    fn expire(&mut self, name: &str) -> anyhow::Result<()> {
-        let mut resume = Vec::new();
-        self.threads.retain(|current| {
-            let mut c = lock(current);
-            let (Some(job), Some(started)) = (c.job.clone(), c.started) else {
-                return true;
-            };
-            let Some(limit) = job.spec.timeout_ms.map(Duration::from_millis) else {
-                return true;
-            };
-            if started.elapsed() < limit {
-                return true;
-            }
-            c.abandoned = true;
-            drop(c);
-            let (task, more) = {
-                let progress = lock(&job.progress);
-                (progress.next - 1, progress.next < job.tasks().len())
-            };
-            let task = &job.tasks()[task];
-            let message = format!(
-                "task ran longer than the {limit:?} timeout on worker {name}; its thread \
-                 cannot be stopped: abandoned and replaced"
-            );
-            let outcome = Outcome {
-                index: task.index,
-                attempt: task.attempt,
-                result: Err(TaskError::new(ErrorKind::Timeout, message)),
-                run_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-                trace: None,
-            };
-            job.record(outcome, &self.done);
-            resume.push(more.then_some(job));
-            false
-        });
-        for job in resume {
-            self.spawn(job)?;
-        }
-        Ok(())
-    }
-}
-
-fn execute_jobs(
-    mut resume: Option<Arc<Job>>,
-    jobs: &Receiver<Arc<Job>>,
-    done: &Sender<Arc<Job>>,
-    current: &Mutex<Current>,
-) {
-    loop {
-        let job = match resume.take() {
-            Some(job) => job,
-            None => match jobs.recv() {
-                Ok(job) => job,
-                Err(_) => return,
-            },
-        };
-        lock(current).job = Some(Arc::clone(&job));
-        loop {
-            let index = {
-                let mut progress = lock(&job.progress);
-                if progress.next == job.tasks().len() {
-                    break;
-                }
-                progress.next += 1;
-                progress.next - 1
-            };
-            lock(current).started = Some(Instant::now());
-            let outcome = workload::execute(&job.spec.context, &job.tasks()[index], job.arrival);
-            let mut c = lock(current);
-            if c.abandoned {
-                return;
-            }
-            c.started = None;
-            drop(c);
-            job.record(outcome, done);
-        }
-        lock(current).job = None;
-    }
-}
-
-/// The executor of `--isolate process`: each batch goes to a one-worker process pool
-/// (workpool's own), started for the batch's run and kept while batches of that run come.
-/// The pool enforces the run's `--timeout` by killing its worker, and turns a crash into a
-/// `worker_crashed` outcome, replacing the worker; this process lives on.
-fn execute_in_child(
-    bin: &workpool::pool::WorkerBinary,
-    jobs: &Receiver<Arc<Job>>,
-    done: &Sender<Arc<Job>>,
-) {
-    use workpool::pool::{BackendKind, Chunk, Order, Pool, PoolConfig};
+/// An executor thread: runs each batch on a one-runner pool of workpool's own (a thread or
+/// a child process), started for the batch's run and kept while batches of that run come.
+/// The pool enforces the run's `--timeout` and turns a panic or a crash into an outcome,
+/// replacing its runner; the broker owns retries, so the pool makes none.
+fn execute_jobs(isolation: &Isolation, jobs: &Receiver<Job>, done: &Sender<Finished>) {
     let mut local: Option<(String, Pool)> = None;
     for job in jobs {
         if local.as_ref().is_none_or(|(run, _)| *run != job.entry.run) {
-            local = None; // Shuts the last run's worker down.
+            local = None; // Shuts the last run's runner down.
+            let (backend, worker_bin) = match isolation {
+                Isolation::Thread => (BackendKind::Thread, None),
+                Isolation::Process(bin) => (BackendKind::Process, Some(bin.clone())),
+            };
             let config = PoolConfig {
-                backend: BackendKind::Process,
+                backend,
                 workers: 1,
                 order: Order::Input,
-                chunk: Chunk::Auto,
-                inflight: None,
-                // Retries are the coordinator's: it sees every attempt.
+                // A batch travels to its runner in one message.
+                chunk: Chunk::Fixed(job.tasks().len().max(1024)),
+                inflight: Some(1),
                 retries: 0,
                 backoff: Duration::ZERO,
                 context: job.spec.context.clone(),
                 timeout: job.spec.timeout_ms.map(Duration::from_millis),
                 first: None,
                 fail_fast: false,
-                worker_bin: Some(bin.clone()),
+                worker_bin,
                 broker: None,
             };
             match Pool::start(config) {
                 Ok(pool) => local = Some((job.entry.run.clone(), pool)),
                 Err(err) => {
                     // Reported as a crash of this batch: the coordinator may retry it.
-                    let message = format!("cannot start a child worker: {err}");
-                    for task in job.tasks() {
-                        let result = Err(TaskError::new(ErrorKind::WorkerCrashed, &message));
-                        job.record(outcome_of(task, result, 0), done);
-                    }
+                    let message = format!("cannot start a runner: {err}");
+                    let _ = done.send(job.failed(ErrorKind::WorkerCrashed, &message));
                     continue;
                 }
             }
@@ -344,17 +222,19 @@ fn execute_in_child(
         let Some((_, pool)) = local.as_mut() else {
             continue;
         };
-        let inputs = job.tasks().iter().map(|t| t.input.clone());
-        let records: Vec<_> = pool.map(inputs).collect();
-        for record in records {
-            let Some(task) = usize::try_from(record.index)
-                .ok()
-                .and_then(|i| job.tasks().get(i))
-            else {
-                continue;
-            };
-            let run_us = (record.elapsed_ms * 1000.0) as u64;
-            job.record(outcome_of(task, record.result, run_us), done);
+        let records: Vec<_> = pool
+            .map(job.tasks().iter().map(|t| (t.input.clone(), t.attempt)))
+            .collect();
+        let outcomes = records
+            .into_iter()
+            .zip(job.tasks())
+            .map(|(record, task)| {
+                let run_us = (record.elapsed_ms * 1000.0) as u64;
+                outcome_of(task, record.result, run_us)
+            })
+            .collect();
+        if done.send(job.finished(outcomes)).is_err() {
+            return;
         }
     }
 }
@@ -375,22 +255,21 @@ fn publish_loop(
     url: &BrokerUrl,
     mut con: redis::Connection,
     name: &str,
-    done: &Receiver<Arc<Job>>,
+    done: &Receiver<Finished>,
     freed: &Sender<String>,
 ) -> Result<(), BrokerError> {
-    for job in done {
-        let outcomes = std::mem::take(&mut lock(&job.progress).outcomes);
+    for batch in done {
         let entry = OutcomeEntry {
-            route: job.entry.route,
+            route: batch.route,
             consumer: name.to_string(),
             pid: std::process::id(),
-            outcomes,
+            outcomes: batch.outcomes,
         };
         let frame = codec::encode(&entry)?;
         with_retries(url, &mut con, |con| {
-            broker::finish(url, con, &job.entry.run, &job.id, &frame)
+            broker::finish(url, con, &batch.run, &batch.id, &frame)
         })?;
-        let _ = freed.send(job.id.clone());
+        let _ = freed.send(batch.id);
     }
     Ok(())
 }
@@ -430,9 +309,9 @@ struct Server {
     specs: HashMap<String, (Option<Arc<RunSpec>>, Instant)>,
     /// Entries taken and not yet acknowledged.
     held: HashMap<String, ()>,
-    jobs: Sender<Arc<Job>>,
+    jobs: Sender<Job>,
     /// Where finished batches go to be published (entries given up go there directly).
-    done: Sender<Arc<Job>>,
+    done: Sender<Finished>,
     /// Where the next `XAUTOCLAIM` scan continues.
     cursor: String,
     last_keepalive: Instant,
@@ -440,12 +319,7 @@ struct Server {
 }
 
 impl Server {
-    fn run(
-        &mut self,
-        pool: &mut Executors,
-        freed: &Receiver<String>,
-        stop: &AtomicBool,
-    ) -> anyhow::Result<()> {
+    fn run(&mut self, freed: &Receiver<String>, stop: &AtomicBool) -> anyhow::Result<()> {
         // Up to one batch queued behind each running one, so a thread finds its next
         // batch here instead of waiting a round trip to the broker.
         let capacity = self.settings.concurrency * 2;
@@ -453,7 +327,6 @@ impl Server {
             while let Ok(id) = freed.try_recv() {
                 self.held.remove(&id);
             }
-            pool.expire(&self.settings.name)?;
             let stopping = stop.load(Ordering::SeqCst);
             if stopping && self.held.is_empty() {
                 return Ok(());
@@ -555,13 +428,11 @@ impl Server {
             // The run is over (finished, stopped or cancelled): nothing to do.
             return self.acknowledge(&entry.run, &id);
         };
-        let job = Arc::new(Job {
+        let job = Job {
             id: id.clone(),
             entry,
             spec,
-            arrival: Arrival::now(),
-            progress: Mutex::new(Progress::default()),
-        });
+        };
         self.held.insert(id, ());
         if deliveries > self.settings.max_deliveries {
             let message = format!(
@@ -569,17 +440,9 @@ impl Server {
                  stopped before finishing it (lease {:?})",
                 self.settings.lease
             );
-            for task in job.tasks() {
-                let outcome = Outcome {
-                    index: task.index,
-                    attempt: task.attempt,
-                    result: Err(TaskError::new(ErrorKind::WorkerCrashed, message.clone())),
-                    run_us: 0,
-                    trace: None,
-                };
-                lock(&job.progress).next += 1;
-                job.record(outcome, &self.done);
-            }
+            let _ = self
+                .done
+                .send(job.failed(ErrorKind::WorkerCrashed, &message));
             return Ok(());
         }
         self.jobs

@@ -15,7 +15,7 @@ use shared::outcome::Arrival;
 use shared::{Context, Outcome};
 
 pub use process::{EchoPeer, WorkerBinary};
-pub use scheduler::{Interrupter, Phases, Pool, Record, Stats};
+pub use scheduler::{Interrupter, Phases, Planned, Pool, Record, Stats};
 pub use thread::THREAD_NAME_PREFIX;
 
 /// Which backend runs the tasks.

@@ -84,6 +84,27 @@ pub struct Stats {
     pub interrupted: bool,
 }
 
+/// What a run takes from its input: a task's input, and the attempt it starts at.
+pub trait Planned {
+    fn into_parts(self) -> (Input, u32);
+}
+
+/// A new task: its first attempt.
+impl Planned for Input {
+    fn into_parts(self) -> (Input, u32) {
+        (self, 1)
+    }
+}
+
+/// A task some earlier attempts were made at elsewhere (a broker worker runs the
+/// coordinator's attempt N locally as attempt N, so what depends on the attempt, such as a
+/// simulated failure, is the same wherever it runs).
+impl Planned for (Input, u32) {
+    fn into_parts(self) -> (Input, u32) {
+        (self.0, self.1.max(1))
+    }
+}
+
 /// A pool of started runners, reusable across runs.
 pub struct Pool {
     config: PoolConfig,
@@ -212,7 +233,10 @@ impl Pool {
     }
 
     /// Runs every input, handing outcomes out as a stream (see [`Run`]).
-    pub fn map<I: Iterator<Item = Input>>(&mut self, inputs: I) -> Run<'_, I> {
+    pub fn map<I: Iterator>(&mut self, inputs: I) -> Run<'_, I>
+    where
+        I::Item: Planned,
+    {
         // A run stopped early leaves killed runners behind; a new run starts with a full pool.
         while let Ok(event) = self.events.try_recv() {
             drop(event); // late news from the previous run
@@ -280,7 +304,10 @@ impl Interrupter {
 
 /// One run over a pool: an iterator of [`Record`]s, exactly one per input, in the
 /// configured order, each handed out as soon as it is known.
-pub struct Run<'p, I: Iterator<Item = Input>> {
+pub struct Run<'p, I: Iterator>
+where
+    I::Item: Planned,
+{
     pool: &'p mut Pool,
     /// Set when the run must stop early: the reason given to the cancelled tasks.
     stop: Option<String>,
@@ -352,7 +379,10 @@ impl Ord for Delayed {
     }
 }
 
-impl<I: Iterator<Item = Input>> Iterator for Run<'_, I> {
+impl<I: Iterator> Iterator for Run<'_, I>
+where
+    I::Item: Planned,
+{
     type Item = Record;
 
     fn next(&mut self) -> Option<Record> {
@@ -376,7 +406,10 @@ impl<I: Iterator<Item = Input>> Iterator for Run<'_, I> {
     }
 }
 
-impl<I: Iterator<Item = Input>> Run<'_, I> {
+impl<I: Iterator> Run<'_, I>
+where
+    I::Item: Planned,
+{
     /// Counters so far; final once the iterator has ended.
     pub fn stats(&self) -> Stats {
         self.stats.clone()
@@ -418,10 +451,11 @@ impl<I: Iterator<Item = Input>> Run<'_, I> {
             return None;
         }
         match self.inputs.next() {
-            Some(input) => {
+            Some(planned) => {
+                let (input, attempt) = planned.into_parts();
                 let task = Task {
                     index: self.next_index,
-                    attempt: 1,
+                    attempt,
                     input,
                 };
                 self.next_index += 1;
