@@ -50,8 +50,9 @@ pub struct Settings {
 /// executor thread, so timeouts, panics and crashes are handled as on the local backends.
 #[derive(Clone)]
 pub enum Isolation {
-    /// A thread: cheapest; a task past `--timeout` is abandoned with its thread, and one
-    /// that aborts takes the worker down (its batches are then taken over by others).
+    /// A thread: cheapest (the executor's own, unless the run has a `--timeout`: then a
+    /// task past it is abandoned with its thread); a task that aborts takes the worker
+    /// down (its batches are then taken over by others).
     Thread,
     /// A child `worker` process: a crash or a `--timeout` kills only the child, which is
     /// replaced.
@@ -189,7 +190,11 @@ fn execute_jobs(isolation: &Isolation, jobs: &Receiver<Job>, done: &Sender<Finis
     for job in jobs {
         if local.as_ref().is_none_or(|(run, _)| *run != job.entry.run) {
             local = None; // Shuts the last run's runner down.
+            let timeout = job.spec.timeout_ms.map(Duration::from_millis);
             let (backend, worker_bin) = match isolation {
+                // Inline on this executor thread, unless a timeout needs a thread it can
+                // abandon: two hand-offs between threads fewer per batch.
+                Isolation::Thread if timeout.is_none() => (BackendKind::Sequential, None),
                 Isolation::Thread => (BackendKind::Thread, None),
                 Isolation::Process(bin) => (BackendKind::Process, Some(bin.clone())),
             };
@@ -203,7 +208,7 @@ fn execute_jobs(isolation: &Isolation, jobs: &Receiver<Job>, done: &Sender<Finis
                 retries: 0,
                 backoff: Duration::ZERO,
                 context: job.spec.context.clone(),
-                timeout: job.spec.timeout_ms.map(Duration::from_millis),
+                timeout,
                 first: None,
                 fail_fast: false,
                 worker_bin,

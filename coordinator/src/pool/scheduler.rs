@@ -497,11 +497,10 @@ where
     }
 
     fn chunk_size(&self) -> usize {
-        if self.pool.backend.kind() == BackendKind::Sequential {
-            return 1;
-        }
         let wanted = match self.pool.config.chunk {
             Chunk::Fixed(n) => return n.max(1),
+            // Inline, a batch buys nothing: one task at a time keeps outcomes streaming.
+            Chunk::Auto if self.pool.backend.kind() == BackendKind::Sequential => return 1,
             Chunk::Auto => match self.mean_run_us {
                 None => 1,
                 Some(us) => (AUTO_BATCH_TARGET_US / us.max(0.05)) as usize,
