@@ -9,7 +9,7 @@
 //! taken from it; an entry delivered more than `--max-deliveries` times is given up with
 //! `worker_crashed` outcomes rather than passed around for ever.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -159,7 +159,7 @@ pub fn serve(settings: Settings) -> Result<(), ServeError> {
         settings,
         con,
         specs: HashMap::new(),
-        held: HashMap::new(),
+        held: HashSet::new(),
         jobs: jobs_tx,
         done: done_tx,
         cursor: "0-0".into(),
@@ -313,7 +313,7 @@ struct Server {
     con: redis::Connection,
     specs: HashMap<String, (Option<Arc<RunSpec>>, Instant)>,
     /// Entries taken and not yet acknowledged.
-    held: HashMap<String, ()>,
+    held: HashSet<String>,
     jobs: Sender<Job>,
     /// Where finished batches go to be published (entries given up go there directly).
     done: Sender<Finished>,
@@ -365,7 +365,7 @@ impl Server {
             return Ok(());
         }
         self.last_keepalive = Instant::now();
-        let ids: Vec<String> = self.held.keys().cloned().collect();
+        let ids: Vec<String> = self.held.iter().cloned().collect();
         let (url, name) = (self.settings.url.clone(), self.settings.name.clone());
         with_retries(&url, &mut self.con, |con| {
             broker::keep_alive(&url, con, &name, &ids)
@@ -438,7 +438,7 @@ impl Server {
             entry,
             spec,
         };
-        self.held.insert(id, ());
+        self.held.insert(id);
         if deliveries > self.settings.max_deliveries {
             let message = format!(
                 "given up after {deliveries} deliveries: each worker that took this batch \
