@@ -99,6 +99,7 @@ pub fn broker(bench: &Bench, report: &mut Report) -> Result<()> {
     }
     warm.shutdown();
 
+    floor(bench, report, &url)?;
     startup(bench, report)?;
     round_trip(bench, report)?;
     throughput(bench, report)?;
@@ -112,6 +113,123 @@ fn noop() -> Input {
     Input::Noop {
         payload: Vec::new(),
         fault: None,
+    }
+}
+
+/// The broker's floor: the same four legs as a task's round trip (an `XADD`, the wake-up
+/// of a blocked `XREADGROUP`, an `XADD` back, the wake-up of a blocked `XREAD`) between two
+/// threads of this process that do nothing else, in microseconds.
+fn floor(bench: &Bench, report: &mut Report, url: &shared::broker::BrokerUrl) -> Result<()> {
+    let samples = if bench.quick { 300 } else { 2000 };
+    let prefix = format!("workpool:bench:{}", std::process::id());
+    let (ping, pong) = (format!("{prefix}:ping"), format!("{prefix}:pong"));
+    let connect = || url.connect(Duration::from_secs(3), Some(Duration::from_secs(10)));
+    let mut con = connect()?;
+    redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&ping)
+        .arg("echo")
+        .arg("$")
+        .arg("MKSTREAM")
+        .query::<()>(&mut con)?;
+    let mut echo_con = connect()?;
+    let (echo_ping, echo_pong) = (ping.clone(), pong.clone());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = std::sync::Arc::clone(&stop);
+    let echo = std::thread::spawn(move || -> redis::RedisResult<()> {
+        while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            let reply = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg("echo")
+                .arg("e")
+                .arg("COUNT")
+                .arg(1)
+                .arg("BLOCK")
+                .arg(2000)
+                .arg("STREAMS")
+                .arg(&echo_ping)
+                .arg(">")
+                .query::<redis::Value>(&mut echo_con);
+            if reply? == redis::Value::Nil {
+                continue;
+            }
+            redis::cmd("XADD")
+                .arg(&echo_pong)
+                .arg("*")
+                .arg("f")
+                .arg("x")
+                .query::<String>(&mut echo_con)?;
+        }
+        Ok(())
+    });
+    let mut last = "0".to_string();
+    let mut values = Vec::with_capacity(samples);
+    for i in 0..samples + samples.min(50) {
+        let t = Instant::now();
+        redis::cmd("XADD")
+            .arg(&ping)
+            .arg("*")
+            .arg("f")
+            .arg("x")
+            .query::<String>(&mut con)?;
+        let reply: redis::Value = redis::cmd("XREAD")
+            .arg("BLOCK")
+            .arg(2000)
+            .arg("STREAMS")
+            .arg(&pong)
+            .arg(&last)
+            .query(&mut con)?;
+        let us = t.elapsed().as_secs_f64() * 1e6;
+        last = last_id(&reply).ok_or_else(|| anyhow!("the echo thread did not answer"))?;
+        if i >= samples.min(50) {
+            values.push(us); // After a warm-up, as the other round trips.
+        }
+    }
+    // Stopped by one more entry, which wakes it to see the flag; then the keys go.
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    redis::cmd("XADD")
+        .arg(&ping)
+        .arg("*")
+        .arg("f")
+        .arg("x")
+        .query::<String>(&mut con)?;
+    echo.join()
+        .map_err(|_| anyhow!("the echo thread panicked"))??;
+    redis::cmd("DEL")
+        .arg(&ping)
+        .arg(&pong)
+        .query::<()>(&mut con)?;
+    let m = Measurement::new(
+        SUITE,
+        "echo round trip",
+        "floor-redis",
+        None,
+        None,
+        "us",
+        &values,
+    );
+    push(report, m);
+    Ok(())
+}
+
+/// The id of the last entry of an `XREAD` reply.
+fn last_id(reply: &redis::Value) -> Option<String> {
+    use redis::Value;
+    let Value::Array(streams) = reply else {
+        return None;
+    };
+    let Some(Value::Array(stream)) = streams.first() else {
+        return None;
+    };
+    let Some(Value::Array(entries)) = stream.get(1) else {
+        return None;
+    };
+    let Some(Value::Array(entry)) = entries.last() else {
+        return None;
+    };
+    match entry.first() {
+        Some(Value::BulkString(id)) => String::from_utf8(id.clone()).ok(),
+        _ => None,
     }
 }
 
@@ -276,8 +394,18 @@ fn reclaim(bench: &Bench, report: &mut Report, workers: &mut Workers, url: &str)
     Ok(())
 }
 
-/// The broker against each local backend, case by case.
+/// The broker against each local backend, case by case, and against its floor.
 fn add_ratios(report: &mut Report) {
+    let floor = report
+        .find("echo round trip", "floor-redis", None, None)
+        .map(|m| m.stats.median);
+    if let Some(floor) = floor.filter(|f| *f > 0.0) {
+        for m in report.measurements.iter_mut() {
+            if m.suite == SUITE && m.runtime == "redis" && m.case == "noop round trip" {
+                m.ratios.insert("x floor".into(), m.stats.median / floor);
+            }
+        }
+    }
     let snapshot = report.clone();
     for m in report
         .measurements
