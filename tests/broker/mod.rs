@@ -714,3 +714,58 @@ fn long_tasks_keep_their_lease() {
         );
     }
 }
+
+/// `bench --broker` measures the redis backend beside processes and threads, and the
+/// broker's floor; nothing here looks at the speeds measured.
+#[test]
+fn bench_measures_the_broker_beside_the_local_backends() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().expect("cannot create temp dir");
+    let json = dir.path().join("bench.json");
+    let out = output(
+        coordinator()
+            .env_remove("WORKPOOL_BROKER")
+            .args(["bench", "--quick", "--runs", "1", "--warmup", "0"])
+            .args(["--suite", "broker", "--broker", &server.url()])
+            .arg("--export-json")
+            .arg(&json),
+    );
+    assert_exit(&out, 0);
+    assert!(
+        !stderr(&out).contains("warning: suite"),
+        "the suite failed:\n{}",
+        stderr(&out)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("no JSON export"))
+            .expect("the JSON export parses");
+    let measured = |case: &str, runtime: &str| {
+        report["measurements"]
+            .as_array()
+            .expect("measurements")
+            .iter()
+            .find(|m| m["case"] == case && m["runtime"] == runtime)
+            .unwrap_or_else(|| panic!("no {case} / {runtime} in {report:#}"))
+            .clone()
+    };
+    for case in [
+        "pool ready",
+        "noop round trip",
+        "noop throughput",
+        "io speedup",
+    ] {
+        for runtime in ["redis", "process", "thread"] {
+            assert!(
+                measured(case, runtime)["stats"]["median"]
+                    .as_f64()
+                    .unwrap_or(0.0)
+                    > 0.0
+            );
+        }
+        let ratio = &measured(case, "redis")["ratios"]["redis/process"];
+        assert!(ratio.as_f64().is_some(), "{case}: no redis/process ratio");
+    }
+    assert!(measured("echo round trip", "floor-redis")["stats"]["median"].is_number());
+    assert!(measured("noop round trip", "redis")["ratios"]["x floor"].is_number());
+    assert!(measured("kill to run complete", "redis")["stats"]["median"].is_number());
+}
