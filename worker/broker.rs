@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use crossbeam_channel::{Receiver, Sender};
-use shared::broker::{self, BrokerError, BrokerUrl, OutcomeEntry, RunSpec, TaskEntry};
+use shared::broker::{self, BrokerError, BrokerUrl, OutcomeEntryRef, RunSpec, TaskEntry};
 use shared::{codec, ErrorKind, Outcome, Task, TaskError};
 use workpool::pool::{BackendKind, Chunk, Order, Pool, PoolConfig, WorkerBinary};
 
@@ -116,9 +116,6 @@ pub fn serve(settings: Settings) -> Result<(), ServeError> {
         .connect(CONNECT_TIMEOUT, Some(IO_TIMEOUT))
         .map_err(ServeError::Start)?;
     broker::ensure_group(&url, &mut con).map_err(ServeError::Start)?;
-    let publisher_con = url
-        .connect(CONNECT_TIMEOUT, Some(IO_TIMEOUT))
-        .map_err(ServeError::Start)?;
     let isolation = match settings.isolation {
         Isolation::Thread => "threads",
         Isolation::Process(_) => "child processes",
@@ -131,28 +128,21 @@ pub fn serve(settings: Settings) -> Result<(), ServeError> {
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(&stop)?;
     let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
-    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Finished>();
     let (freed_tx, freed_rx) = crossbeam_channel::unbounded::<String>();
-    {
-        let url = url.clone();
-        let name = settings.name.clone();
-        std::thread::Builder::new()
-            .name("broker-publisher".into())
-            .spawn(move || {
-                if let Err(err) = publish_loop(&url, publisher_con, &name, &done_rx, &freed_tx) {
-                    // Unpublished entries stay pending: another worker claims them.
-                    eprintln!("worker {name}: cannot publish outcomes: {err}");
-                    std::process::exit(1);
-                }
-            })
-            .context("cannot start the publisher thread")?;
-    }
     for _ in 0..settings.concurrency {
-        let (jobs, done) = (jobs_rx.clone(), done_tx.clone());
-        let isolation = settings.isolation.clone();
+        // Each executor publishes its own batches: no hand-off to another thread.
+        let publisher = Publisher {
+            url: url.clone(),
+            con: url
+                .connect(CONNECT_TIMEOUT, Some(IO_TIMEOUT))
+                .map_err(ServeError::Start)?,
+            name: settings.name.clone(),
+            freed: freed_tx.clone(),
+        };
+        let (jobs, isolation) = (jobs_rx.clone(), settings.isolation.clone());
         std::thread::Builder::new()
             .name("broker-executor".into())
-            .spawn(move || execute_jobs(&isolation, &jobs, &done))
+            .spawn(move || execute_jobs(&isolation, &jobs, publisher))
             .context("cannot start an executor thread")?;
     }
     let mut server = Server {
@@ -161,7 +151,6 @@ pub fn serve(settings: Settings) -> Result<(), ServeError> {
         specs: HashMap::new(),
         held: HashSet::new(),
         jobs: jobs_tx,
-        done: done_tx,
         cursor: "0-0".into(),
         last_keepalive: Instant::now(),
         last_reclaim: Instant::now(),
@@ -185,7 +174,7 @@ fn watch_signals(stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
 /// a child process), started for the batch's run and kept while batches of that run come.
 /// The pool enforces the run's `--timeout` and turns a panic or a crash into an outcome,
 /// replacing its runner; the broker owns retries, so the pool makes none.
-fn execute_jobs(isolation: &Isolation, jobs: &Receiver<Job>, done: &Sender<Finished>) {
+fn execute_jobs(isolation: &Isolation, jobs: &Receiver<Job>, mut publisher: Publisher) {
     let mut local: Option<(String, Pool)> = None;
     for job in jobs {
         if local.as_ref().is_none_or(|(run, _)| *run != job.entry.run) {
@@ -219,7 +208,7 @@ fn execute_jobs(isolation: &Isolation, jobs: &Receiver<Job>, done: &Sender<Finis
                 Err(err) => {
                     // Reported as a crash of this batch: the coordinator may retry it.
                     let message = format!("cannot start a runner: {err}");
-                    let _ = done.send(job.failed(ErrorKind::WorkerCrashed, &message));
+                    publisher.publish(job.failed(ErrorKind::WorkerCrashed, &message));
                     continue;
                 }
             }
@@ -238,9 +227,7 @@ fn execute_jobs(isolation: &Isolation, jobs: &Receiver<Job>, done: &Sender<Finis
                 outcome_of(task, record.result, run_us)
             })
             .collect();
-        if done.send(job.finished(outcomes)).is_err() {
-            return;
-        }
+        publisher.publish(job.finished(outcomes));
     }
 }
 
@@ -256,27 +243,37 @@ fn outcome_of(task: &Task, result: Result<shared::Value, TaskError>, run_us: u64
 
 /// Publishes finished batches and acknowledges their entries, then tells the main loop
 /// the entry is no longer held.
-fn publish_loop(
-    url: &BrokerUrl,
-    mut con: redis::Connection,
-    name: &str,
-    done: &Receiver<Finished>,
-    freed: &Sender<String>,
-) -> Result<(), BrokerError> {
-    for batch in done {
-        let entry = OutcomeEntry {
+struct Publisher {
+    url: BrokerUrl,
+    con: redis::Connection,
+    name: String,
+    freed: Sender<String>,
+}
+
+impl Publisher {
+    /// Publishes one batch; a worker that cannot (the broker gone for good) exits, and the
+    /// batches it holds are taken over by another worker after their lease.
+    fn publish(&mut self, batch: Finished) {
+        if let Err(err) = self.try_publish(&batch) {
+            eprintln!("worker {}: cannot publish outcomes: {err}", self.name);
+            std::process::exit(1);
+        }
+        let _ = self.freed.send(batch.id);
+    }
+
+    fn try_publish(&mut self, batch: &Finished) -> Result<(), BrokerError> {
+        let entry = OutcomeEntryRef {
             route: batch.route,
-            consumer: name.to_string(),
+            consumer: &self.name,
             pid: std::process::id(),
-            outcomes: batch.outcomes,
+            outcomes: &batch.outcomes,
         };
         let frame = codec::encode(&entry)?;
-        with_retries(url, &mut con, |con| {
+        let url = &self.url;
+        with_retries(url, &mut self.con, |con| {
             broker::finish(url, con, &batch.run, &batch.id, &frame)
-        })?;
-        let _ = freed.send(batch.id);
+        })
     }
-    Ok(())
 }
 
 /// Runs a broker command, reconnecting for up to [`RECONNECT_FOR`] if the connection
@@ -315,8 +312,6 @@ struct Server {
     /// Entries taken and not yet acknowledged.
     held: HashSet<String>,
     jobs: Sender<Job>,
-    /// Where finished batches go to be published (entries given up go there directly).
-    done: Sender<Finished>,
     /// Where the next `XAUTOCLAIM` scan continues.
     cursor: String,
     last_keepalive: Instant,
@@ -438,18 +433,27 @@ impl Server {
             entry,
             spec,
         };
-        self.held.insert(id);
         if deliveries > self.settings.max_deliveries {
             let message = format!(
                 "given up after {deliveries} deliveries: each worker that took this batch \
                  stopped before finishing it (lease {:?})",
                 self.settings.lease
             );
-            let _ = self
-                .done
-                .send(job.failed(ErrorKind::WorkerCrashed, &message));
+            let batch = job.failed(ErrorKind::WorkerCrashed, &message);
+            let entry = OutcomeEntryRef {
+                route: batch.route,
+                consumer: &self.settings.name,
+                pid: std::process::id(),
+                outcomes: &batch.outcomes,
+            };
+            let frame = codec::encode(&entry)?;
+            let url = self.settings.url.clone();
+            with_retries(&url, &mut self.con, |con| {
+                broker::finish(&url, con, &batch.run, &batch.id, &frame)
+            })?;
             return Ok(());
         }
+        self.held.insert(id);
         self.jobs
             .send(job)
             .map_err(|_| anyhow::anyhow!("every executor thread has stopped"))

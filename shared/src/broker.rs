@@ -80,6 +80,15 @@ pub struct OutcomeEntry {
     pub outcomes: Vec<Outcome>,
 }
 
+/// [`OutcomeEntry`] by reference, for publishing without copying the outcomes (same frame).
+#[derive(Debug, Serialize)]
+pub struct OutcomeEntryRef<'a> {
+    pub route: Route,
+    pub consumer: &'a str,
+    pub pid: u32,
+    pub outcomes: &'a [Outcome],
+}
+
 /// A run's settings, written once by its coordinator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSpec {
@@ -727,6 +736,38 @@ mod tests {
         let b = codec::encode(&borrowed).unwrap();
         assert_eq!(a, b);
         assert_eq!(codec::decode_prefix_u32(&a).unwrap(), BROKER_PROTOCOL);
+    }
+
+    #[test]
+    fn outcome_refs_encode_like_outcomes() {
+        let route = Route {
+            slot: 1,
+            generation: 0,
+            epoch: 4,
+        };
+        let outcomes = vec![Outcome {
+            index: 3,
+            attempt: 2,
+            result: Ok(crate::Value::Io { slept_ms: 5 }),
+            run_us: 5000,
+            trace: None,
+        }];
+        let owned = OutcomeEntry {
+            route,
+            consumer: "w".into(),
+            pid: 7,
+            outcomes: outcomes.clone(),
+        };
+        let borrowed = OutcomeEntryRef {
+            route,
+            consumer: "w",
+            pid: 7,
+            outcomes: &outcomes,
+        };
+        assert_eq!(
+            codec::encode(&owned).unwrap(),
+            codec::encode(&borrowed).unwrap()
+        );
     }
 
     #[test]
