@@ -109,6 +109,10 @@ impl Planned for (Input, u32) {
 pub struct Pool {
     config: PoolConfig,
     backend: Box<dyn Backend>,
+    /// The backend's `batches_interleave`, read once: it is asked for every outcome.
+    interleave: bool,
+    /// The backend's `enforces_timeouts`, read once.
+    runners_time_out: bool,
     slots: Vec<Slot>,
     events: Receiver<Event>,
     sender: Sender<Event>,
@@ -204,6 +208,8 @@ impl Pool {
             .collect();
         Ok(Pool {
             config,
+            interleave: backend.batches_interleave(),
+            runners_time_out: backend.enforces_timeouts(),
             backend,
             slots,
             events,
@@ -621,10 +627,11 @@ where
 
     /// The earliest moment a running task exceeds `--timeout`, and its slot.
     fn next_deadline(&self) -> Option<(Instant, usize)> {
-        let limit = self.pool.config.timeout?;
-        if self.pool.backend.enforces_timeouts() {
-            return None;
-        }
+        let limit = self
+            .pool
+            .config
+            .timeout
+            .filter(|_| !self.pool.runners_time_out)?;
         self.pool
             .slots
             .iter()
@@ -712,7 +719,7 @@ where
                             self.finish_attempt(ran_on, task, outcome, phases, arrived_ns);
                         }
                         // At-least-once delivery: this task was settled already.
-                        None if self.pool.backend.batches_interleave() => {
+                        None if self.pool.interleave => {
                             self.stats.duplicates += 1;
                         }
                         None => {
@@ -780,15 +787,20 @@ where
     /// Matches an outcome against the task the runner should have finished next: the
     /// head of its oldest batch, or of any of its batches where they interleave.
     fn pop_inflight(&mut self, slot: usize, outcome: &Outcome) -> Option<(Task, SendTimes)> {
-        let interleave = self.pool.backend.batches_interleave();
         let inflight = &mut self.pool.slots[slot].inflight;
-        let searched = if interleave { inflight.len() } else { 1 };
-        let position = inflight.iter().take(searched).position(|batch| {
+        let answers = |batch: &Batch| {
             batch
                 .tasks
                 .front()
                 .is_some_and(|t| t.index == outcome.index && t.attempt == outcome.attempt)
-        })?;
+        };
+        let position = if inflight.front().is_some_and(answers) {
+            0
+        } else if self.pool.interleave {
+            inflight.iter().position(answers)?
+        } else {
+            return None;
+        };
         let batch = &mut inflight[position];
         let sent = batch.sent;
         let task = batch.tasks.pop_front().map(|t| (t, sent));
@@ -1031,7 +1043,7 @@ where
     /// Sends every batch in flight again, to the same runner: for a backend whose
     /// batches may be answered more than once, so the first answer wins.
     fn republish(&mut self) {
-        if !self.pool.backend.batches_interleave() {
+        if !self.pool.interleave {
             return;
         }
         for index in 0..self.pool.slots.len() {
