@@ -316,7 +316,7 @@ fn read_results(
                     received_ns,
                     decoded_ns: shared::clock::monotonic_ns(),
                 },
-                pid: Some(entry.pid),
+                pid: std::num::NonZeroU32::new(entry.pid),
             };
             if events.send(event).is_err() {
                 return;

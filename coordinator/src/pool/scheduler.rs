@@ -709,7 +709,7 @@ where
                 if self.pool.slots.get(slot).map(|s| s.generation) != Some(generation) {
                     return; // From a runner already replaced; its tasks were reassigned.
                 }
-                let pid = pid.unwrap_or(self.pool.slots[slot].pid);
+                let pid = pid.map_or(self.pool.slots[slot].pid, |p| p.get());
                 for outcome in outcomes {
                     match self.pop_inflight(slot, &outcome) {
                         Some((task, sent)) => {
