@@ -71,6 +71,9 @@ pub struct Stats {
     pub retries: u64,
     /// Replacement runners started after one died or was killed.
     pub workers_replaced: u64,
+    /// Replacements that failed to start and were tried again (one killed during its
+    /// handshake, say).
+    pub failed_starts: u64,
     /// Outcomes dropped because their task had already been settled: a broker delivers
     /// at least once, so a batch redelivered after its worker died may be answered twice.
     pub duplicates: u64,
@@ -1024,6 +1027,7 @@ where
                     return;
                 }
                 Err(err) => {
+                    self.stats.failed_starts += 1;
                     last_error = Some(err);
                     std::thread::sleep(pause);
                     pause *= 2;
