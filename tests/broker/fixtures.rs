@@ -580,3 +580,11 @@ pub(crate) fn tickers(prefix: &str, count: usize) -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
+
+/// How many entries the tasks stream holds: batches waiting, or taken and not finished.
+pub(crate) fn tasks_queued(con: &mut redis::Connection) -> usize {
+    redis::cmd("XLEN")
+        .arg(shared::broker::TASKS_STREAM)
+        .query(con)
+        .expect("XLEN")
+}

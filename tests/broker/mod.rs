@@ -669,10 +669,7 @@ fn publishing_is_bounded_by_the_slots() {
     let mut looks = 0;
     while run.poll().is_none() {
         // Entries still in the stream: waiting, or taken and not yet finished.
-        let entries: usize = redis::cmd("XLEN")
-            .arg(TASKS_STREAM)
-            .query(&mut con)
-            .expect("XLEN");
+        let entries: usize = tasks_queued(&mut con);
         most = most.max(entries);
         looks += 1;
         std::thread::sleep(Duration::from_millis(2));

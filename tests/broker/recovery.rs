@@ -97,10 +97,7 @@ fn a_killed_coordinator_leaves_nothing_behind() {
     // Killed once its batches are out (they stay in the stream until run and finished).
     let started = Instant::now();
     loop {
-        let entries: usize = redis::cmd("XLEN")
-            .arg(TASKS_STREAM)
-            .query(&mut con)
-            .expect("XLEN");
+        let entries: usize = tasks_queued(&mut con);
         if entries >= 15 {
             break;
         }
@@ -121,10 +118,7 @@ fn a_killed_coordinator_leaves_nothing_behind() {
     // 19 one-second tasks are left: running them would take 19 s, dropping them a moment.
     let started = Instant::now();
     loop {
-        let left: usize = redis::cmd("XLEN")
-            .arg(TASKS_STREAM)
-            .query(&mut con)
-            .expect("XLEN");
+        let left: usize = tasks_queued(&mut con);
         let pending: (usize, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
             .arg(TASKS_STREAM)
             .arg(GROUP)
@@ -372,10 +366,7 @@ fn an_interrupted_redis_run_cancels_and_withdraws_its_batches() {
     let mut con = connect(&url);
     let started = Instant::now();
     loop {
-        let left: usize = redis::cmd("XLEN")
-            .arg(TASKS_STREAM)
-            .query(&mut con)
-            .expect("XLEN");
+        let left: usize = tasks_queued(&mut con);
         if left == 0 {
             break;
         }

@@ -153,12 +153,7 @@ fn floor(bench: &Bench, report: &mut Report, url: &shared::broker::BrokerUrl) ->
             if reply? == redis::Value::Nil {
                 continue;
             }
-            redis::cmd("XADD")
-                .arg(&echo_pong)
-                .arg("*")
-                .arg("f")
-                .arg("x")
-                .query::<String>(&mut echo_con)?;
+            add(&mut echo_con, &echo_pong)?;
         }
         Ok(())
     });
@@ -166,12 +161,7 @@ fn floor(bench: &Bench, report: &mut Report, url: &shared::broker::BrokerUrl) ->
     let mut values = Vec::with_capacity(samples);
     for i in 0..samples + samples.min(50) {
         let t = Instant::now();
-        redis::cmd("XADD")
-            .arg(&ping)
-            .arg("*")
-            .arg("f")
-            .arg("x")
-            .query::<String>(&mut con)?;
+        add(&mut con, &ping)?;
         let reply: redis::Value = redis::cmd("XREAD")
             .arg("BLOCK")
             .arg(2000)
@@ -187,12 +177,7 @@ fn floor(bench: &Bench, report: &mut Report, url: &shared::broker::BrokerUrl) ->
     }
     // Stopped by one more entry, which wakes it to see the flag; then the keys go.
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    redis::cmd("XADD")
-        .arg(&ping)
-        .arg("*")
-        .arg("f")
-        .arg("x")
-        .query::<String>(&mut con)?;
+    add(&mut con, &ping)?;
     echo.join()
         .map_err(|_| anyhow!("the echo thread panicked"))??;
     redis::cmd("DEL")
@@ -210,6 +195,16 @@ fn floor(bench: &Bench, report: &mut Report, url: &shared::broker::BrokerUrl) ->
     );
     push(report, m);
     Ok(())
+}
+
+/// Appends a one-byte entry to `stream`.
+fn add(con: &mut redis::Connection, stream: &str) -> redis::RedisResult<String> {
+    redis::cmd("XADD")
+        .arg(stream)
+        .arg("*")
+        .arg("f")
+        .arg("x")
+        .query(con)
 }
 
 /// The id of the last entry of an `XREAD` reply.
