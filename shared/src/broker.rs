@@ -233,7 +233,9 @@ impl BrokerUrl {
         }
         if err.is_timeout() {
             reason = format!("no answer within {timeout:?} ({reason})");
-        } else if err.is_connection_dropped() || reason.contains("end of file") {
+        } else if !err.is_connection_refusal()
+            && (reason.contains("end of file") || reason.contains("reset by peer"))
+        {
             reason.push_str(
                 "; the server closed the connection at once, as a Redis in protected mode \
                  does to clients of other hosts (see `bind`, `requirepass` and \

@@ -376,6 +376,25 @@ impl Worker {
     pub(crate) fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
+
+    /// Waits for the worker to exit on its own, failing the test after [`RUN_LIMIT`].
+    #[track_caller]
+    pub(crate) fn wait_exit(&mut self) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.status {
+                return status;
+            }
+            self.status = self.child.try_wait().expect("try_wait on worker");
+            assert!(
+                started.elapsed() < RUN_LIMIT,
+                "worker {} still running\n--- stderr ---\n{}",
+                self.name,
+                self.stderr()
+            );
+            std::thread::sleep(POLL);
+        }
+    }
 }
 
 impl Drop for Worker {

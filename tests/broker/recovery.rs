@@ -119,18 +119,13 @@ fn a_killed_coordinator_leaves_nothing_behind() {
     let started = Instant::now();
     loop {
         let left: usize = tasks_queued(&mut con);
-        let pending: (usize, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
-            .arg(TASKS_STREAM)
-            .arg(GROUP)
-            .query(&mut con)
-            .expect("XPENDING");
-        if left == 0 && pending.0 == 0 {
+        let taken = pending(&mut con);
+        if left == 0 && taken == 0 {
             break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(8),
-            "{left} entries and {} pending left 8 s after the run ended",
-            pending.0
+            "{left} entries and {taken} pending left 8 s after the run ended"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -377,4 +372,50 @@ fn an_interrupted_redis_run_cancels_and_withdraws_its_batches() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// SIGTERM stops a worker gracefully: it takes nothing more, finishes and publishes the
+/// batches it holds, and exits 0; another worker does the rest.
+#[test]
+fn a_worker_told_to_stop_finishes_what_it_holds() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let mut leaving = Worker::start(&url, "leaving", 2);
+    let args = ["io", "--count", "12", "--ms", "500", "--chunk", "1"];
+    let mut run = Background::start(&on_broker(&args, &url));
+    let mut con = connect(&url);
+    let started = Instant::now();
+    while pending(&mut con) < 2 {
+        assert!(started.elapsed() < START_LIMIT, "the worker took nothing");
+        std::thread::sleep(POLL);
+    }
+    leaving.signal(libc::SIGTERM);
+    let status = leaving.wait_exit();
+    assert!(status.success(), "{status}\n{}", leaving.stderr());
+    assert_eq!(
+        pending(&mut con),
+        0,
+        "the stopped worker left batches pending"
+    );
+    assert!(run.poll().is_none(), "the run ended with the first worker");
+    let staying = Worker::start(&url, "staying", 4);
+    let run = run.finish(0);
+    assert_every_index_once(&run, 12);
+    run.values();
+    let by_leaving = run.pids().iter().filter(|&&p| p == leaving.pid()).count();
+    assert!(
+        by_leaving >= 2,
+        "the stopped worker finished {by_leaving} tasks"
+    );
+    assert!(run.pids().contains(&staying.pid()));
+}
+
+/// Entries taken and not yet acknowledged, over every worker.
+fn pending(con: &mut redis::Connection) -> usize {
+    let summary: (usize, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+        .arg(TASKS_STREAM)
+        .arg(GROUP)
+        .query(con)
+        .expect("XPENDING");
+    summary.0
 }
