@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use shared::{Context, Input};
 
 use super::model::{Measurement, Report};
+use super::overhead::noop;
 use super::{ms_since, Bench};
 use crate::pool::{BackendKind, Chunk};
 
@@ -62,12 +63,6 @@ impl Drop for Workers {
     }
 }
 
-fn push(report: &mut Report, m: Option<Measurement>) {
-    if let Some(m) = m {
-        report.measurements.push(m);
-    }
-}
-
 /// Slots (or workers) each runtime gets: the broker's bound on queued batches, else as
 /// many workers as the broker has threads in all, for a like-for-like comparison.
 fn workers_of(backend: BackendKind) -> usize {
@@ -92,7 +87,7 @@ pub fn broker(bench: &Bench, report: &mut Report) -> Result<()> {
         Context::default(),
     )?;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while warm.map(std::iter::once(noop())).next().is_none() {
+    while warm.map(std::iter::once(noop(0))).next().is_none() {
         if Instant::now() > deadline {
             bail!("no worker answered through the broker at {url} within 10 s");
         }
@@ -107,13 +102,6 @@ pub fn broker(bench: &Bench, report: &mut Report) -> Result<()> {
     reclaim(bench, report, &mut workers, &raw)?;
     add_ratios(report);
     Ok(())
-}
-
-fn noop() -> Input {
-    Input::Noop {
-        payload: Vec::new(),
-        fault: None,
-    }
 }
 
 /// The broker's floor: the same four legs as a task's round trip (an `XADD`, the wake-up
@@ -193,7 +181,7 @@ fn floor(bench: &Bench, report: &mut Report, url: &shared::broker::BrokerUrl) ->
         "us",
         &values,
     );
-    push(report, m);
+    report.add(m);
     Ok(())
 }
 
@@ -249,7 +237,7 @@ fn startup(bench: &Bench, report: &mut Report) -> Result<()> {
             "ms",
             &ready,
         );
-        push(report, m);
+        report.add(m);
     }
     Ok(())
 }
@@ -270,7 +258,7 @@ fn round_trip(bench: &Bench, report: &mut Report) -> Result<()> {
             "us",
             &values,
         );
-        push(report, m);
+        report.add(m);
     }
     Ok(())
 }
@@ -285,11 +273,7 @@ fn throughput(bench: &Bench, report: &mut Report) -> Result<()> {
             _ => 2,
         };
         let mut pool = bench.pool(backend, workers, Chunk::Auto, None, Context::default())?;
-        let values = bench.repeat(|| {
-            let t = Instant::now();
-            let done = pool.map((0..tasks).map(|_| noop())).count() as f64;
-            Ok(done / t.elapsed().as_secs_f64())
-        })?;
+        let values = super::overhead::noops_per_second(bench, &mut pool, tasks)?;
         pool.shutdown();
         let m = Measurement::new(
             SUITE,
@@ -300,7 +284,7 @@ fn throughput(bench: &Bench, report: &mut Report) -> Result<()> {
             "tasks/s",
             &values,
         );
-        push(report, m);
+        report.add(m);
     }
     Ok(())
 }
@@ -336,7 +320,7 @@ fn io_speedup(bench: &Bench, report: &mut Report) -> Result<()> {
             "x",
             &values,
         );
-        push(report, m);
+        report.add(m);
     }
     Ok(())
 }
@@ -385,7 +369,7 @@ fn reclaim(bench: &Bench, report: &mut Report, workers: &mut Workers, url: &str)
         "ms",
         &values,
     );
-    push(report, m);
+    report.add(m);
     Ok(())
 }
 

@@ -93,6 +93,13 @@ pub struct Report {
 }
 
 impl Report {
+    /// Keeps a measurement, if there was one (no values: the caller has said why).
+    pub fn add(&mut self, m: Option<Measurement>) {
+        if let Some(m) = m {
+            self.measurements.push(m);
+        }
+    }
+
     pub fn find(
         &self,
         case: &str,

@@ -14,7 +14,7 @@ use crate::pool::{BackendKind, Chunk, EchoPeer, Pool};
 
 const POOLED: [BackendKind; 2] = [BackendKind::Process, BackendKind::Thread];
 
-fn noop(payload: usize) -> Input {
+pub(super) fn noop(payload: usize) -> Input {
     Input::Noop {
         payload: vec![0xA5; payload],
         fault: None,
@@ -22,9 +22,7 @@ fn noop(payload: usize) -> Input {
 }
 
 fn push(report: &mut Report, m: Option<Measurement>) {
-    if let Some(m) = m {
-        report.measurements.push(m);
-    }
+    report.add(m);
 }
 
 /// Pool ready (spawned and handshaken, every worker answered) and shutdown, per backend
@@ -148,11 +146,7 @@ pub fn throughput(bench: &Bench, report: &mut Report) -> Result<()> {
                 (_, false) => 300_000,
             };
             let mut pool = bench.pool(backend, workers, chunk, inflight, Context::default())?;
-            let values = bench.repeat(|| {
-                let t = Instant::now();
-                let done = pool.map((0..tasks).map(|_| noop(0))).count() as f64;
-                Ok(done / t.elapsed().as_secs_f64())
-            })?;
+            let values = noops_per_second(bench, &mut pool, tasks)?;
             pool.shutdown();
             let param = match (chunk, inflight) {
                 (Chunk::Auto, _) => "chunk=auto".to_string(),
@@ -174,6 +168,15 @@ pub fn throughput(bench: &Bench, report: &mut Report) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// No-ops per second through `pool`, `tasks` at a time, over the bench's runs.
+pub(super) fn noops_per_second(bench: &Bench, pool: &mut Pool, tasks: u64) -> Result<Vec<f64>> {
+    bench.repeat(|| {
+        let t = Instant::now();
+        let done = pool.map((0..tasks).map(|_| noop(0))).count() as f64;
+        Ok(done / t.elapsed().as_secs_f64())
+    })
 }
 
 /// Payloads of 1 KiB to 1 MiB: encode and decode alone, in this process, against the
