@@ -455,12 +455,8 @@ fn interrupt_run(signal: libc::c_int, count: usize, ms: &str) {
         .expect("cannot read output");
     let run = parse_jsonl(&text);
     assert_each_index_once(&run, count);
-    let ok = run.records.iter().filter(|r| r["ok"] == true).count();
-    let cancelled = run
-        .records
-        .iter()
-        .filter(|r| r["error"]["kind"] == "cancelled")
-        .count();
+    let ok = run.succeeded();
+    let cancelled = run.failed_with("cancelled");
     eprintln!(
         "signal {signal}: {ok} ok, {cancelled} cancelled of {count}; exited {stopped_in:.1?} \
          after the signal"

@@ -111,6 +111,19 @@ pub struct Run {
 
 impl Run {
     /// The `index` of each record, in the order printed.
+    /// How many records succeeded.
+    pub fn succeeded(&self) -> usize {
+        self.records.iter().filter(|r| r["ok"] == true).count()
+    }
+
+    /// How many records failed with error kind `kind`.
+    pub fn failed_with(&self, kind: &str) -> usize {
+        self.records
+            .iter()
+            .filter(|r| r["error"]["kind"] == kind)
+            .count()
+    }
+
     pub fn indices(&self) -> Vec<u64> {
         self.u64s("index")
     }
@@ -220,19 +233,9 @@ pub fn run_jsonl(args: &[&str]) -> Run {
 /// successes, every other task `cancelled` (some of them), and the summary says why.
 #[track_caller]
 pub fn assert_stopped_by_first(run: &Run, n: usize, count: u64) {
-    let mut indices = run.indices();
-    indices.sort_unstable();
-    assert_eq!(
-        indices,
-        (0..count).collect::<Vec<_>>(),
-        "indices of the run"
-    );
-    let ok = run.records.iter().filter(|r| r["ok"] == true).count();
-    let cancelled = run
-        .records
-        .iter()
-        .filter(|r| r["error"]["kind"] == "cancelled")
-        .count();
+    assert_every_index_once(run, count);
+    let ok = run.succeeded();
+    let cancelled = run.failed_with("cancelled");
     assert!(ok >= n, "at least {n} successes, got {ok}");
     assert_eq!(
         ok + cancelled,
