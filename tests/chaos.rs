@@ -25,7 +25,7 @@ const ORPHAN_DEADLINE: Duration = Duration::from_secs(1);
 /// A `coordinator` started by a test. Dropping it kills and reaps the process if it still
 /// runs, so a failed assertion or a timeout never leaves it (or, through it, its workers)
 /// behind.
-struct Coordinator {
+pub(crate) struct Coordinator {
     child: Child,
     /// Set once the process has been reaped: its pid may then belong to someone else.
     status: Option<ExitStatus>,
@@ -35,12 +35,17 @@ struct Coordinator {
 impl Coordinator {
     /// `coordinator run ARGS`, its standard output going to `stdout`, its standard error
     /// to `DIR/stderr` (a file: nobody has to read it while it runs, and failures show it).
-    fn start(args: &[&str], stdout: Stdio, dir: &Path) -> Coordinator {
+    pub(crate) fn start(args: &[&str], stdout: Stdio, dir: &Path) -> Coordinator {
         Coordinator::start_with_worker(args, stdout, dir, Path::new(WORKER))
     }
 
     /// Like [`Coordinator::start`], with `WORKPOOL_WORKER` set to `worker`.
-    fn start_with_worker(args: &[&str], stdout: Stdio, dir: &Path, worker: &Path) -> Coordinator {
+    pub(crate) fn start_with_worker(
+        args: &[&str],
+        stdout: Stdio,
+        dir: &Path,
+        worker: &Path,
+    ) -> Coordinator {
         let stderr = dir.join("stderr");
         let stderr_file = File::create(&stderr).expect("cannot create stderr file");
         let child = Command::new(COORDINATOR)
@@ -59,12 +64,12 @@ impl Coordinator {
         }
     }
 
-    fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         i32::try_from(self.child.id()).expect("pid out of range")
     }
 
     /// Its exit status if it has exited (reaping it), else `None`.
-    fn poll(&mut self) -> Option<ExitStatus> {
+    pub(crate) fn poll(&mut self) -> Option<ExitStatus> {
         if self.status.is_none() {
             self.status = self.child.try_wait().expect("try_wait on coordinator");
         }
@@ -73,7 +78,7 @@ impl Coordinator {
 
     /// Waits for it to exit; after `limit`, kills it and fails the test.
     #[track_caller]
-    fn wait(&mut self, limit: Duration) -> ExitStatus {
+    pub(crate) fn wait(&mut self, limit: Duration) -> ExitStatus {
         let started = Instant::now();
         loop {
             if let Some(status) = self.poll() {
@@ -91,7 +96,7 @@ impl Coordinator {
     }
 
     /// Sends `signal`, unless it was reaped already (its pid could be reused by then).
-    fn signal(&mut self, signal: libc::c_int) {
+    pub(crate) fn signal(&mut self, signal: libc::c_int) {
         if self.poll().is_none() {
             // SAFETY: kill only sends a signal, to our own child that is not yet reaped.
             let sent = unsafe { libc::kill(self.pid(), signal) };
@@ -112,7 +117,7 @@ impl Coordinator {
         }
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 }
@@ -166,7 +171,12 @@ fn lines_in(path: &Path) -> usize {
 /// Waits until `path` holds at least `lines` complete lines, or the coordinator exited
 /// (the assertions after it then say what went wrong); fails after `limit`.
 #[track_caller]
-fn wait_for_lines(path: &Path, lines: usize, coordinator: &mut Coordinator, limit: Duration) {
+pub(crate) fn wait_for_lines(
+    path: &Path,
+    lines: usize,
+    coordinator: &mut Coordinator,
+    limit: Duration,
+) {
     let started = Instant::now();
     while lines_in(path) < lines && coordinator.poll().is_none() {
         assert!(

@@ -229,14 +229,14 @@ pub fn run_jsonl(args: &[&str]) -> Run {
     parse_jsonl(&stdout(&out))
 }
 
-/// Asserts a run stopped by `--first n` over `count` tasks: every index once, at least `n`
+/// Asserts a run stopped by `--first n` over `count` tasks: every index once, exactly `n`
 /// successes, every other task `cancelled` (some of them), and the summary says why.
 #[track_caller]
 pub fn assert_stopped_by_first(run: &Run, n: usize, count: u64) {
     assert_every_index_once(run, count);
     let ok = run.succeeded();
     let cancelled = run.failed_with("cancelled");
-    assert!(ok >= n, "at least {n} successes, got {ok}");
+    assert_eq!(ok, n, "exactly {n} successes");
     assert_eq!(
         ok + cancelled,
         count as usize,

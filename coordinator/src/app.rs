@@ -11,7 +11,7 @@ use clap::Parser;
 use crate::cli::{Cli, Command, RunOptions, Workload};
 use crate::export::{self, Layout};
 use crate::plan::Plan;
-use crate::pool::{BackendKind, Chunk, Pool, PoolConfig, WorkerBinary};
+use crate::pool::{BackendKind, Chunk, Pool, PoolConfig, WorkerBinary, MAX_WORKERS};
 use crate::progress::Progress;
 use crate::report::Summary;
 
@@ -60,7 +60,12 @@ fn dispatch(cli: &Cli) -> Result<u8> {
 fn run(workload: &Workload) -> Result<u8> {
     let opts = workload.options();
     let plan = Plan::from_cli(workload)?;
-    let config = pool_config(opts, plan.context.clone())?;
+    let mut config = pool_config(opts, plan.context.clone())?;
+    // Never more workers than there can be tasks in flight.
+    let (lo, hi) = plan.inputs.size_hint();
+    if Some(lo) == hi && lo > 0 {
+        config.workers = config.workers.min(lo);
+    }
     // Open the output before starting any worker, so a bad path fails fast.
     let sink: Box<dyn Write> = match &opts.output {
         Some(path) => Box::new(
@@ -115,6 +120,9 @@ fn run(workload: &Workload) -> Result<u8> {
         )
     };
     exporter.finish(&summary)?;
+    if let Some(err) = plan.input_error.take() {
+        bail!("{err} (the run stopped reading its inputs there)");
+    }
     Ok(if interrupted {
         exit::INTERRUPTED
     } else if failed > 0 {
@@ -159,6 +167,9 @@ pub fn on_interrupt(message: &'static str, first: impl Fn() + Send + 'static) ->
 fn pool_config(opts: &RunOptions, context: shared::Context) -> Result<PoolConfig> {
     let workers = match opts.workers {
         Some(0) => bail!("--workers must be at least 1"),
+        Some(n) if n > MAX_WORKERS => {
+            bail!("--workers {n} is more than the {MAX_WORKERS} a pool can have")
+        }
         Some(n) => n,
         None if opts.backend == BackendKind::Redis => REDIS_DEFAULT_SLOTS,
         None => crate::machine::default_workers(),

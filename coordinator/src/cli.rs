@@ -315,8 +315,9 @@ pub struct RunOptions {
         hide_env_values = true
     )]
     pub broker: Option<String>,
-    /// Number of workers [default: logical cores]. With --backend redis: how many batches
-    /// may wait on the broker at once (its back-pressure) [default: 64].
+    /// Number of workers, at most 1024 and never more than there are tasks [default:
+    /// logical cores]. With --backend redis: how many batches may wait on the broker at
+    /// once (its back-pressure) [default: 64].
     #[arg(short, long)]
     pub workers: Option<usize>,
     /// Input order (like `executor.map`) or completion order (like `as_completed`).

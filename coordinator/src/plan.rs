@@ -1,7 +1,11 @@
 //! The plan: what the command line asked for, turned into the run's shared settings and a
 //! lazy stream of task inputs (a million tasks are never all in memory).
 
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context as _, Result};
 use shared::workload::fault::Fault;
@@ -17,6 +21,26 @@ pub struct Plan {
     pub workload: &'static str,
     pub context: Context,
     pub inputs: Box<dyn Iterator<Item = Input> + Send>,
+    /// Set when an input file turned out bad part-way (the inputs then end there): the
+    /// run reports what it ran, then fails with this.
+    pub input_error: InputError,
+}
+
+/// An error met while reading inputs lazily, kept for after the run: an iterator of
+/// inputs cannot return one.
+#[derive(Debug, Clone, Default)]
+pub struct InputError(Arc<Mutex<Option<String>>>);
+
+impl InputError {
+    fn set(&self, message: String) {
+        if let Ok(mut slot) = self.0.lock() {
+            slot.get_or_insert(message);
+        }
+    }
+
+    pub fn take(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|mut slot| slot.take())
+    }
 }
 
 impl Plan {
@@ -29,6 +53,7 @@ impl Plan {
             report_each_task: workload.options().timeout.is_some(),
             ..Context::default()
         };
+        let input_error = InputError::default();
         let inputs: Box<dyn Iterator<Item = Input> + Send> = match workload {
             Workload::Noop(args) => {
                 if args.payload > shared::codec::MAX_PAYLOAD_BYTES {
@@ -76,8 +101,8 @@ impl Plan {
             }
             Workload::Fetch(args) => {
                 context.fetch = fetch_settings(args)?;
-                let tickers = tickers(args)?;
-                Box::new(tickers.into_iter().map(|ticker| Input::Fetch { ticker }))
+                let tickers = tickers(args, &input_error)?;
+                Box::new(tickers.map(|ticker| Input::Fetch { ticker }))
             }
             Workload::Files(args) => {
                 context.files = FileSettings {
@@ -93,6 +118,7 @@ impl Plan {
             workload: workload.name(),
             context,
             inputs,
+            input_error,
         })
     }
 }
@@ -133,26 +159,144 @@ fn fetch_settings(args: &FetchArgs) -> Result<FetchSettings> {
     })
 }
 
-/// The tickers to fetch: `--tickers`, `--tickers-file`, or the notebook's sixteen.
-fn tickers(args: &FetchArgs) -> Result<Vec<String>> {
-    let tickers: Vec<String> = if let Some(path) = &args.tickers_file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read tickers from {}", path.display()))?;
-        text.lines()
-            .map(|line| line.split('#').next().unwrap_or(""))
-            .flat_map(|line| line.split(','))
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty())
-            .collect()
-    } else if args.tickers.is_empty() {
-        DEFAULT_TICKERS.iter().map(|t| t.to_string()).collect()
-    } else {
-        args.tickers.iter().map(|t| t.trim().to_string()).collect()
-    };
-    if tickers.is_empty() {
-        bail!("no tickers to fetch");
+/// The longest line a tickers file may have: a ticker is a few characters, so a longer
+/// line is not a tickers file (`/dev/zero`, a binary), and reading it whole would take
+/// memory without bound.
+pub const MAX_TICKERS_LINE: usize = 64 * 1024;
+/// The longest ticker accepted.
+pub const MAX_TICKER_LEN: usize = 64;
+
+/// The tickers to fetch: `--tickers`, `--tickers-file` (read lazily, a line at a time), or
+/// the notebook's sixteen.
+fn tickers(
+    args: &FetchArgs,
+    input_error: &InputError,
+) -> Result<Box<dyn Iterator<Item = String> + Send>> {
+    let mut tickers: Box<dyn Iterator<Item = String> + Send> =
+        if let Some(path) = &args.tickers_file {
+            let file = File::open(path)
+                .with_context(|| format!("cannot read tickers from {}", path.display()))?;
+            Box::new(TickerLines::new(file, path.clone(), input_error.clone()))
+        } else if args.tickers.is_empty() {
+            Box::new(DEFAULT_TICKERS.iter().map(|t| t.to_string()))
+        } else {
+            let tickers: Vec<String> = args.tickers.iter().map(|t| t.trim().to_string()).collect();
+            if let Some(long) = tickers.iter().find(|t| t.len() > MAX_TICKER_LEN) {
+                bail!(
+                    "--tickers: `{}` is longer than {MAX_TICKER_LEN} bytes",
+                    excerpt(long)
+                );
+            }
+            Box::new(tickers.into_iter())
+        };
+    // Look at the first ticker now, so an empty or unreadable list fails before any
+    // worker starts.
+    match tickers.next() {
+        Some(first) => Ok(Box::new(std::iter::once(first).chain(tickers))),
+        None => match input_error.take() {
+            Some(err) => bail!("{err}"),
+            None => bail!("no tickers to fetch"),
+        },
     }
-    Ok(tickers)
+}
+
+/// Tickers from a file, one line at a time: one per line, commas also separate, `#`
+/// starts a comment. A line too long or not UTF-8 ends the tickers there, with an error
+/// kept in [`InputError`].
+struct TickerLines {
+    reader: BufReader<File>,
+    path: PathBuf,
+    line: Vec<u8>,
+    line_no: u64,
+    pending: VecDeque<String>,
+    error: InputError,
+    done: bool,
+}
+
+impl TickerLines {
+    fn new(file: File, path: PathBuf, error: InputError) -> TickerLines {
+        TickerLines {
+            reader: BufReader::new(file),
+            path,
+            line: Vec::new(),
+            line_no: 0,
+            pending: VecDeque::new(),
+            error,
+            done: false,
+        }
+    }
+
+    /// Reads the next line's tickers into `pending`; false at the end or on an error.
+    fn read_line(&mut self) -> Result<bool, String> {
+        self.line.clear();
+        self.line_no += 1;
+        let where_ = || {
+            format!(
+                "--tickers-file {} line {}",
+                self.path.display(),
+                self.line_no
+            )
+        };
+        let limit = MAX_TICKERS_LINE as u64 + 1;
+        let read = (&mut self.reader)
+            .take(limit)
+            .read_until(b'\n', &mut self.line)
+            .map_err(|err| format!("{}: {err}", where_()))?;
+        if read == 0 {
+            return Ok(false);
+        }
+        if self.line.len() > MAX_TICKERS_LINE {
+            return Err(format!(
+                "{}: longer than {MAX_TICKERS_LINE} bytes (is it a tickers file?)",
+                where_()
+            ));
+        }
+        let text =
+            std::str::from_utf8(&self.line).map_err(|_| format!("{}: not UTF-8 text", where_()))?;
+        let text = text.split('#').next().unwrap_or("");
+        for ticker in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            if ticker.len() > MAX_TICKER_LEN {
+                return Err(format!(
+                    "{}: `{}` is longer than {MAX_TICKER_LEN} bytes",
+                    where_(),
+                    excerpt(ticker)
+                ));
+            }
+            self.pending.push_back(ticker.to_string());
+        }
+        Ok(true)
+    }
+}
+
+impl Iterator for TickerLines {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        loop {
+            if let Some(ticker) = self.pending.pop_front() {
+                return Some(ticker);
+            }
+            if self.done {
+                return None;
+            }
+            match self.read_line() {
+                Ok(true) => {}
+                Ok(false) => self.done = true,
+                Err(err) => {
+                    self.error.set(err);
+                    self.done = true;
+                }
+            }
+        }
+    }
+}
+
+/// At most 40 characters of `text`, for an error message.
+fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_string(),
+    }
 }
 
 /// Files, directories (their `*.csv`, sorted) and glob patterns, expanded in the order

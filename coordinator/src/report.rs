@@ -96,7 +96,7 @@ pub struct Summary {
     pub wall_ms: f64,
     /// Spawn and handshake until every worker had answered.
     pub pool_start_ms: f64,
-    /// Outcomes per second over `wall_ms`.
+    /// Tasks that ran to an end (succeeded or failed, not cancelled) per second of `wall_ms`.
     pub tasks_per_sec: f64,
     /// The coordinator's peak resident memory (VmHWM), where the OS reports it.
     pub coordinator_peak_rss_kib: Option<u64>,
@@ -120,8 +120,9 @@ impl Summary {
             order,
             wall_ms: round3(wall_ms),
             pool_start_ms: round3(pool_start_ms),
+            // Tasks that ended by running: cancelled ones did not run.
             tasks_per_sec: if wall_ms > 0.0 {
-                (stats.tasks as f64 / (wall_ms / 1000.0)).round()
+                ((stats.succeeded + stats.failed) as f64 / (wall_ms / 1000.0)).round()
             } else {
                 0.0
             },

@@ -419,9 +419,10 @@ fn first_and_fail_fast_stop_a_redis_run() {
     let _a = Worker::start(&url, "a", 2);
     let _b = Worker::start(&url, "b", 2);
 
+    // Reaching the goal is success.
     let run = run_on(
         &url,
-        1,
+        0,
         &["io", "--count", "50", "--ms", "100", "--first", "5"],
     );
     assert_stopped_by_first(&run, 5, 50);

@@ -130,6 +130,7 @@ impl Exporter for Table {
             ("tasks", s.stats.tasks.to_string()),
             ("succeeded", s.stats.succeeded.to_string()),
             ("failed", failed),
+            ("cancelled", s.stats.cancelled.to_string()),
             ("retries", s.stats.retries.to_string()),
             ("workers replaced", s.stats.workers_replaced.to_string()),
             ("wall time", format!("{:.1} ms", s.wall_ms)),
@@ -152,6 +153,17 @@ impl Exporter for Table {
         }
         if let Some(reason) = &s.stats.stopped {
             grid.add_row(["stopped early".to_string(), reason.clone()]);
+        }
+        if s.stats.succeeded_beyond_first > 0 {
+            let late = format!("{} (reported cancelled)", s.stats.succeeded_beyond_first);
+            grid.add_row(["succeeded after --first".to_string(), late]);
+        }
+        if let Some(kib) = s.coordinator_peak_rss_kib {
+            let mib = format!("{:.1} MiB", kib as f64 / 1024.0);
+            grid.add_row(["coordinator peak memory".to_string(), mib]);
+        }
+        if let Some(n) = s.stats.not_started {
+            grid.add_row(["not started, not listed".to_string(), n.to_string()]);
         }
         if !self.quiet && self.header_written {
             writeln!(self.out)?;

@@ -98,6 +98,18 @@ pub enum PoolError {
     Spawn { id: u32, reason: String },
     #[error("worker {id} failed the handshake: {reason}")]
     Handshake { id: u32, reason: String },
+    /// A worker from another build: starting it again cannot help.
+    #[error("worker {id} cannot serve this coordinator: {reason}")]
+    Incompatible { id: u32, reason: String },
+    #[error(
+        "too few file descriptors: the limit (ulimit -n) is {limit}, and -w {workers} needs \
+         about {needed}; raise it (`ulimit -n {needed}`) or use fewer workers"
+    )]
+    FileDescriptors {
+        limit: u64,
+        workers: usize,
+        needed: u64,
+    },
     #[error("cannot prepare the workers' settings: {0}")]
     Setup(String),
     #[error("cannot start thread: {0}")]
@@ -105,6 +117,24 @@ pub enum PoolError {
     #[error(transparent)]
     Broker(#[from] shared::broker::BrokerError),
 }
+
+impl PoolError {
+    /// Whether trying again could help: a worker killed during its start-up is worth
+    /// another try, a missing binary or one from another build is not.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            PoolError::WorkerBinary(_)
+                | PoolError::Incompatible { .. }
+                | PoolError::Setup(_)
+                | PoolError::FileDescriptors { .. }
+        )
+    }
+}
+
+/// The most workers (or broker slots) a pool takes: far more than a machine has cores,
+/// and few enough that a typo (`-w 100000`) is a clear error rather than a fork storm.
+pub const MAX_WORKERS: usize = 1024;
 
 /// What runners report to the scheduler. `generation` tells a replaced runner's late
 /// messages from its successor's.
@@ -179,16 +209,20 @@ pub(crate) trait Runner: Send {
     fn shutdown(&mut self);
 }
 
+/// A runner, or why its start failed.
+pub(crate) type Started = Result<Box<dyn Runner>, PoolError>;
+
 /// Starts runners for one backend.
 pub(crate) trait Backend {
     fn kind(&self) -> BackendKind;
-    /// Starts the runners of slots `0..count` concurrently and waits until each is ready.
+    /// Starts the runners of slots `0..count` concurrently and waits until each is ready;
+    /// the scheduler tries the slots that failed again, one by one.
     fn start_all(
         &mut self,
         count: usize,
         events: &Sender<Event>,
-    ) -> Result<Vec<Box<dyn Runner>>, PoolError> {
-        (0..count).map(|slot| self.start(slot, 0, events)).collect()
+    ) -> Result<Vec<Started>, PoolError> {
+        Ok((0..count).map(|slot| self.start(slot, 0, events)).collect())
     }
     /// Starts (or restarts) the runner of one slot.
     fn start(

@@ -15,7 +15,7 @@ use shared::outcome::Arrival;
 use shared::protocol::{Bootstrap, Hello, ToCoordinator, ToWorkerRef, PROTOCOL_VERSION};
 use shared::{Context, Task};
 
-use super::{Backend, BackendKind, Event, EventSink, PoolError, Runner};
+use super::{Backend, BackendKind, Event, EventSink, PoolError, Runner, Started};
 
 /// The environment variable that names the worker binary.
 pub const WORKER_ENV: &str = "WORKPOOL_WORKER";
@@ -113,12 +113,15 @@ impl ProcessBackend {
         let version = codec::decode_prefix_u32(&bootstrap.hello)
             .map_err(|err| fail(format!("unreadable hello: {err}")))?;
         if version != PROTOCOL_VERSION {
-            return Err(fail(format!(
-                "the worker at {} speaks protocol version {version}, this coordinator \
+            return Err(PoolError::Incompatible {
+                id,
+                reason: format!(
+                    "the worker at {} speaks protocol version {version}, this coordinator \
                  version {PROTOCOL_VERSION}; it is from another build: rebuild both with \
                  `cargo build --release`",
-                self.bin.path.display()
-            )));
+                    self.bin.path.display()
+                ),
+            });
         }
         let hello: Hello = codec::decode(&bootstrap.hello)
             .map_err(|err| fail(format!("unreadable hello: {err}")))?;
@@ -196,16 +199,16 @@ impl Backend for ProcessBackend {
         &mut self,
         count: usize,
         events: &Sender<Event>,
-    ) -> Result<Vec<Box<dyn Runner>>, PoolError> {
+    ) -> Result<Vec<Started>, PoolError> {
+        check_fd_limit(count)?;
         // Spawn every process first, so they all start up in parallel, then collect hellos.
-        let pending: Vec<Pending> = (0..count)
-            .map(|slot| self.spawn(slot))
-            .collect::<Result<_, _>>()?;
-        pending
+        let pending: Vec<Result<Pending, PoolError>> =
+            (0..count).map(|slot| self.spawn(slot)).collect();
+        Ok(pending
             .into_iter()
             .enumerate()
-            .map(|(slot, p)| self.join(p, slot, 0, events))
-            .collect()
+            .map(|(slot, p)| p.and_then(|p| self.join(p, slot, 0, events)))
+            .collect())
     }
 
     fn start(
@@ -219,6 +222,46 @@ impl Backend for ProcessBackend {
     }
 }
 
+/// Descriptors the coordinator holds whatever the pool's size (standard streams, the
+/// signal pipe, ipc-channel's own), and what each worker adds while it starts (its
+/// channels, the one-shot server, the spawn's pipes), measured with /proc/PID/fd.
+const FDS_BASE: u64 = 16;
+const FDS_PER_WORKER: u64 = 4;
+
+/// Makes sure `workers` processes can be started: raises the soft descriptor limit up to
+/// the hard one where that is needed, and fails with the numbers when even that is too
+/// low (ipc-channel would otherwise panic half-way through the start-up).
+fn check_fd_limit(workers: usize) -> Result<(), PoolError> {
+    let needed = FDS_BASE + FDS_PER_WORKER * workers as u64;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own and reads nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Ok(()); // Cannot tell: let the start-up say what goes wrong.
+    }
+    if limit.rlim_cur >= needed {
+        return Ok(());
+    }
+    if limit.rlim_max >= needed {
+        let raised = libc::rlimit {
+            rlim_cur: needed,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we own; raising the soft limit up to the hard
+        // one needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return Ok(());
+        }
+    }
+    Err(PoolError::FileDescriptors {
+        limit: limit.rlim_cur,
+        workers,
+        needed,
+    })
+}
+
 /// Waits for the worker's bootstrap message, but not forever: `accept` blocks until a
 /// client connects (ipc-channel #261), so it runs on a helper thread while this one watches
 /// the child and the clock. On failure, a dummy connection releases the helper.
@@ -230,16 +273,22 @@ fn accept_with_deadline(
 ) -> Result<Bootstrap, String> {
     let (done, result) = crossbeam_channel::bounded(1);
     std::thread::Builder::new()
-        .name("workpool-accept".into())
+        // A pool thread's name keeps the panic hook quiet: ipc-channel panics on some
+        // failures (out of descriptors), which are reported as this start-up's error.
+        .name(format!("{}accept", super::THREAD_NAME_PREFIX))
         .spawn(move || {
-            let _ = done.send(server.accept().map(|(_, bootstrap)| bootstrap));
+            let accepted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                server.accept().map(|(_, bootstrap)| bootstrap)
+            }));
+            let _ = done.send(accepted.map_err(|panic| shared::workload::panic_message(&*panic)));
         })
         .map_err(|err| format!("cannot start accept thread: {err}"))?;
     let started = Instant::now();
     let failure = loop {
         match result.recv_timeout(Duration::from_millis(20)) {
-            Ok(Ok(bootstrap)) => return Ok(bootstrap),
-            Ok(Err(err)) => break format!("bad bootstrap message: {err}"),
+            Ok(Ok(Ok(bootstrap))) => return Ok(bootstrap),
+            Ok(Ok(Err(err))) => break format!("bad bootstrap message: {err}"),
+            Ok(Err(panic)) => break format!("ipc-channel failed: {panic}"),
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
                 break "accept thread ended without a result".to_string()
             }

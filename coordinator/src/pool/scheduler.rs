@@ -36,6 +36,13 @@ const RESTART_PAUSE: Duration = Duration::from_millis(10);
 const SPIN: Duration = Duration::from_micros(50);
 /// The longest backoff between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// After an interrupt, at most this many tasks never read from the input are still listed
+/// as `cancelled`; the rest are only counted (`not_started`), so that Ctrl-C on a run of a
+/// billion tasks ends in seconds rather than writing a billion records.
+pub const INTERRUPT_LIST_LIMIT: u64 = 100_000;
+/// While tasks never started are reported, pending events (an interrupt) are looked at
+/// once per this many records.
+const DRAIN_POLL_EVERY: u64 = 4096;
 
 /// The final outcome of one task, as the user sees it.
 #[derive(Debug, Clone)]
@@ -64,9 +71,19 @@ pub struct Record {
 pub struct Stats {
     pub tasks: u64,
     pub succeeded: u64,
+    /// Tasks that ended with an error, cancelled ones not included.
     pub failed: u64,
     /// Failed tasks by error kind (snake_case names).
     pub failed_by_kind: BTreeMap<&'static str, u64>,
+    /// Tasks reported `cancelled` because the run stopped early before they ended.
+    pub cancelled: u64,
+    /// Tasks that succeeded after `--first` had been reached (they were already running):
+    /// reported `cancelled`, so that exactly `--first` records are successes.
+    pub succeeded_beyond_first: u64,
+    /// After an interrupt: inputs never read and not listed (see [`INTERRUPT_LIST_LIMIT`]),
+    /// when the input's length is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_started: Option<u64>,
     /// Attempts beyond the first, over all tasks.
     pub retries: u64,
     /// Replacement runners started after one died or was killed.
@@ -119,7 +136,38 @@ pub struct Pool {
     slots: Vec<Slot>,
     events: Receiver<Event>,
     sender: Sender<Event>,
+    /// Start-up failures not yet counted in a run's [`Stats`].
+    failed_starts: u64,
     start_time: Duration,
+}
+
+/// Starts the runner of `slot`, trying again with growing pauses when it fails to start
+/// (killed during its handshake, the machine out of processes for a moment). Each failure
+/// is counted; an error that another try cannot mend is returned at once.
+fn start_with_retries(
+    backend: &mut dyn Backend,
+    slot: usize,
+    generation: u64,
+    events: &Sender<Event>,
+    failed_starts: &mut u64,
+) -> Result<Box<dyn Runner>, PoolError> {
+    let mut pause = RESTART_PAUSE;
+    let mut tries = 0;
+    loop {
+        match backend.start(slot, generation, events) {
+            Ok(runner) => return Ok(runner),
+            Err(err) if err.is_permanent() => return Err(err),
+            Err(err) => {
+                *failed_starts += 1;
+                tries += 1;
+                if tries == RESTART_TRIES {
+                    return Err(err);
+                }
+                std::thread::sleep(pause);
+                pause *= 2;
+            }
+        }
+    }
 }
 
 struct Slot {
@@ -204,11 +252,21 @@ impl Pool {
             BackendKind::Sequential => 1,
             _ => config.workers.max(1),
         };
-        let slots = backend
-            .start_all(workers, &sender)?
-            .into_iter()
-            .map(|runner| Slot::new(runner, 0))
-            .collect();
+        let mut failed_starts = 0;
+        let mut slots = Vec::with_capacity(workers);
+        for (slot, first_try) in backend.start_all(workers, &sender)?.into_iter().enumerate() {
+            // One worker that fails to start (killed during its handshake) is started
+            // again, as a replacement would be; only a worker that never starts is fatal.
+            let runner = match first_try {
+                Ok(runner) => runner,
+                Err(err) if err.is_permanent() => return Err(err),
+                Err(_) => {
+                    failed_starts += 1;
+                    start_with_retries(backend.as_mut(), slot, 0, &sender, &mut failed_starts)?
+                }
+            };
+            slots.push(Slot::new(runner, 0));
+        }
         Ok(Pool {
             config,
             interleave: backend.batches_interleave(),
@@ -217,6 +275,7 @@ impl Pool {
             slots,
             events,
             sender,
+            failed_starts,
             start_time: started.elapsed(),
         })
     }
@@ -254,7 +313,14 @@ impl Pool {
         for slot in 0..self.slots.len() {
             if self.slots[slot].runner.is_none() {
                 let generation = self.slots[slot].generation + 1;
-                match self.backend.start(slot, generation, &self.sender) {
+                let started = start_with_retries(
+                    self.backend.as_mut(),
+                    slot,
+                    generation,
+                    &self.sender,
+                    &mut self.failed_starts,
+                );
+                match started {
                     Ok(runner) => self.slots[slot] = Slot::new(runner, generation),
                     Err(err) => eprintln!("warning: cannot restart worker {slot}: {err}"),
                 }
@@ -263,6 +329,7 @@ impl Pool {
         let (lo, hi) = inputs.size_hint();
         Run {
             stop: None,
+            drain: None,
             remaining_hint: (Some(lo) == hi).then_some(lo),
             inputs,
             exhausted: false,
@@ -276,7 +343,10 @@ impl Pool {
             mean_run_us: None,
             started: Instant::now(),
             started_ns: shared::clock::monotonic_ns(),
-            stats: Stats::default(),
+            stats: Stats {
+                failed_starts: std::mem::take(&mut self.failed_starts),
+                ..Stats::default()
+            },
             pool: self,
         }
     }
@@ -320,6 +390,9 @@ where
     pool: &'p mut Pool,
     /// Set when the run must stop early: the reason given to the cancelled tasks.
     stop: Option<String>,
+    /// Once the run stopped early or lost every runner: the error every task still in the
+    /// input ends with, reported one input at a time (never collected, so memory stays flat).
+    drain: Option<Drain>,
     inputs: I,
     remaining_hint: Option<usize>,
     exhausted: bool,
@@ -371,6 +444,13 @@ struct Delayed {
     task: Task,
 }
 
+/// How the inputs never read end, once no task can run any more.
+struct Drain {
+    error: TaskError,
+    /// How many more may be listed before the rest is only counted (after an interrupt).
+    limit: Option<u64>,
+}
+
 impl PartialEq for Delayed {
     fn eq(&self, other: &Self) -> bool {
         self.at == other.at
@@ -402,6 +482,12 @@ where
             if let Some(reason) = self.stop.take() {
                 self.cancel_everything(&reason);
                 continue;
+            }
+            if self.drain.is_some() {
+                if self.drain_one() {
+                    continue;
+                }
+                self.drain = None;
             }
             if self.is_finished() {
                 return None;
@@ -554,7 +640,9 @@ where
     }
 
     fn take_batch(&mut self, chunk: usize) -> Vec<Task> {
-        let mut batch = Vec::with_capacity(chunk);
+        // The capacity is not sized by --chunk alone: a huge chunk over a short input
+        // would reserve memory that is never used.
+        let mut batch = Vec::with_capacity(chunk.min(MAX_AUTO_CHUNK));
         let mut bytes = 0;
         while batch.len() < chunk && bytes < BATCH_BYTES_TARGET {
             let task = match self.ready.pop_front() {
@@ -749,6 +837,10 @@ where
             Event::Republish => self.republish(),
             Event::Interrupted => {
                 self.stats.interrupted = true;
+                // Already listing what will not run: stop listing, count the rest.
+                if let Some(drain) = &mut self.drain {
+                    drain.limit = Some(0);
+                }
                 self.request_stop("interrupted".to_string());
             }
         }
@@ -763,7 +855,8 @@ where
     }
 
     /// Ends the run now: kills runners that are busy (their tasks would be wasted work),
-    /// and reports every task not yet finished as `cancelled`, in input order.
+    /// reports every task already taken from the input as `cancelled`, in input order, and
+    /// leaves the inputs never read to [`Run::drain_one`].
     fn cancel_everything(&mut self, reason: &str) {
         let mut tasks: Vec<Task> = Vec::new();
         for slot in &mut self.pool.slots {
@@ -780,11 +873,42 @@ where
         }
         tasks.extend(self.take_unstarted());
         tasks.sort_by_key(|t| t.index);
-        let message = format!("cancelled: {reason}");
+        let error = TaskError::new(ErrorKind::Cancelled, reason);
         for task in tasks {
-            let err = TaskError::new(ErrorKind::Cancelled, message.clone());
-            self.settle(task, Err(err), Attempt::none());
+            self.record(task, Err(error.clone()), Attempt::none());
         }
+        let limit = self.stats.interrupted.then_some(INTERRUPT_LIST_LIMIT);
+        self.drain = Some(Drain { error, limit });
+    }
+
+    /// Reports the next input never read with the drain's error. Returns false when there
+    /// is none left, or when an interrupt's listing limit is reached: the rest is then
+    /// counted, not read.
+    fn drain_one(&mut self) -> bool {
+        let Some(drain) = &mut self.drain else {
+            return false;
+        };
+        if drain.limit == Some(0) {
+            let (lo, hi) = self.inputs.size_hint();
+            self.stats.not_started = (Some(lo) == hi).then_some(lo as u64);
+            self.exhausted = true;
+            return false;
+        }
+        if let Some(left) = &mut drain.limit {
+            *left -= 1;
+        }
+        let error = drain.error.clone();
+        let Some(task) = self.next_input() else {
+            return false;
+        };
+        self.record(task, Err(error), Attempt::none());
+        // A long listing must still hear an interrupt (to cut it short).
+        if self.next_index.is_multiple_of(DRAIN_POLL_EVERY) {
+            while let Ok(event) = self.pool.events.try_recv() {
+                self.handle(event);
+            }
+        }
+        true
     }
 
     /// Matches an outcome against the task the runner should have finished next: the
@@ -889,6 +1013,18 @@ where
             arrived_ns,
         } = attempt;
         let arrived_ns = arrived_ns.unwrap_or_else(shared::clock::monotonic_ns);
+        let result = match (result, self.pool.config.first) {
+            // A task that was already running when `--first` was reached: it ran, but the
+            // records honour N (the summary counts it).
+            (Ok(_), Some(n)) if self.stats.succeeded >= n => {
+                self.stats.succeeded_beyond_first += 1;
+                Err(TaskError::new(
+                    ErrorKind::Cancelled,
+                    format!("--first {n} reached (this task succeeded after that)"),
+                ))
+            }
+            (result, _) => result,
+        };
         match &result {
             Ok(_) => {
                 self.stats.succeeded += 1;
@@ -898,6 +1034,7 @@ where
                     }
                 }
             }
+            Err(err) if err.kind == ErrorKind::Cancelled => self.stats.cancelled += 1,
             Err(err) => {
                 self.stats.failed += 1;
                 *self
@@ -905,7 +1042,7 @@ where
                     .failed_by_kind
                     .entry(err.kind.as_str())
                     .or_insert(0) += 1;
-                if self.pool.config.fail_fast && err.kind != ErrorKind::Cancelled {
+                if self.pool.config.fail_fast {
                     self.request_stop(format!("--fail-fast: task {} failed", task.index));
                 }
             }
@@ -1010,37 +1147,27 @@ where
     /// was killed during its handshake, the machine is out of processes), so it is tried a
     /// few times with growing pauses before the slot is given up.
     fn restart(&mut self, slot_index: usize, after: &str) {
-        let mut pause = RESTART_PAUSE;
-        let mut last_error = None;
-        for _ in 0..RESTART_TRIES {
-            let slot = &mut self.pool.slots[slot_index];
-            slot.generation += 1;
-            match self
-                .pool
-                .backend
-                .start(slot_index, slot.generation, &self.pool.sender)
-            {
-                Ok(runner) => {
-                    slot.pid = runner.pid();
-                    slot.runner = Some(runner);
-                    self.stats.workers_replaced += 1;
-                    return;
-                }
-                Err(err) => {
-                    self.stats.failed_starts += 1;
-                    last_error = Some(err);
-                    std::thread::sleep(pause);
-                    pause *= 2;
+        let slot = &mut self.pool.slots[slot_index];
+        slot.generation += 1;
+        let started = start_with_retries(
+            self.pool.backend.as_mut(),
+            slot_index,
+            slot.generation,
+            &self.pool.sender,
+            &mut self.stats.failed_starts,
+        );
+        match started {
+            Ok(runner) => {
+                slot.pid = runner.pid();
+                slot.runner = Some(runner);
+                self.stats.workers_replaced += 1;
+            }
+            Err(err) => {
+                eprintln!("warning: cannot replace worker {slot_index} after it {after}: {err}");
+                if self.pool.slots.iter().all(|s| s.runner.is_none()) {
+                    self.fail_everything(&format!("no worker left: {err}"));
                 }
             }
-        }
-        let err = last_error.map_or_else(String::new, |e| e.to_string());
-        eprintln!(
-            "warning: cannot replace worker {slot_index} after it {after}: {RESTART_TRIES} \
-             tries failed, the last with: {err}"
-        );
-        if self.pool.slots.iter().all(|s| s.runner.is_none()) {
-            self.fail_everything(&format!("no worker left: {err}"));
         }
     }
 
@@ -1077,31 +1204,31 @@ where
             slot.head_started = None;
             tasks.extend(slot.inflight.drain(..).flat_map(|b| b.tasks));
         }
-        tasks.extend(self.take_unstarted());
+        tasks.sort_by_key(|t| t.index);
+        let error = TaskError::new(ErrorKind::WorkerCrashed, reason);
+        for task in tasks {
+            self.record(task, Err(error.clone()), Attempt::none());
+        }
+        self.fail_everything(reason);
+    }
+
+    /// Every runner is gone and none can be started: every task not yet handed to a
+    /// runner fails (no retry can help: this is final, whatever --retries allows).
+    fn fail_everything(&mut self, message: &str) {
+        let error = TaskError::new(ErrorKind::WorkerCrashed, message);
+        let mut tasks = self.take_unstarted();
         tasks.sort_by_key(|t| t.index);
         for task in tasks {
-            let err = TaskError::new(ErrorKind::WorkerCrashed, reason);
-            self.record(task, Err(err), Attempt::none());
+            self.record(task, Err(error.clone()), Attempt::none());
         }
+        self.drain = Some(Drain { error, limit: None });
     }
 
-    /// Every runner is gone and none can be started: report every remaining task.
-    fn fail_everything(&mut self, message: &str) {
-        for task in self.take_unstarted() {
-            // No retry can help: this is final, whatever --retries allows.
-            let err = TaskError::new(ErrorKind::WorkerCrashed, message);
-            self.record(task, Err(err), Attempt::none());
-        }
-    }
-
-    /// Every task not yet handed to a runner: ready, waiting out a backoff, or not yet
-    /// read from the input.
+    /// Every task taken from the input but not handed to a runner: ready, or waiting out a
+    /// backoff. The window bounds them; the input itself is left to [`Run::drain_one`].
     fn take_unstarted(&mut self) -> Vec<Task> {
         let mut tasks: Vec<Task> = self.ready.drain(..).collect();
         tasks.extend(self.delayed.drain().map(|Reverse(d)| d.task));
-        while let Some(task) = self.next_input() {
-            tasks.push(task);
-        }
         tasks
     }
 }
