@@ -15,4 +15,5 @@ mod info;
 mod order;
 mod protocol;
 mod results;
+mod script;
 mod workloads;

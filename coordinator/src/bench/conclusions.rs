@@ -206,7 +206,8 @@ fn scaling(find: &Find, name: &str, what: &str, cores: usize) -> Option<String> 
     };
     let (workers, thread) = speedup("thread")?;
     let (_, process) = speedup("process")?;
-    let (t, p) = (factor_text(thread), factor_text(process));
+    // Two decimals: a speedup just under the threshold must not round up to it.
+    let (t, p) = (format!("{thread:.2}x"), format!("{process:.2}x"));
     let cores_note = if name == "cpu" {
         format!(
             " ({cores} logical cores: at most {}x is possible)",
@@ -225,8 +226,8 @@ fn scaling(find: &Find, name: &str, what: &str, cores: usize) -> Option<String> 
             ": something held the workers back (a busy machine?)".to_string()
         };
         format!(
-            "{what} did not speed up on this run: {t} on {workers} threads, {p} on {workers} \
-             processes{why}."
+            "{what} did not reach {NO_SPEEDUP}x on this run: {t} on {workers} threads, {p} on \
+             {workers} processes{why}."
         )
     } else {
         format!(
@@ -458,7 +459,7 @@ mod tests {
         );
         assert_eq!(
             find(&said, "CPU-bound"),
-            "CPU-bound work ran 1.9x as fast as sequential on 4 threads and 1.8x on 4 \
+            "CPU-bound work ran 1.90x as fast as sequential on 4 threads and 1.84x on 4 \
              processes (2 logical cores: at most 2x is possible)."
         );
         // Nothing is said about suites that did not run.
@@ -495,7 +496,7 @@ mod tests {
         assert!(find(&said, "Below about").contains("did not beat one task per message"));
         assert_eq!(
             find(&said, "CPU-bound"),
-            "CPU-bound work did not speed up on this run: 1.02x on 4 threads, 1.02x on 4 \
+            "CPU-bound work did not reach 1.3x on this run: 1.02x on 4 threads, 1.02x on 4 \
              processes: this run had about one core's worth of CPU to itself, of 2 logical \
              cores."
         );

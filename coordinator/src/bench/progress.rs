@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::Suite;
 
-/// Seconds a suite takes on a 2-core machine, full and `--quick`: the ETA's weights.
+/// Rough relative durations of the suites, full and `--quick`: the weights of the ETA.
 fn weight(suite: Suite, quick: bool) -> u64 {
     let (full, quick_s) = match suite {
         Suite::Floor | Suite::Breakdown | Suite::Memory => (2, 1),
