@@ -6,6 +6,7 @@ use std::path::Path;
 use serde_json::Value as Json;
 
 use crate::common::{assert_contains, assert_exit, coordinator, output, stderr};
+use workpool::bench::units;
 
 const SUITES: [&str; 9] = [
     "floor",
@@ -63,12 +64,7 @@ fn every_suite_exports_well_formed_results() {
     let dir = tempfile::tempdir().unwrap();
     let plots = dir.path().join("plots");
     let (report, csv, md) = bench(dir.path(), &["--plot", plots.to_str().unwrap()]);
-    for chart in [
-        "speedup.svg",
-        "breakdown.svg",
-        "latency-process.svg",
-        "latency-thread.svg",
-    ] {
+    for chart in ["speedup.svg", "breakdown.svg", "latency.svg"] {
         let svg = std::fs::read_to_string(plots.join(chart)).expect("chart written");
         assert!(
             svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
@@ -113,10 +109,31 @@ fn every_suite_exports_well_formed_results() {
         .expect("process latency");
     assert!(latency["ratios"]["x floor"].is_number(), "{latency}");
     assert!(latency["ratios"]["process/thread"].is_number(), "{latency}");
-    assert!(!report["histograms"]["process"]
-        .as_array()
-        .unwrap()
-        .is_empty());
+    // Both histograms share one axis, cut at the larger p99.
+    let buckets = |rt: &str| {
+        report["histograms"][rt]["buckets"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let (process, thread) = (buckets("process"), buckets("thread"));
+    assert!(!process.is_empty());
+    assert_eq!(
+        process.first().map(|b| &b[0]),
+        thread.first().map(|b| &b[0])
+    );
+    assert_eq!(process.last().map(|b| &b[1]), thread.last().map(|b| &b[1]));
+    for rt in ["process", "thread"] {
+        let h = &report["histograms"][rt];
+        let drawn: u64 = buckets(rt).iter().map(|b| b[2].as_u64().unwrap()).sum();
+        let samples = measurements
+            .iter()
+            .find(|m| m["case"] == "noop round trip" && m["runtime"] == rt)
+            .unwrap()["stats"]["n"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(drawn + h["clipped"].as_u64().unwrap(), samples, "{rt}: {h}");
+    }
 
     // The breakdown's phases add up to the round trip timed around the whole call.
     for runtime in ["process", "thread"] {
@@ -218,4 +235,77 @@ fn python_peers_appear_as_extra_rows_or_are_skipped_with_a_reason() {
             "notes",
         );
     }
+}
+
+/// The terminal report ends with sentences computed from this run's measurements: the
+/// figures in them are the medians of the JSON export, in the units a person reads.
+#[test]
+fn bench_ends_with_plain_words_computed_from_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = output(
+        coordinator()
+            .args([
+                "bench",
+                "--quick",
+                "--runs",
+                "2",
+                "--warmup",
+                "0",
+                "--workers",
+                "1,2",
+            ])
+            .args(["--suite", "floor,startup,latency"])
+            .arg("--export-json")
+            .arg(&json),
+    );
+    assert_exit(&out, 0);
+    let report: Json = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    let err = stderr(&out);
+    let words = err
+        .split("## In plain words")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no plain-words section:\n{err}"));
+    let median = |suite: &str, case: &str, rt: &str, workers: u64| {
+        let m = report["measurements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| {
+                m["suite"] == suite
+                    && m["case"] == case
+                    && m["runtime"] == rt
+                    && m["workers"] == workers
+            })
+            .unwrap_or_else(|| panic!("no {suite} {case} {rt}"));
+        units::format(
+            m["stats"]["median"].as_f64().unwrap(),
+            m["unit"].as_str().unwrap(),
+        )
+    };
+    let startup = (
+        median("startup", "pool ready", "process", 2),
+        median("startup", "pool ready", "thread", 2),
+    );
+    assert_contains(words, "A pool of 2 worker processes", "the plain words");
+    assert_contains(words, &startup.0, "the startup sentence");
+    assert_contains(words, &startup.1, "the startup sentence");
+    assert_contains(
+        words,
+        &median("latency", "noop round trip", "process", 1),
+        "the round-trip sentence",
+    );
+    assert_contains(
+        words,
+        &median("latency", "noop round trip", "thread", 1),
+        "the round-trip sentence",
+    );
+    // The sentences are those of the JSON export, in order.
+    for sentence in report["conclusions"].as_array().unwrap() {
+        assert_contains(words, sentence.as_str().unwrap(), "the plain words");
+    }
+    // Outliers are summed up per suite, not listed one by one before the results.
+    assert!(!err.contains("warning: latency /"), "{err}");
+    // Comparisons read one way.
+    assert!(!err.contains("process/thread"), "{err}");
 }

@@ -15,5 +15,6 @@ mod info;
 mod order;
 mod protocol;
 mod results;
+mod script;
 mod stopping;
 mod workloads;

@@ -224,6 +224,14 @@ fn spawn_redis(port: u16, args: &[String], dir: &TempDir) -> Child {
         .expect("cannot start redis-server")
 }
 
+/// Reports that `test` did not run, and why, so that nobody takes its pass for a check.
+/// Written to the process's own standard error, which `cargo test` does not capture (it
+/// captures only the print macros), so the line shows among the passing tests; it starts
+/// with "SKIPPED", which `run-tests.sh` repeats at the end of its output.
+pub(crate) fn skip_loudly(test: &str, reason: &str) {
+    let _ = writeln!(std::io::stderr(), "\nSKIPPED {test}: {reason}\n");
+}
+
 /// Fails the test with the fix if `redis-server` is not installed.
 pub(crate) fn require_redis_server() {
     match Command::new("redis-server")

@@ -629,7 +629,10 @@ fn a_worker_on_another_host_serves_the_run() {
     let ns = match Netns::create() {
         Ok(ns) => ns,
         Err(reason) => {
-            eprintln!("skipped: {reason}");
+            skip_loudly(
+                "a_worker_on_another_host_serves_the_run",
+                &format!("cannot make a network namespace (that needs root): {reason}"),
+            );
             return;
         }
     };

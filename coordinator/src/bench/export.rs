@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::model::{Measurement, Report};
+use super::units::{self, num};
 
 /// Where each export goes.
 #[derive(Debug, Default, Clone)]
@@ -78,7 +79,8 @@ pub fn csv(report: &Report) -> Result<String> {
     Ok(String::from_utf8(out.into_inner()?)?)
 }
 
-/// The report as Markdown: machine header, one table per suite, notes.
+/// The report as Markdown: machine header, one table per suite, a line per suite whose
+/// samples had outliers, what the run says in plain words, notes.
 pub fn markdown(report: &Report) -> String {
     let mut md = String::new();
     let m = &report.machine;
@@ -94,13 +96,8 @@ pub fn markdown(report: &Report) -> String {
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
     let _ = writeln!(md, "Settings: {}.\n", settings.join(", "));
-    let mut suites: Vec<&str> = Vec::new();
-    for m in &report.measurements {
-        if !suites.contains(&m.suite) {
-            suites.push(m.suite);
-        }
-    }
-    for suite in suites {
+    let suites = suites(report);
+    for &suite in &suites {
         let _ = writeln!(md, "## {suite}\n");
         let _ = writeln!(
             md,
@@ -109,25 +106,38 @@ pub fn markdown(report: &Report) -> String {
         let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
         for m in report.measurements.iter().filter(|m| m.suite == suite) {
             let s = &m.stats;
-            let spread = s
-                .stddev
-                .map_or(String::new(), |sd| format!(" ± {}", num(sd)));
+            let f = |v: f64| units::format(v, m.unit);
+            let spread = s.stddev.map_or(String::new(), |sd| format!(" ± {}", f(sd)));
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} {} | {}{} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {}{} | {} | {} | {} | {} |",
                 m.case,
                 m.runtime,
                 m.workers.map_or(String::new(), |w| w.to_string()),
                 m.param.clone().unwrap_or_default(),
-                num(s.median),
-                m.unit,
-                num(s.mean),
+                f(s.median),
+                f(s.mean),
                 spread,
-                num(s.min),
-                num(s.max),
-                num(s.p99),
-                ratios(m)
+                f(s.min),
+                f(s.max),
+                f(s.p99),
+                m.comparisons().join(", ")
             );
+        }
+        md.push('\n');
+    }
+    let warned = warnings(report, &suites);
+    if !warned.is_empty() {
+        let _ = writeln!(md, "## Warnings\n");
+        for line in warned {
+            let _ = writeln!(md, "- {line}");
+        }
+        md.push('\n');
+    }
+    if !report.conclusions.is_empty() {
+        let _ = writeln!(md, "## In plain words\n");
+        for sentence in &report.conclusions {
+            let _ = writeln!(md, "- {sentence}");
         }
         md.push('\n');
     }
@@ -140,32 +150,41 @@ pub fn markdown(report: &Report) -> String {
     md
 }
 
+/// The suites of the report, in the order they ran.
+fn suites(report: &Report) -> Vec<&'static str> {
+    let mut suites: Vec<&'static str> = Vec::new();
+    for m in &report.measurements {
+        if !suites.contains(&m.suite) {
+            suites.push(m.suite);
+        }
+    }
+    suites
+}
+
+/// One line per suite whose measurements carry warnings (each warning is in the JSON
+/// and CSV exports, with its measurement).
+pub fn warnings(report: &Report, suites: &[&str]) -> Vec<String> {
+    suites
+        .iter()
+        .filter_map(|&suite| {
+            let of_suite = || report.measurements.iter().filter(move |m| m.suite == suite);
+            let warned = of_suite().filter(|m| !m.warnings.is_empty()).count();
+            (warned > 0).then(|| {
+                format!(
+                    "{suite}: {warned} of {} measurements had statistical outliers \
+                     (modified Z-score > 3.5): the machine may have been busy; each is in \
+                     the JSON and CSV exports",
+                    of_suite().count()
+                )
+            })
+        })
+        .collect()
+}
+
 fn ratios(m: &Measurement) -> String {
     m.ratios
         .iter()
         .map(|(k, v)| format!("{} {k}", num(*v)))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Three significant digits: more would be noise on a shared machine.
-pub fn num(v: f64) -> String {
-    if v == 0.0 || !v.is_finite() {
-        return format!("{v}");
-    }
-    let digits = (2 - v.abs().log10().floor() as i32).max(0) as usize;
-    format!("{v:.digits$}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbers_keep_three_significant_digits() {
-        assert_eq!(num(1234.6), "1235");
-        assert_eq!(num(12.345), "12.3");
-        assert_eq!(num(0.012345), "0.0123");
-        assert_eq!(num(0.0), "0");
-    }
 }

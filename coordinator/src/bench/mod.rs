@@ -4,16 +4,20 @@
 
 mod breakdown;
 mod broker;
+pub mod conclusions;
 mod export;
 mod memory;
 mod model;
 mod overhead;
 mod peers;
 mod plot;
+mod progress;
 mod scaling;
 pub mod stats;
+pub mod units;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
@@ -135,63 +139,70 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
     settings.insert("runs".to_string(), bench.runs.to_string());
     settings.insert("warmup".to_string(), bench.warmup.to_string());
     settings.insert("workers".to_string(), format!("{:?}", bench.sweep));
-    let mut report = Report {
+    let report = Report {
         machine: Machine::read(),
         version: env!("CARGO_PKG_VERSION"),
         settings,
         measurements: Vec::new(),
         histograms: BTreeMap::new(),
         notes: Vec::new(),
+        conclusions: Vec::new(),
     };
     let m = &report.machine;
     eprintln!(
         "workpool bench on {} ({} logical cores, {} MiB, {}, kernel {}); {} runs after {} warm-up",
         m.cpu, m.logical_cores, m.memory_total_mib, m.os, m.kernel, bench.runs, bench.warmup
     );
-    let started = Instant::now();
-    for suite in &suites {
-        let t = Instant::now();
-        eprintln!("suite {} ...", suite.name());
-        let result = match suite {
-            Suite::Startup => overhead::startup(&bench, &mut report),
-            Suite::Latency => overhead::latency(&bench, &mut report),
-            Suite::Throughput => overhead::throughput(&bench, &mut report),
-            Suite::Payload => overhead::payload(&bench, &mut report),
-            Suite::Floor => overhead::floor(&bench, &mut report),
-            Suite::BreakEven => overhead::break_even(&bench, &mut report),
-            Suite::Breakdown => breakdown::breakdown(&bench, &mut report),
-            Suite::Memory => memory::memory(&bench, &mut report),
-            Suite::Scaling => scaling::scaling(&bench, &mut report),
-            Suite::Broker => broker::broker(&bench, &mut report),
-        };
-        if let Err(err) = result {
-            let note = format!("suite {} failed: {err:#}", suite.name());
-            eprintln!("warning: {note}");
-            report.notes.push(note);
+
+    // The suites run on a thread of their own, so that an interrupt is answered at once
+    // with every suite already finished, while the one in progress is abandoned.
+    let progress = progress::Suites::new(&suites, quick);
+    let done = Arc::new(Mutex::new(Finished {
+        report: report.clone(),
+        stopped: false,
+    }));
+    let (events, event) = crossbeam_channel::bounded(2);
+    let interrupted = events.clone();
+    crate::app::on_interrupt(
+        "interrupted: keeping the suites already finished (interrupt again to exit at once)",
+        move || {
+            let _ = interrupted.try_send(Event::Interrupted);
+        },
+    )?;
+    let run = Run {
+        bench,
+        suites,
+        peers: args.peers.iter().any(|p| p == "python"),
+        targets: targets.clone(),
+        progress: progress.clone(),
+        done: Arc::clone(&done),
+    };
+    std::thread::Builder::new()
+        .name("workpool-bench".into())
+        .spawn(move || {
+            let _ = events.send(Event::Done(run.measure(report).map(Box::new)));
+        })
+        .context("cannot start the bench thread")?;
+    let (report, code) = match event.recv() {
+        Ok(Event::Done(result)) => (*result?, crate::app::exit::OK),
+        Ok(Event::Interrupted) | Err(_) => {
+            let mut done = lock(&done);
+            done.stopped = true;
+            let mut report = done.report.clone();
+            drop(done);
+            remove_temp_files();
+            let unfinished = progress.unfinished();
+            report.notes.push(if unfinished.is_empty() {
+                "interrupted by the user while the python peers ran: they are not shown".into()
+            } else {
+                format!("interrupted by the user: {}", unfinished.join(", "))
+            });
+            (report, crate::app::exit::INTERRUPTED)
         }
-        eprintln!(
-            "suite {} done in {:.1} s",
-            suite.name(),
-            t.elapsed().as_secs_f64()
-        );
-        overhead::add_ratios(&mut report);
-        targets.write(&report, false)?;
-    }
-    if args.peers.iter().any(|p| p == "python") {
-        eprintln!("peers: python ...");
-        match peers::python(&bench, &suites, &mut report) {
-            Ok(()) => peers::add_ratios(&mut report),
-            Err(err) => {
-                let note = format!("python peers skipped: {err:#}");
-                eprintln!("{note}");
-                report.notes.push(note);
-            }
-        }
-    }
-    report.notes.push(format!(
-        "bench took {:.1} s",
-        started.elapsed().as_secs_f64()
-    ));
+    };
+    progress.finish();
+    let mut report = report;
+    report.conclusions = conclusions::of(&report.measurements, report.machine.logical_cores);
     targets.write(&report, true)?;
     if let Some(dir) = &args.plot {
         for path in plot::write_all(&report, dir)? {
@@ -200,19 +211,109 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
     }
     let markdown_on_stdout = args.export_markdown.as_deref() == Some(std::path::Path::new("-"));
     print_terminal(&report, !markdown_on_stdout);
-    Ok(crate::app::exit::OK)
+    Ok(code)
 }
 
-/// The terminal report on stderr: warnings, then the Markdown tables unless they already
-/// went to stdout.
-fn print_terminal(report: &Report, tables: bool) {
-    for warning in report.measurements.iter().flat_map(|m| {
-        m.warnings
-            .iter()
-            .map(move |w| format!("{} / {} / {}: {w}", m.suite, m.case, m.runtime))
-    }) {
-        eprintln!("warning: {warning}");
+/// What the bench thread tells the main one.
+enum Event {
+    Done(Result<Box<Report>>),
+    Interrupted,
+}
+
+/// The report as of the last finished suite; once `stopped`, the bench thread leaves it
+/// and the exports alone.
+struct Finished {
+    report: Report,
+    stopped: bool,
+}
+
+fn lock(done: &Mutex<Finished>) -> std::sync::MutexGuard<'_, Finished> {
+    done.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The suites to run and where their results go, moved to the bench thread.
+struct Run {
+    bench: Bench,
+    suites: Vec<Suite>,
+    peers: bool,
+    targets: export::Targets,
+    progress: progress::Suites,
+    done: Arc<Mutex<Finished>>,
+}
+
+impl Run {
+    /// Runs every suite, then the peers; exports after each suite.
+    fn measure(self, mut report: Report) -> Result<Report> {
+        let bench = &self.bench;
+        let started = Instant::now();
+        for suite in &self.suites {
+            let t = Instant::now();
+            self.progress.start(*suite);
+            let result = match suite {
+                Suite::Startup => overhead::startup(bench, &mut report),
+                Suite::Latency => overhead::latency(bench, &mut report),
+                Suite::Throughput => overhead::throughput(bench, &mut report),
+                Suite::Payload => overhead::payload(bench, &mut report),
+                Suite::Floor => overhead::floor(bench, &mut report),
+                Suite::BreakEven => overhead::break_even(bench, &mut report),
+                Suite::Breakdown => breakdown::breakdown(bench, &mut report),
+                Suite::Memory => memory::memory(bench, &mut report),
+                Suite::Scaling => scaling::scaling(bench, &mut report),
+                Suite::Broker => broker::broker(bench, &mut report),
+            };
+            if let Err(err) = result {
+                let note = format!("suite {} failed: {err:#}", suite.name());
+                self.progress.println(&format!("warning: {note}"));
+                report.notes.push(note);
+            }
+            overhead::add_ratios(&mut report);
+            report.conclusions =
+                conclusions::of(&report.measurements, report.machine.logical_cores);
+            let mut done = lock(&self.done);
+            if done.stopped {
+                return Ok(report);
+            }
+            self.targets.write(&report, false)?;
+            done.report = report.clone();
+            drop(done);
+            self.progress.finish_suite(*suite, t.elapsed());
+        }
+        if self.peers {
+            self.progress.println("peers: python ...");
+            match peers::python(bench, &self.suites, &mut report) {
+                Ok(()) => peers::add_ratios(&mut report),
+                Err(err) => {
+                    let note = format!("python peers skipped: {err:#}");
+                    self.progress.println(&note);
+                    report.notes.push(note);
+                }
+            }
+        }
+        report.notes.push(format!(
+            "bench took {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(report)
     }
+}
+
+/// A temporary folder of this run, named so that an interrupted run can remove it.
+fn temp_dir(what: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("workpool-{what}-{}", std::process::id()))
+}
+
+/// Removes what an abandoned suite may have left in the temporary folder.
+fn remove_temp_files() {
+    for what in ["bench", "peers"] {
+        let _ = std::fs::remove_dir_all(temp_dir(what));
+    }
+}
+
+/// The terminal report on stderr: the Markdown tables, with a line per suite whose
+/// samples had outliers and the plain-words conclusions, unless they already went to
+/// stdout.
+fn print_terminal(report: &Report, tables: bool) {
     if tables {
         eprintln!("\n{}", export::markdown(report));
     }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::stats::{self, Summary};
+use super::units;
 use crate::machine::Machine;
 
 /// One measured quantity of one configuration, summarised over its runs or samples.
@@ -23,7 +24,11 @@ pub struct Measurement {
     /// Unit of every statistic: `ms`, `us`, `tasks/s`, `KiB`, `x`.
     pub unit: &'static str,
     pub stats: Summary,
-    /// Comparisons taken in the same run: `x floor`, `process/thread`, `x python`...
+    /// Comparisons taken in the same run, by key: `process/thread`, `redis/process`,
+    /// `redis/thread` and `x floor` are this median over the other's (the floor is a bare
+    /// echo with no pool logic); `x python`, `x python spawn` and `speedup` say how many
+    /// times better this is than Python's executor or than running one after another.
+    /// [`Measurement::comparisons`] words them all one way.
     pub ratios: BTreeMap<String, f64>,
     /// Outlier and other warnings about this sample.
     pub warnings: Vec<String>,
@@ -63,6 +68,28 @@ impl Measurement {
         })
     }
 
+    /// Every ratio in words, one convention for all: "21x slower than threads",
+    /// "1.5x faster than Python's thread pool".
+    pub fn comparisons(&self) -> Vec<String> {
+        self.ratios
+            .iter()
+            .map(|(key, &value)| match reading(key, &self.runtime) {
+                Some((reference, Reads::Quotient)) => {
+                    let better = if units::higher_is_better(self.unit) {
+                        value
+                    } else {
+                        1.0 / value
+                    };
+                    units::compare(better, self.unit, reference)
+                }
+                Some((reference, Reads::TimesBetter)) => {
+                    units::compare(value, self.unit, reference)
+                }
+                None => format!("{} {key}", units::num(value)),
+            })
+            .collect()
+    }
+
     /// Whether this is the measurement of (case, runtime, workers, param).
     pub fn is(
         &self,
@@ -78,6 +105,57 @@ impl Measurement {
     }
 }
 
+/// How the value of a ratio reads.
+enum Reads {
+    /// This median divided by the reference's.
+    Quotient,
+    /// How many times better this is than the reference (higher: better).
+    TimesBetter,
+}
+
+/// What the ratio `key` of a `runtime`'s measurement compares with, and how it reads.
+fn reading(key: &str, runtime: &str) -> Option<(&'static str, Reads)> {
+    Some(match key {
+        "process/thread" | "redis/thread" => ("threads", Reads::Quotient),
+        "redis/process" => ("processes", Reads::Quotient),
+        "x floor" => (
+            match runtime {
+                "process" => "a bare ipc echo",
+                "thread" => "a bare channel echo",
+                "redis" => "a bare Redis echo",
+                _ => "the floor",
+            },
+            Reads::Quotient,
+        ),
+        "x python" => (
+            match runtime {
+                "thread" => "Python's thread pool",
+                _ => "Python's process pool (fork)",
+            },
+            Reads::TimesBetter,
+        ),
+        "x python spawn" => ("Python's process pool (spawn)", Reads::TimesBetter),
+        "speedup" => ("sequential", Reads::TimesBetter),
+        _ => return None,
+    })
+}
+
+/// A latency histogram on an axis every runtime of the run shares, cut at the largest
+/// p99 so that a few outliers do not squeeze the rest into one bar.
+#[derive(Debug, Clone, Serialize)]
+pub struct Histogram {
+    /// Buckets of (from, to, count), in microseconds, equal widths on a log scale.
+    pub buckets: Vec<(f64, f64, usize)>,
+    /// Samples above the last bucket: not drawn.
+    pub clipped: usize,
+    /// The largest sample, in microseconds.
+    pub max: f64,
+    /// The median, in microseconds.
+    pub median: f64,
+    /// The 99th percentile, in microseconds.
+    pub p99: f64,
+}
+
 /// Everything one `coordinator bench` run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -86,10 +164,12 @@ pub struct Report {
     /// `--quick`, runs, warm-up runs, worker sweep.
     pub settings: BTreeMap<String, String>,
     pub measurements: Vec<Measurement>,
-    /// Latency histograms: (runtime, buckets of (from, to, count)) in microseconds.
-    pub histograms: BTreeMap<String, Vec<(f64, f64, usize)>>,
+    /// Latency histograms by runtime, on one shared axis.
+    pub histograms: BTreeMap<String, Histogram>,
     /// Suites that were skipped or failed, with the reason.
     pub notes: Vec<String>,
+    /// What this run's measurements say, in plain words (see [`super::conclusions`]).
+    pub conclusions: Vec<String>,
 }
 
 impl Report {

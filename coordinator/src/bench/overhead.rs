@@ -8,7 +8,7 @@ use shared::codec::{self, Frame};
 use shared::protocol::{ToWorker, ToWorkerRef};
 use shared::{Context, Input, Task};
 
-use super::model::{Measurement, Report};
+use super::model::{Histogram, Measurement, Report};
 use super::{ms_since, stats, Bench};
 use crate::pool::{BackendKind, Chunk, EchoPeer, Pool};
 
@@ -98,15 +98,13 @@ fn latency_samples(bench: &Bench) -> usize {
     }
 }
 
-/// One no-op at a time on a warm pool: median, p95, p99, max, and a histogram.
+/// One no-op at a time on a warm pool: median, p95, p99, max, and histograms on one axis.
 pub fn latency(bench: &Bench, report: &mut Report) -> Result<()> {
+    let mut samples = Vec::new();
     for backend in POOLED {
         let mut pool = bench.one_at_a_time(backend, Context::default())?;
         let values = round_trips(&mut pool, latency_samples(bench), 0)?;
         pool.shutdown();
-        report
-            .histograms
-            .insert(backend.as_str().to_string(), stats::histogram(&values, 20));
         push(
             report,
             Measurement::new(
@@ -119,8 +117,39 @@ pub fn latency(bench: &Bench, report: &mut Report) -> Result<()> {
                 &values,
             ),
         );
+        samples.push((backend.as_str(), values));
     }
+    report.histograms.extend(histograms(&samples));
     Ok(())
+}
+
+/// Histograms of each runtime's samples on one axis: from the smallest sample to the
+/// largest p99, so that process and thread read on the same scale and a few outliers do
+/// not stretch it (they are counted as clipped).
+fn histograms(samples: &[(&str, Vec<f64>)]) -> Vec<(String, Histogram)> {
+    let summaries: Vec<_> = samples
+        .iter()
+        .filter_map(|(rt, values)| Some((*rt, values, stats::Summary::of(values)?)))
+        .collect();
+    let lo = summaries
+        .iter()
+        .map(|s| s.2.min)
+        .fold(f64::INFINITY, f64::min);
+    let hi = summaries.iter().map(|s| s.2.p99).fold(0.0, f64::max);
+    summaries
+        .into_iter()
+        .map(|(rt, values, summary)| {
+            let (buckets, clipped) = stats::log_histogram(values, lo, hi, 40);
+            let histogram = Histogram {
+                buckets,
+                clipped,
+                max: summary.max,
+                median: summary.median,
+                p99: summary.p99,
+            };
+            (rt.to_string(), histogram)
+        })
+        .collect()
 }
 
 /// No-op tasks per second with 2 workers, per backend, across batch sizes and pipeline

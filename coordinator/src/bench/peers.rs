@@ -54,7 +54,7 @@ pub fn python(bench: &Bench, suites: &[Suite], report: &mut Report) -> Result<()
     if wanted.is_empty() {
         return Ok(());
     }
-    let dir = std::env::temp_dir().join(format!("workpool-peers-{}", std::process::id()));
+    let dir = super::temp_dir("peers");
     std::fs::create_dir_all(&dir).context("cannot create a temporary folder")?;
     let script = dir.join("peers.py");
     std::fs::write(&script, SCRIPT).context("cannot write the peers script")?;

@@ -19,7 +19,7 @@ struct Workload {
 }
 
 pub fn scaling(bench: &Bench, report: &mut Report) -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("workpool-bench-{}", std::process::id()));
+    let dir = super::temp_dir("bench");
     let files = datagen::generate(&GenSpec::notebook(dir.clone(), 42))
         .context("cannot write the sample files")?;
     let result = measure(bench, report, &files);

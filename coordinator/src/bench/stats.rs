@@ -78,26 +78,53 @@ pub fn outliers(values: &[f64]) -> Vec<usize> {
         .collect()
 }
 
-/// Counts of values in `buckets` equal-width bins from min to max, for histograms.
-pub fn histogram(values: &[f64], buckets: usize) -> Vec<(f64, f64, usize)> {
-    let Some(s) = Summary::of(values) else {
-        return Vec::new();
+/// Counts of `values` in `buckets` bins from `lo` to `hi`, of equal width on a log scale
+/// (latencies spread over decades), and how many values lie above `hi`. Values below `lo`
+/// count in the first bin; `lo` is raised to a positive value if it is not one, and a
+/// range of no width is one bin.
+pub fn log_histogram(
+    values: &[f64],
+    lo: f64,
+    hi: f64,
+    buckets: usize,
+) -> (Vec<(f64, f64, usize)>, usize) {
+    let values: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+    if values.is_empty() {
+        return (Vec::new(), 0);
+    }
+    let lo = if lo > 0.0 {
+        lo
+    } else {
+        hi.abs().max(1.0) * 1e-3
     };
-    let buckets = buckets.max(1);
-    let width = (s.max - s.min) / buckets as f64;
-    if width == 0.0 {
-        return vec![(s.min, s.max, s.n)];
-    }
+    let buckets = if hi > lo { buckets.max(1) } else { 1 };
+    let hi = hi.max(lo);
+    let (log_lo, log_hi) = (lo.ln(), hi.ln());
+    let width = (log_hi - log_lo) / buckets as f64;
+    let edge = |i: usize| {
+        if i == 0 {
+            lo
+        } else {
+            (log_lo + width * i as f64).exp()
+        }
+    };
     let mut counts = vec![0usize; buckets];
-    for v in values.iter().filter(|v| !v.is_nan()) {
-        let i = (((v - s.min) / width) as usize).min(buckets - 1);
-        counts[i] += 1;
+    let mut above = 0;
+    for v in values {
+        if v > hi {
+            above += 1;
+        } else if width == 0.0 || v <= lo {
+            counts[0] += 1;
+        } else {
+            counts[(((v.ln() - log_lo) / width) as usize).min(buckets - 1)] += 1;
+        }
     }
-    counts
+    let bins = counts
         .into_iter()
         .enumerate()
-        .map(|(i, c)| (s.min + width * i as f64, s.min + width * (i + 1) as f64, c))
-        .collect()
+        .map(|(i, c)| (edge(i), if i + 1 == buckets { hi } else { edge(i + 1) }, c))
+        .collect();
+    (bins, above)
 }
 
 #[cfg(test)]
@@ -109,7 +136,6 @@ mod tests {
         assert_eq!(Summary::of(&[]), None);
         assert_eq!(Summary::of(&[f64::NAN]), None);
         assert!(outliers(&[]).is_empty());
-        assert!(histogram(&[], 4).is_empty());
     }
 
     #[test]
@@ -128,7 +154,6 @@ mod tests {
         let s = Summary::of(&[4.0; 5]).unwrap();
         assert_eq!(s.stddev, Some(0.0));
         assert!(outliers(&[4.0; 5]).is_empty());
-        assert_eq!(histogram(&[4.0; 5], 3), vec![(4.0, 4.0, 5)]);
     }
 
     #[test]
@@ -151,10 +176,26 @@ mod tests {
     }
 
     #[test]
-    fn histogram_counts_every_value() {
-        let v = [0.0, 1.0, 2.0, 3.0, 4.0];
-        let h = histogram(&v, 2);
-        assert_eq!(h.iter().map(|b| b.2).sum::<usize>(), 5);
-        assert_eq!(h.len(), 2);
+    fn log_histogram_counts_every_value_and_the_clipped_ones() {
+        let v = [1.0, 2.0, 5.0, 9.0, 10.0, 500.0];
+        let (bins, above) = log_histogram(&v, 1.0, 10.0, 2);
+        assert_eq!(above, 1);
+        assert_eq!(bins.len(), 2);
+        // Equal widths on a log scale: 1..3.16 and 3.16..10.
+        assert!((bins[0].1 - 10f64.sqrt()).abs() < 1e-9);
+        assert_eq!((bins[0].2, bins[1].2), (2, 3));
+        assert_eq!(bins[1].1, 10.0);
+    }
+
+    #[test]
+    fn log_histogram_of_degenerate_samples() {
+        assert_eq!(log_histogram(&[], 1.0, 2.0, 4), (Vec::new(), 0));
+        assert_eq!(
+            log_histogram(&[3.0; 4], 3.0, 3.0, 4),
+            (vec![(3.0, 3.0, 4)], 0)
+        );
+        // A zero sample on a range starting at zero still lands in the first bin.
+        let (bins, above) = log_histogram(&[0.0, 1.0], 0.0, 1.0, 3);
+        assert_eq!((bins.iter().map(|b| b.2).sum::<usize>(), above), (2, 0));
     }
 }
