@@ -11,7 +11,7 @@ use clap::Parser;
 use crate::cli::{Cli, Command, RunOptions, Workload};
 use crate::export::{self, Layout};
 use crate::plan::Plan;
-use crate::pool::{BackendKind, Chunk, Pool, PoolConfig, WorkerBinary};
+use crate::pool::{BackendKind, Pool, PoolConfig, WorkerBinary};
 use crate::progress::Progress;
 use crate::report::Summary;
 
@@ -170,19 +170,6 @@ fn pool_config(opts: &RunOptions, context: shared::Context) -> Result<PoolConfig
         }
         _ => None,
     };
-    let chunk = match opts.chunk.as_str() {
-        "auto" => Chunk::Auto,
-        n => match n.parse::<usize>() {
-            Ok(0) | Err(_) => bail!("--chunk takes a positive number or `auto`, not `{n}`"),
-            Ok(n) => Chunk::Fixed(n),
-        },
-    };
-    if opts.first == Some(0) {
-        bail!("--first must be at least 1");
-    }
-    if opts.inflight == Some(0) {
-        bail!("--inflight must be at least 1");
-    }
     let worker_bin = match opts.backend {
         BackendKind::Process => Some(WorkerBinary::locate(opts.worker_bin.as_deref())?),
         _ => None,
@@ -191,7 +178,7 @@ fn pool_config(opts: &RunOptions, context: shared::Context) -> Result<PoolConfig
         backend: opts.backend,
         workers,
         order: opts.order,
-        chunk,
+        chunk: opts.chunk,
         inflight: opts.inflight,
         retries: opts.retries,
         backoff: std::time::Duration::from_millis(opts.backoff_ms),

@@ -3,9 +3,57 @@
 
 use std::path::PathBuf;
 
+use clap::builder::RangedU64ValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::pool::{BackendKind, Order};
+use crate::pool::{BackendKind, Chunk, Order};
+
+/// The largest value of each numeric flag. Each is far beyond any sensible run and low
+/// enough that nothing derived from it (a deadline, an allocation, a retry's wait) can
+/// overflow or exhaust memory; the `--help` of every flag states its maximum.
+pub mod limits {
+    use std::time::Duration;
+
+    /// `--count`, `--first`: a trillion tasks.
+    pub const MAX_COUNT: u64 = 1_000_000_000_000;
+    /// Every delay in milliseconds (`--ms`, `--latency-ms`, `--slow-ms`, `--io-delay-ms`):
+    /// one day.
+    pub const MAX_MS: u64 = 86_400_000;
+    /// `--timeout`: one day.
+    pub const MAX_TIMEOUT: Duration = Duration::from_millis(MAX_MS);
+    /// `--iters`: a trillion loop iterations (minutes of CPU per task).
+    pub const MAX_ITERS: u64 = 1_000_000_000_000;
+    /// `--retries`.
+    pub const MAX_RETRIES: u64 = 1000;
+    /// `--backoff-ms`: the scheduler never waits longer than this before a retry anyway.
+    pub const MAX_BACKOFF_MS: u64 = 30_000;
+    /// `--chunk`: tasks per message.
+    pub const MAX_CHUNK: usize = 65_536;
+    /// `--inflight`: batches queued per worker.
+    pub const MAX_INFLIGHT: u64 = 1024;
+    /// `gen-data --files`.
+    pub const MAX_FILES: u64 = 1_000_000;
+    /// `gen-data --rows`: every day from 0001-01-01 to 9999-12-31.
+    pub const MAX_ROWS: u64 = shared::datagen::MAX_DAYS as u64;
+    /// `bench --runs`.
+    pub const MAX_RUNS: u64 = 1000;
+    /// `bench --warmup`.
+    pub const MAX_WARMUP: u64 = 100;
+    /// `bench -w`: worker counts to sweep.
+    pub const MAX_BENCH_WORKERS: u64 = 1024;
+}
+
+use limits::*;
+
+/// A `u64` flag from `lo` to `hi`; clap's error names the flag and the range.
+fn u64_in(lo: u64, hi: u64) -> RangedU64ValueParser<u64> {
+    RangedU64ValueParser::new().range(lo..=hi)
+}
+
+/// A `usize` flag from `lo` to `hi`.
+fn usize_in(lo: u64, hi: u64) -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::new().range(lo..=hi)
+}
 
 /// Run batches of tasks on a pool of worker processes or threads, and measure what each
 /// choice costs.
@@ -70,15 +118,17 @@ impl Workload {
 
 #[derive(Debug, Args)]
 pub struct NoopArgs {
-    /// Number of tasks.
-    #[arg(long, default_value_t = 1000)]
+    /// Number of tasks (at most 1000000000000).
+    #[arg(long, default_value_t = 1000, value_parser = u64_in(0, MAX_COUNT))]
     pub count: u64,
-    /// Bytes of payload each task carries to the worker and back.
-    #[arg(long, default_value_t = 0, value_name = "BYTES")]
+    /// Bytes of payload each task carries to the worker and back (at most 16777216).
+    #[arg(long, default_value_t = 0, value_name = "BYTES",
+          value_parser = usize_in(0, shared::codec::MAX_PAYLOAD_BYTES as u64))]
     pub payload: usize,
     /// Make chosen tasks misbehave, to see what the pool does: KIND@INDEX strikes every
-    /// attempt of task INDEX, KIND@INDEX/N only its first N attempts. KIND is panic,
-    /// abort, exit, kill (SIGKILL) or hang. abort/exit/kill need the process backend.
+    /// attempt of task INDEX, KIND@INDEX/N only its first N attempts (N from 1 to 1000).
+    /// KIND is panic, abort, exit, kill (SIGKILL) or hang. INDEX must be below --count,
+    /// and each task takes one fault. abort/exit/kill need the process backend.
     #[arg(long, value_delimiter = ',', value_name = "KIND@INDEX[/N]")]
     pub fault: Vec<shared::workload::fault::FaultSpec>,
     #[command(flatten)]
@@ -87,12 +137,13 @@ pub struct NoopArgs {
 
 #[derive(Debug, Args)]
 pub struct IoArgs {
-    /// Number of tasks.
-    #[arg(long, default_value_t = 8)]
+    /// Number of tasks (at most 1000000000000).
+    #[arg(long, default_value_t = 8, value_parser = u64_in(0, MAX_COUNT))]
     pub count: u64,
     /// Milliseconds each task sleeps; a comma-separated list is used in turn, task by task
-    /// (e.g. `--ms 400,300,200,100`).
-    #[arg(long, default_value = "300", value_delimiter = ',', num_args = 1..)]
+    /// (e.g. `--ms 400,300,200,100`). Each at most 86400000 (one day).
+    #[arg(long, default_value = "300", value_delimiter = ',', num_args = 1..,
+          value_parser = u64_in(0, MAX_MS))]
     pub ms: Vec<u64>,
     #[command(flatten)]
     pub run: RunOptions,
@@ -100,13 +151,13 @@ pub struct IoArgs {
 
 #[derive(Debug, Args)]
 pub struct CpuArgs {
-    /// Number of tasks.
-    #[arg(long, default_value_t = 4)]
+    /// Number of tasks (at most 1000000000000).
+    #[arg(long, default_value_t = 4, value_parser = u64_in(0, MAX_COUNT))]
     pub count: u64,
-    /// Loop iterations per task. The notebook's 2,000,000 take CPython about half a second
-    /// but compiled Rust about a millisecond, so the default is larger to give each task
-    /// real weight.
-    #[arg(long, default_value_t = 200_000_000)]
+    /// Loop iterations per task (at most 1000000000000). The notebook's 2,000,000 take
+    /// CPython about half a second but compiled Rust about a millisecond, so the default
+    /// is larger to give each task real weight.
+    #[arg(long, default_value_t = 200_000_000, value_parser = u64_in(0, MAX_ITERS))]
     pub iters: u64,
     /// Hold one lock per process while CPU work runs, as CPython's GIL does.
     #[arg(long)]
@@ -123,14 +174,15 @@ pub struct FetchArgs {
     /// Read tickers from FILE: one per line (commas also separate), `#` starts a comment.
     #[arg(long, value_name = "FILE")]
     pub tickers_file: Option<PathBuf>,
-    /// Simulated latency in ms: `LO..HI` (uniform) or one number (fixed).
-    #[arg(long, default_value = "100..500", value_name = "LO..HI")]
-    pub latency_ms: String,
+    /// Simulated latency in ms: `LO..HI` (uniform) or one number (fixed); at most
+    /// 86400000 (one day).
+    #[arg(long, default_value = "100..500", value_name = "LO..HI", value_parser = parse_latency)]
+    pub latency_ms: (u64, u64),
     /// Tickers that are always slow (notebook section 3 uses TSLA,META,NVDA).
     #[arg(long, value_delimiter = ',')]
     pub slow: Vec<String>,
-    /// Latency of the `--slow` tickers.
-    #[arg(long, default_value_t = 800, value_name = "MS")]
+    /// Latency of the `--slow` tickers (at most 86400000, one day).
+    #[arg(long, default_value_t = 800, value_name = "MS", value_parser = u64_in(0, MAX_MS))]
     pub slow_ms: u64,
     /// Tickers the API rejects with a permanent `invalid_input` error.
     #[arg(long, value_delimiter = ',', default_value = "BAD,INVALID,ERROR")]
@@ -147,8 +199,9 @@ pub struct FilesArgs {
     /// CSV files, directories (their *.csv files) or glob patterns such as 'data/*.csv'.
     #[arg(required = true, value_name = "PATH")]
     pub inputs: Vec<String>,
-    /// Simulated slow-storage delay before each file is read (the notebook uses 100).
-    #[arg(long, default_value_t = 0, value_name = "MS")]
+    /// Simulated slow-storage delay before each file is read (the notebook uses 100; at
+    /// most 86400000, one day).
+    #[arg(long, default_value_t = 0, value_name = "MS", value_parser = u64_in(0, MAX_MS))]
     pub io_delay_ms: u64,
     #[command(flatten)]
     pub run: RunOptions,
@@ -163,16 +216,18 @@ pub struct GenDataArgs {
     #[arg(long, value_delimiter = ',', conflicts_with = "files")]
     pub tickers: Vec<String>,
     /// Number of files, for scale tests: the notebook's tickers, then T0008, T0009...
-    #[arg(long)]
+    /// (at most 1000000).
+    #[arg(long, value_parser = usize_in(1, MAX_FILES))]
     pub files: Option<usize>,
-    /// First date (YYYY-MM-DD).
-    #[arg(long, default_value = "2020-01-01")]
+    /// First date (YYYY-MM-DD, years 1 to 9999).
+    #[arg(long, default_value = "2020-01-01", value_parser = parse_date)]
     pub start: chrono::NaiveDate,
-    /// Last date, inclusive (YYYY-MM-DD).
-    #[arg(long, default_value = "2023-12-31", conflicts_with = "rows")]
+    /// Last date, inclusive (YYYY-MM-DD, years 1 to 9999).
+    #[arg(long, default_value = "2023-12-31", conflicts_with = "rows", value_parser = parse_date)]
     pub end: chrono::NaiveDate,
-    /// Rows per file (one per calendar day from --start), instead of --end.
-    #[arg(long)]
+    /// Rows per file (one per calendar day from --start), instead of --end; at most
+    /// 3652059, and the last row's date may not pass 9999-12-31.
+    #[arg(long, value_parser = usize_in(1, MAX_ROWS))]
     pub rows: Option<usize>,
     /// Seed of the random prices and volumes.
     #[arg(long, default_value_t = shared::seed::DEFAULT_SEED)]
@@ -184,14 +239,14 @@ pub struct BenchArgs {
     /// Suites to run, comma-separated [default: all].
     #[arg(long, value_enum, value_delimiter = ',')]
     pub suite: Vec<Suite>,
-    /// Worker counts to sweep [default: 1,2,4,8; with --quick 1,2,4].
-    #[arg(short, long, value_delimiter = ',')]
+    /// Worker counts to sweep, each from 1 to 1024 [default: 1,2,4,8; with --quick 1,2,4].
+    #[arg(short, long, value_delimiter = ',', value_parser = usize_in(1, MAX_BENCH_WORKERS))]
     pub workers: Vec<usize>,
-    /// Measured runs per configuration [default: 5; with --quick 2].
-    #[arg(long)]
+    /// Measured runs per configuration, at most 1000 [default: 5; with --quick 2].
+    #[arg(long, value_parser = usize_in(1, MAX_RUNS))]
     pub runs: Option<usize>,
-    /// Unmeasured warm-up runs before them [default: 1].
-    #[arg(long)]
+    /// Unmeasured warm-up runs before them, at most 100 [default: 1].
+    #[arg(long, value_parser = usize_in(0, MAX_WARMUP))]
     pub warmup: Option<usize>,
     /// A short pass: fewer runs and samples, smaller tasks.
     #[arg(long)]
@@ -322,29 +377,35 @@ pub struct RunOptions {
     /// Input order (like `executor.map`) or completion order (like `as_completed`).
     #[arg(long, value_enum, default_value_t = Order::Input)]
     pub order: Order,
-    /// Tasks per message to a worker: a number, or `auto` (grows for tiny tasks, stays 1
-    /// for long ones).
-    #[arg(long, default_value = "auto", value_name = "N|auto")]
-    pub chunk: String,
-    /// Batches a worker may have queued before it answers [default: chosen by the pool].
-    #[arg(long, value_name = "N")]
+    /// Tasks per message to a worker: a number from 1 to 65536, or `auto` (grows for tiny
+    /// tasks, stays 1 for long ones).
+    #[arg(long, default_value = "auto", value_name = "N|auto", value_parser = parse_chunk)]
+    pub chunk: Chunk,
+    /// Batches a worker may have queued before it answers, from 1 to 1024 [default: chosen
+    /// by the pool].
+    #[arg(long, value_name = "N", value_parser = usize_in(1, MAX_INFLIGHT))]
     pub inflight: Option<usize>,
-    /// Further attempts for a task that failed transiently (network, timeout, worker crash).
-    #[arg(long, default_value_t = 0)]
+    /// Further attempts for a task that failed transiently (network, timeout, worker
+    /// crash); at most 1000.
+    #[arg(long, default_value_t = 0, value_parser = RangedU64ValueParser::<u32>::new().range(0..=MAX_RETRIES))]
     pub retries: u32,
-    /// Stop a task that runs longer than this (e.g. 500ms, 2s): a worker process is killed
-    /// and replaced; a thread cannot be killed, so it is abandoned and replaced (a
-    /// broker's worker enforces it on its own threads, the same way).
+    /// Stop a task that runs longer than this (e.g. 500ms, 2s; at most 24h): a worker
+    /// process is killed and replaced; a thread cannot be killed, so it is abandoned and
+    /// replaced (a broker's worker enforces it on its own threads, the same way). Not with
+    /// `--backend sequential`, whose tasks run in the coordinator's own thread: use
+    /// `--backend thread -w 1` for one task at a time with a timeout.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<std::time::Duration>,
-    /// Stop after N tasks have succeeded; the rest are reported `cancelled`.
-    #[arg(long, value_name = "N")]
+    /// Stop after N tasks have succeeded (N from 1 to 1000000000000); the rest are
+    /// reported `cancelled`.
+    #[arg(long, value_name = "N", value_parser = u64_in(1, MAX_COUNT))]
     pub first: Option<u64>,
     /// Stop at the first failed task; the rest are reported `cancelled`.
     #[arg(long)]
     pub fail_fast: bool,
-    /// Base delay before a retry, doubled each attempt, with jitter.
-    #[arg(long, default_value_t = 100, value_name = "MS")]
+    /// Base delay before a retry, doubled each attempt, with jitter; no retry waits more
+    /// than 30000 ms, which is also this flag's maximum.
+    #[arg(long, default_value_t = 100, value_name = "MS", value_parser = u64_in(0, MAX_BACKOFF_MS))]
     pub backoff_ms: u64,
     /// Seed of every random quantity; the same seed gives the same data on any backend.
     #[arg(long, default_value_t = shared::seed::DEFAULT_SEED)]
@@ -366,12 +427,57 @@ pub struct RunOptions {
     pub worker_bin: Option<PathBuf>,
 }
 
-/// `500ms`, `2s`, `1m 30s`: a positive duration.
+/// `500ms`, `2s`, `1m 30s`: a positive duration of at most [`MAX_TIMEOUT`].
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     match humantime::parse_duration(text) {
         Ok(d) if d.is_zero() => Err("the duration must be more than zero".into()),
+        Ok(d) if d > MAX_TIMEOUT => Err("the longest timeout is 24h".into()),
         Ok(d) => Ok(d),
-        Err(err) => Err(format!("{err} (write e.g. 500ms, 2s, 1m)")),
+        Err(err) => Err(format!("{err} (write e.g. 500ms, 2s, 1m; at most 24h)")),
+    }
+}
+
+/// `auto`, or a number of tasks from 1 to [`MAX_CHUNK`].
+fn parse_chunk(text: &str) -> Result<Chunk, String> {
+    if text == "auto" {
+        return Ok(Chunk::Auto);
+    }
+    match text.parse::<usize>() {
+        Ok(n @ 1..=MAX_CHUNK) => Ok(Chunk::Fixed(n)),
+        _ => Err(format!("write `auto` or a number from 1 to {MAX_CHUNK}")),
+    }
+}
+
+/// `LO..HI` (uniform) or a single number of milliseconds (fixed), each at most [`MAX_MS`].
+fn parse_latency(text: &str) -> Result<(u64, u64), String> {
+    let parse = |s: &str| match s.trim().parse::<u64>() {
+        Ok(ms) if ms <= MAX_MS => Ok(ms),
+        _ => Err(format!(
+            "`{s}` is not a number of milliseconds from 0 to {MAX_MS}"
+        )),
+    };
+    let (lo, hi) = match text.split_once("..") {
+        Some((lo, hi)) => (parse(lo)?, parse(hi)?),
+        None => {
+            let ms = parse(text)?;
+            (ms, ms)
+        }
+    };
+    if lo > hi {
+        return Err("the low end is above the high end".into());
+    }
+    Ok((lo, hi))
+}
+
+/// `YYYY-MM-DD` with a four-digit year: the dates `gen-data` can write.
+fn parse_date(text: &str) -> Result<chrono::NaiveDate, String> {
+    use shared::datagen::{FIRST_DATE, LAST_DATE};
+    match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        Ok(date) if (FIRST_DATE..=LAST_DATE).contains(&date) => Ok(date),
+        Ok(_) => Err(format!("dates go from {FIRST_DATE} to {LAST_DATE}")),
+        Err(err) => Err(format!(
+            "{err}: write YYYY-MM-DD, from {FIRST_DATE} to {LAST_DATE}"
+        )),
     }
 }
 

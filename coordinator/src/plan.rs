@@ -31,13 +31,6 @@ impl Plan {
         };
         let inputs: Box<dyn Iterator<Item = Input> + Send> = match workload {
             Workload::Noop(args) => {
-                if args.payload > shared::codec::MAX_PAYLOAD_BYTES {
-                    bail!(
-                        "--payload {} is larger than the {}-byte limit",
-                        args.payload,
-                        shared::codec::MAX_PAYLOAD_BYTES
-                    );
-                }
                 let len = args.payload;
                 let backend = args.run.backend;
                 if let Some(spec) = args.fault.iter().find(|f| f.fault.kind.ends_process()) {
@@ -97,26 +90,6 @@ impl Plan {
     }
 }
 
-/// Parses `LO..HI` or a single number of milliseconds.
-pub fn parse_latency(text: &str) -> Result<(u64, u64)> {
-    let parse = |s: &str| {
-        s.trim()
-            .parse::<u64>()
-            .with_context(|| format!("--latency-ms: `{s}` is not a whole number of milliseconds"))
-    };
-    let (lo, hi) = match text.split_once("..") {
-        Some((lo, hi)) => (parse(lo)?, parse(hi)?),
-        None => {
-            let ms = parse(text)?;
-            (ms, ms)
-        }
-    };
-    if lo > hi {
-        bail!("--latency-ms {text}: the low end is above the high end");
-    }
-    Ok((lo, hi))
-}
-
 fn fetch_settings(args: &FetchArgs) -> Result<FetchSettings> {
     if !(0.0..=1.0).contains(&args.fail_rate) {
         bail!(
@@ -125,7 +98,7 @@ fn fetch_settings(args: &FetchArgs) -> Result<FetchSettings> {
         );
     }
     Ok(FetchSettings {
-        latency_ms: parse_latency(&args.latency_ms)?,
+        latency_ms: args.latency_ms,
         slow: args.slow.clone(),
         slow_ms: args.slow_ms,
         reject: args.reject.clone(),
@@ -189,18 +162,4 @@ fn expand_paths(args: &FilesArgs) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(paths)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn latency_forms() {
-        assert_eq!(parse_latency("100..500").unwrap(), (100, 500));
-        assert_eq!(parse_latency("250").unwrap(), (250, 250));
-        assert!(parse_latency("500..100").is_err());
-        assert!(parse_latency("fast").is_err());
-        assert!(parse_latency("1..").is_err());
-    }
 }
