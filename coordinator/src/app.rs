@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
-use clap::Parser;
 
 use crate::cli::{Cli, Command, RunOptions, Workload};
 use crate::export::{self, Layout};
@@ -25,7 +24,7 @@ pub mod exit {
 
 pub fn main() -> ExitCode {
     install_panic_hook();
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_args() {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();

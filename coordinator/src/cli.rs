@@ -64,6 +64,34 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Parses the process's arguments; see [`Cli::try_parse_from_args`].
+    pub fn try_parse_args() -> Result<Cli, clap::Error> {
+        Cli::try_parse_from_args(std::env::args_os())
+    }
+
+    /// Parses `args`, then settles what depends on where a value came from: `--broker`
+    /// typed on the command line implies `--backend redis`, while the same URL from
+    /// `$WORKPOOL_BROKER` waits for `--backend redis` to be asked for.
+    pub fn try_parse_from_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Cli::command().try_get_matches_from(args)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        if let (Command::Run(workload), Some(("run", run))) =
+            (&mut cli.command, matches.subcommand())
+        {
+            if let Some((_, flags)) = run.subcommand() {
+                workload.options_mut().settle_backend(flags)?;
+            }
+        }
+        Ok(cli)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a batch of tasks of one workload and stream their outcomes.
@@ -102,6 +130,16 @@ impl Workload {
             Workload::Cpu(a) => &a.run,
             Workload::Fetch(a) => &a.run,
             Workload::Files(a) => &a.run,
+        }
+    }
+
+    fn options_mut(&mut self) -> &mut RunOptions {
+        match self {
+            Workload::Noop(a) => &mut a.run,
+            Workload::Io(a) => &mut a.run,
+            Workload::Cpu(a) => &mut a.run,
+            Workload::Fetch(a) => &mut a.run,
+            Workload::Files(a) => &mut a.run,
         }
     }
 
@@ -362,7 +400,9 @@ pub struct RunOptions {
     /// The Redis broker of `--backend redis`: redis://[:PASSWORD@]HOST[:PORT][/DB], or
     /// rediss://... for TLS (checked against the system's CAs, or the PEM file in
     /// $WORKPOOL_BROKER_CA). Prefer $WORKPOOL_BROKER for a URL with a password (it stays
-    /// out of `ps`); the password is never printed.
+    /// out of `ps`); the password is never printed. Given on the command line, --broker
+    /// implies --backend redis (and contradicts any other --backend); from
+    /// $WORKPOOL_BROKER it is used only when --backend redis is asked for.
     #[arg(
         long,
         value_name = "URL",
@@ -425,6 +465,31 @@ pub struct RunOptions {
     /// The worker executable [default: $WORKPOOL_WORKER, else `worker` next to this binary].
     #[arg(long, value_name = "PATH")]
     pub worker_bin: Option<PathBuf>,
+}
+
+impl RunOptions {
+    /// See [`Cli::try_parse_from_args`].
+    fn settle_backend(&mut self, flags: &clap::ArgMatches) -> Result<(), clap::Error> {
+        use clap::parser::ValueSource;
+        if flags.value_source("broker") != Some(ValueSource::CommandLine) {
+            return Ok(());
+        }
+        match flags.value_source("backend") {
+            Some(ValueSource::CommandLine) if self.backend != BackendKind::Redis => {
+                let message = format!(
+                    "--broker is for --backend redis, not --backend {}: leave out --broker, \
+                     or --backend (--broker alone implies redis)",
+                    self.backend.as_str()
+                );
+                let mut cmd = <Cli as clap::CommandFactory>::command();
+                Err(cmd.error(clap::error::ErrorKind::ArgumentConflict, message))
+            }
+            _ => {
+                self.backend = BackendKind::Redis;
+                Ok(())
+            }
+        }
+    }
 }
 
 /// `500ms`, `2s`, `1m 30s`: a positive duration of at most [`MAX_TIMEOUT`].

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
-use shared::workload::fault::Fault;
+use shared::workload::fault;
 use shared::workload::fetch::{FetchSettings, DEFAULT_TICKERS};
 use shared::workload::files::FileSettings;
 use shared::{workload, Context, Input};
@@ -46,8 +46,7 @@ impl Plan {
                         );
                     }
                 }
-                let faults: std::collections::HashMap<u64, Fault> =
-                    args.fault.iter().map(|f| (f.index, f.fault)).collect();
+                let faults = fault::by_index(&args.fault, args.count)?;
                 Box::new((0..args.count).map(move |index| Input::Noop {
                     payload: workload::noop_payload(index, len),
                     fault: faults.get(&index).copied(),
