@@ -86,7 +86,7 @@ fn run(workload: &Workload) -> Result<u8> {
     let mut pool = Pool::start(config).context("cannot start the pool")?;
     let pool_start_ms = pool.start_time().as_secs_f64() * 1000.0;
     let workers = pool.workers();
-    watch_for_interrupts(pool.interrupter())?;
+    watch_for_interrupts(pool.interrupter(), backend)?;
     let mut run = pool.map(plan.inputs);
     while let Some(record) = run.next() {
         progress.inc();
@@ -124,12 +124,45 @@ fn run(workload: &Workload) -> Result<u8> {
 }
 
 /// SIGINT or SIGTERM stops the run (pending tasks are reported `cancelled`, workers are
-/// stopped); a second one exits at once, and the workers die with the coordinator.
-fn watch_for_interrupts(interrupter: crate::pool::Interrupter) -> Result<()> {
+/// stopped); a second one exits at once, and the workers die with the coordinator. On the
+/// sequential backend a task runs in this very thread and cannot be stopped: if one is
+/// still running a moment after the interrupt, the process exits with the records so far
+/// (each was flushed before the next task started) but without the summary.
+fn watch_for_interrupts(interrupter: crate::pool::Interrupter, backend: BackendKind) -> Result<()> {
     on_interrupt(
         "interrupted: stopping (interrupt again to exit at once)",
-        move || interrupter.interrupt(),
+        move || {
+            interrupter.interrupt();
+            if backend == BackendKind::Sequential {
+                exit_if_stuck_inline();
+            }
+        },
     )
+}
+
+/// How long an interrupted run may go on finishing the task in the coordinator's own
+/// thread before the process exits without it.
+const STUCK_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Exits with code 130 if the sequential backend is still in the same batch after
+/// [`STUCK_GRACE`]; runs on a thread of its own so that a second interrupt still exits at
+/// once.
+fn exit_if_stuck_inline() {
+    let Some(batch) = crate::pool::running_batch() else {
+        return;
+    };
+    let _ = std::thread::Builder::new()
+        .name("workpool-stuck".into())
+        .spawn(move || {
+            std::thread::sleep(STUCK_GRACE);
+            if crate::pool::running_batch() == Some(batch) {
+                eprintln!(
+                    "interrupted: a task is running in the coordinator's own thread \
+                     (--backend sequential) and cannot be stopped; exiting without the summary"
+                );
+                std::process::exit(i32::from(exit::INTERRUPTED));
+            }
+        });
 }
 
 /// Calls `first` at the first SIGINT or SIGTERM (after printing `message`), and exits
@@ -169,6 +202,13 @@ fn pool_config(opts: &RunOptions, context: shared::Context) -> Result<PoolConfig
         }
         _ => None,
     };
+    if opts.backend == BackendKind::Sequential && opts.timeout.is_some() {
+        bail!(
+            "--timeout cannot stop a task of --backend sequential, which runs in the \
+             coordinator's own thread: use --backend thread -w 1 to run one task at a time \
+             with a timeout"
+        );
+    }
     let worker_bin = match opts.backend {
         BackendKind::Process => Some(WorkerBinary::locate(opts.worker_bin.as_deref())?),
         _ => None,
