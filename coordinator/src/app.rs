@@ -13,8 +13,9 @@ use crate::plan::Plan;
 use crate::pool::{BackendKind, Pool, PoolConfig, WorkerBinary};
 use crate::progress::Progress;
 use crate::report::Summary;
+use shared::ErrorKind;
 
-/// Exit codes (SPEC.md section 6).
+/// Exit codes, as `coordinator --help` lists them.
 pub mod exit {
     pub const OK: u8 = 0;
     pub const TASK_FAILED: u8 = 1;
@@ -60,6 +61,10 @@ fn run(workload: &Workload) -> Result<u8> {
     let opts = workload.options();
     let plan = Plan::from_cli(workload)?;
     let config = pool_config(opts, plan.context.clone())?;
+    let destination = match &opts.output {
+        Some(path) => path.display().to_string(),
+        None => "standard output".to_string(),
+    };
     // Open the output before starting any worker, so a bad path fails fast.
     let sink: Box<dyn Write> = match &opts.output {
         Some(path) => Box::new(
@@ -86,19 +91,53 @@ fn run(workload: &Workload) -> Result<u8> {
     let mut pool = Pool::start(config).context("cannot start the pool")?;
     let pool_start_ms = pool.start_time().as_secs_f64() * 1000.0;
     let workers = pool.workers();
-    watch_for_interrupts(pool.interrupter(), backend)?;
+    let interrupter = pool.interrupter();
+    watch_for_interrupts(interrupter.clone(), backend)?;
     let mut run = pool.map(plan.inputs);
+    // Once the reader of the output is gone (`| head`): how many of the tasks that ended
+    // failed. The exit code still says whether every one of them succeeded.
+    let mut reader_gone: Option<u64> = None;
     while let Some(record) = run.next() {
         progress.inc();
-        exporter.record(&record)?;
-        if !run.has_ready() {
-            progress.suspend(|| exporter.flush())?;
+        if let Some(failed) = &mut reader_gone {
+            // Tasks cancelled by the stop below never ended; anything else did.
+            if record
+                .result
+                .as_ref()
+                .is_err_and(|err| err.kind != ErrorKind::Cancelled)
+            {
+                *failed += 1;
+            }
+            continue;
+        }
+        let written = exporter.record(&record).and_then(|()| {
+            if run.has_ready() {
+                Ok(())
+            } else {
+                progress.suspend(|| exporter.flush())
+            }
+        });
+        match written {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {
+                // No point running tasks whose outcomes would be written into nothing.
+                reader_gone = Some(run.stats().failed);
+                interrupter.interrupt();
+            }
+            Err(err) => return Err(err).with_context(|| format!("cannot write {destination}")),
         }
     }
     let stats = run.stats();
     let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
     pool.shutdown();
     progress.finish();
+    if let Some(failed) = reader_gone {
+        return Ok(if failed > 0 {
+            exit::TASK_FAILED
+        } else {
+            exit::OK
+        });
+    }
     let failed = stats.failed;
     let interrupted = stats.interrupted;
     let summary = Summary {
@@ -113,14 +152,20 @@ fn run(workload: &Workload) -> Result<u8> {
             pool_start_ms,
         )
     };
-    exporter.finish(&summary)?;
-    Ok(if interrupted {
+    let code = if interrupted {
         exit::INTERRUPTED
     } else if failed > 0 {
         exit::TASK_FAILED
     } else {
         exit::OK
-    })
+    };
+    match exporter.finish(&summary) {
+        // Every task has ended: a reader gone before the summary changes nothing.
+        Err(err) if err.kind() != io::ErrorKind::BrokenPipe => {
+            Err(err).with_context(|| format!("cannot write {destination}"))
+        }
+        _ => Ok(code),
+    }
 }
 
 /// SIGINT or SIGTERM stops the run (pending tasks are reported `cancelled`, workers are

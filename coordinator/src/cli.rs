@@ -57,8 +57,18 @@ fn usize_in(lo: u64, hi: u64) -> RangedU64ValueParser<usize> {
 
 /// Run batches of tasks on a pool of worker processes or threads, and measure what each
 /// choice costs.
+/// What the exit code says, in `--help`.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    every task succeeded
+  1    a task failed or was cancelled
+  2    usage or set-up error (bad flag, missing worker binary, unwritable output)
+  130  interrupted (SIGINT or SIGTERM); a second interrupt exits at once
+When the reader of the output goes away (`| head`), the run stops quietly, and the code
+still says whether every task that ended succeeded (0 or 1).";
+
 #[derive(Debug, Parser)]
-#[command(name = "coordinator", version, propagate_version = true)]
+#[command(name = "coordinator", version, propagate_version = true, after_help = EXIT_CODES)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -95,7 +105,7 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a batch of tasks of one workload and stream their outcomes.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = EXIT_CODES)]
     Run(Box<Workload>),
     /// Write the notebook's sample price files (one CSV per ticker) for `run files`.
     GenData(GenDataArgs),
@@ -111,14 +121,19 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum Workload {
     /// Tasks that return at once, echoing an optional payload (measures pure overhead).
+    #[command(after_help = EXIT_CODES)]
     Noop(NoopArgs),
     /// Tasks that sleep, like the notebook's `io_bound_task`.
+    #[command(after_help = EXIT_CODES)]
     Io(IoArgs),
     /// Tasks that sum i*i in a loop, like the notebook's `cpu_bound_task`.
+    #[command(after_help = EXIT_CODES)]
     Cpu(CpuArgs),
     /// Simulated stock-quote fetches with latency and failures (notebook sections 2-4).
+    #[command(after_help = EXIT_CODES)]
     Fetch(FetchArgs),
     /// Summary statistics of CSV price files (notebook section 5).
+    #[command(after_help = EXIT_CODES)]
     Files(FilesArgs),
 }
 
@@ -395,6 +410,9 @@ pub struct DemoArgs {
 pub struct RunOptions {
     /// Where tasks run: worker processes, threads of this process, one after another, or
     /// `worker --broker` processes on any host, through a Redis broker (needs --broker).
+    /// A sequential task runs in the coordinator's own thread and cannot be stopped: an
+    /// interrupt that finds one still running after half a second exits (code 130) with
+    /// the outcomes so far but no summary.
     #[arg(long, value_enum, default_value_t = BackendKind::Process)]
     pub backend: BackendKind,
     /// The Redis broker of `--backend redis`: redis://[:PASSWORD@]HOST[:PORT][/DB], or
