@@ -602,4 +602,127 @@ mod tests {
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
     }
+
+    /// Every numeric flag: the words before it, the flag, and its largest value.
+    const LIMITS: &[(&[&str], &str, u64)] = &[
+        (&["run", "noop"], "--count", MAX_COUNT),
+        (
+            &["run", "noop"],
+            "--payload",
+            shared::codec::MAX_PAYLOAD_BYTES as u64,
+        ),
+        (&["run", "io"], "--ms", MAX_MS),
+        (&["run", "cpu"], "--iters", MAX_ITERS),
+        (&["run", "fetch"], "--latency-ms", MAX_MS),
+        (&["run", "fetch"], "--slow-ms", MAX_MS),
+        (&["run", "files", "x.csv"], "--io-delay-ms", MAX_MS),
+        (&["run", "noop"], "--chunk", MAX_CHUNK as u64),
+        (&["run", "noop"], "--inflight", MAX_INFLIGHT),
+        (&["run", "noop"], "--retries", MAX_RETRIES),
+        (&["run", "noop"], "--first", MAX_COUNT),
+        (&["run", "noop"], "--backoff-ms", MAX_BACKOFF_MS),
+        (&["run", "noop"], "--seed", u64::MAX),
+        (&["gen-data", "--dir", "d"], "--files", MAX_FILES),
+        (&["gen-data", "--dir", "d"], "--rows", MAX_ROWS),
+        (&["gen-data", "--dir", "d"], "--seed", u64::MAX),
+        (&["bench"], "--runs", MAX_RUNS),
+        (&["bench"], "--warmup", MAX_WARMUP),
+        (&["bench"], "--workers", MAX_BENCH_WORKERS),
+    ];
+
+    fn parse(words: &[&str], flag: &str, value: &str) -> Result<Cli, clap::Error> {
+        let value = format!("{flag}={value}");
+        let args = ["coordinator"]
+            .iter()
+            .chain(words)
+            .copied()
+            .chain([value.as_str()]);
+        Cli::try_parse_from_args(args)
+    }
+
+    #[test]
+    fn every_numeric_flag_takes_its_maximum_refuses_more_and_says_so_in_help() {
+        for &(words, flag, max) in LIMITS {
+            if let Err(err) = parse(words, flag, &max.to_string()) {
+                panic!("{flag}={max} refused: {err}");
+            }
+            if max < u64::MAX {
+                let err = parse(words, flag, &(max + 1).to_string())
+                    .err()
+                    .unwrap_or_else(|| panic!("{flag}={} accepted", max + 1));
+                assert_eq!(
+                    err.kind(),
+                    clap::error::ErrorKind::ValueValidation,
+                    "{flag}"
+                );
+                assert!(err.to_string().contains(flag), "{err}");
+                // The help of the flag states the maximum.
+                let mut cmd = Cli::command();
+                let mut sub = &mut cmd;
+                for word in words
+                    .iter()
+                    .take_while(|w| !w.starts_with('-') && !w.contains('.'))
+                {
+                    sub = sub.find_subcommand_mut(word).expect("a subcommand");
+                }
+                let name = flag.trim_start_matches("--");
+                let arg = sub
+                    .get_arguments()
+                    .find(|a| a.get_long() == Some(name))
+                    .unwrap_or_else(|| panic!("{flag} exists"));
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                assert!(help.contains(&max.to_string()), "{flag} help: {help}");
+            }
+        }
+    }
+
+    #[test]
+    fn timeouts_dates_and_latencies_have_bounds() {
+        assert!(parse_duration("24h").is_ok());
+        for bad in ["24h 1ms", "300000000000y", "18446744073709551615s", "0s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_latency("100..500"), Ok((100, 500)));
+        assert_eq!(parse_latency("250"), Ok((250, 250)));
+        assert_eq!(parse_latency("86400000"), Ok((MAX_MS, MAX_MS)));
+        for bad in [
+            "500..100",
+            "fast",
+            "1..",
+            "0..86400001",
+            "18446744073709551616",
+        ] {
+            assert!(parse_latency(bad).is_err(), "{bad}");
+        }
+        assert!(parse_date("9999-12-31").is_ok() && parse_date("0001-01-01").is_ok());
+        for bad in ["+10000-01-01", "10000-01-01", "0000-12-31", "-0001-01-01"] {
+            assert!(parse_date(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_chunk("auto"), Ok(Chunk::Auto));
+        assert_eq!(parse_chunk("65536"), Ok(Chunk::Fixed(MAX_CHUNK)));
+        for bad in ["0", "65537", "18446744073709551615", "-1", "x"] {
+            assert!(parse_chunk(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn broker_on_the_command_line_implies_redis_and_contradicts_other_backends() {
+        let backend = |args: &[&str]| {
+            let all = ["coordinator", "run", "noop"].iter().chain(args).copied();
+            Cli::try_parse_from_args(all).map(|cli| match cli.command {
+                Command::Run(workload) => workload.options().backend,
+                _ => unreachable!("a run"),
+            })
+        };
+        assert_eq!(
+            backend(&["--broker", "redis://h"]).ok(),
+            Some(BackendKind::Redis)
+        );
+        assert_eq!(
+            backend(&["--broker", "redis://h", "--backend", "redis"]).ok(),
+            Some(BackendKind::Redis)
+        );
+        assert!(backend(&["--broker", "redis://h", "--backend", "thread"]).is_err());
+        assert_eq!(backend(&[]).ok(), Some(BackendKind::Process));
+    }
 }
