@@ -122,3 +122,26 @@ fn gen_data_dates_stay_within_four_digit_years() {
         "{text}"
     );
 }
+
+#[test]
+fn fetch_count_takes_the_first_tickers_and_goes_round_the_list() {
+    let tickers = |count: &str| -> Vec<String> {
+        let run = crate::common::run_jsonl(&[
+            "fetch",
+            "--tickers",
+            "A,B,C",
+            "--latency-ms",
+            "0",
+            "--backend",
+            "thread",
+            "--count",
+            count,
+        ]);
+        run.records
+            .iter()
+            .map(|r| r["input"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(tickers("2"), ["A", "B"]);
+    assert_eq!(tickers("7"), ["A", "B", "C", "A", "B", "C", "A"]);
+}

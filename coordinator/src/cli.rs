@@ -55,20 +55,34 @@ fn usize_in(lo: u64, hi: u64) -> RangedU64ValueParser<usize> {
     RangedU64ValueParser::new().range(lo..=hi)
 }
 
-/// Run batches of tasks on a pool of worker processes or threads, and measure what each
-/// choice costs.
-/// What the exit code says, in `--help`.
-const EXIT_CODES: &str = "\
+/// What the exit code says, in `--help` (a macro, so that the top-level help can extend it).
+macro_rules! exit_codes {
+    () => {
+        "\
 Exit codes:
   0    every task succeeded
   1    a task failed or was cancelled
   2    usage or set-up error (bad flag, missing worker binary, unwritable output)
   130  interrupted (SIGINT or SIGTERM); a second interrupt exits at once
 When the reader of the output goes away (`| head`), the run stops quietly, and the code
-still says whether every task that ended succeeded (0 or 1).";
+still says whether every task that ended succeeded (0 or 1)."
+    };
+}
+const EXIT_CODES: &str = exit_codes!();
 
+/// Run batches of tasks on a pool of worker processes or threads, and measure what each
+/// choice costs.
 #[derive(Debug, Parser)]
-#[command(name = "coordinator", version, propagate_version = true, after_help = EXIT_CODES)]
+#[command(
+    name = "coordinator",
+    version,
+    propagate_version = true,
+    after_help = concat!(
+        "New here? Start with `coordinator demo --quick`: the notebook's sections in a few \
+         seconds, on every backend. Then `coordinator run noop --help`.\n\n",
+        exit_codes!()
+    )
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -227,6 +241,10 @@ pub struct FetchArgs {
     /// Read tickers from FILE: one per line (commas also separate), `#` starts a comment.
     #[arg(long, value_name = "FILE")]
     pub tickers_file: Option<PathBuf>,
+    /// Number of fetches: the first N tickers, going round the list again if N is larger
+    /// (at most 1000000000000) [default: one per ticker].
+    #[arg(long, value_parser = u64_in(0, MAX_COUNT))]
+    pub count: Option<u64>,
     /// Simulated latency in ms: `LO..HI` (uniform) or one number (fixed); at most
     /// 86400000 (one day).
     #[arg(long, default_value = "100..500", value_name = "LO..HI", value_parser = parse_latency)]
@@ -415,19 +433,6 @@ pub struct RunOptions {
     /// the outcomes so far but no summary.
     #[arg(long, value_enum, default_value_t = BackendKind::Process)]
     pub backend: BackendKind,
-    /// The Redis broker of `--backend redis`: redis://[:PASSWORD@]HOST[:PORT][/DB], or
-    /// rediss://... for TLS (checked against the system's CAs, or the PEM file in
-    /// $WORKPOOL_BROKER_CA). Prefer $WORKPOOL_BROKER for a URL with a password (it stays
-    /// out of `ps`); the password is never printed. Given on the command line, --broker
-    /// implies --backend redis (and contradicts any other --backend); from
-    /// $WORKPOOL_BROKER it is used only when --backend redis is asked for.
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "WORKPOOL_BROKER",
-        hide_env_values = true
-    )]
-    pub broker: Option<String>,
     /// Number of workers [default: logical cores]. With --backend redis: how many batches
     /// may wait on the broker at once (its back-pressure) [default: 64].
     #[arg(short, long)]
@@ -468,7 +473,7 @@ pub struct RunOptions {
     /// Seed of every random quantity; the same seed gives the same data on any backend.
     #[arg(long, default_value_t = shared::seed::DEFAULT_SEED)]
     pub seed: u64,
-    /// Output format [default: table].
+    /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// Write outcomes to FILE instead of standard output.
@@ -483,6 +488,20 @@ pub struct RunOptions {
     /// The worker executable [default: $WORKPOOL_WORKER, else `worker` next to this binary].
     #[arg(long, value_name = "PATH")]
     pub worker_bin: Option<PathBuf>,
+    /// The Redis broker of `--backend redis`: redis://[:PASSWORD@]HOST[:PORT][/DB], or
+    /// rediss://... for TLS (checked against the system's CAs, or the PEM file in
+    /// $WORKPOOL_BROKER_CA). Prefer $WORKPOOL_BROKER for a URL with a password (it stays
+    /// out of `ps`); the password is never printed. Given on the command line, --broker
+    /// implies --backend redis (and contradicts any other --backend); from
+    /// $WORKPOOL_BROKER it is used only when --backend redis is asked for.
+    #[arg(
+        long,
+        help_heading = "Redis backend",
+        value_name = "URL",
+        env = "WORKPOOL_BROKER",
+        hide_env_values = true
+    )]
+    pub broker: Option<String>,
 }
 
 impl RunOptions {
@@ -615,6 +634,7 @@ mod tests {
         (&["run", "cpu"], "--iters", MAX_ITERS),
         (&["run", "fetch"], "--latency-ms", MAX_MS),
         (&["run", "fetch"], "--slow-ms", MAX_MS),
+        (&["run", "fetch"], "--count", MAX_COUNT),
         (&["run", "files", "x.csv"], "--io-delay-ms", MAX_MS),
         (&["run", "noop"], "--chunk", MAX_CHUNK as u64),
         (&["run", "noop"], "--inflight", MAX_INFLIGHT),
@@ -703,6 +723,28 @@ mod tests {
         for bad in ["0", "65537", "18446744073709551615", "-1", "x"] {
             assert!(parse_chunk(bad).is_err(), "{bad}");
         }
+    }
+
+    /// The rendered `--help` of `coordinator WORDS`.
+    fn help(words: &[&str]) -> String {
+        let args = ["coordinator"].iter().chain(words).chain(&["--help"]);
+        match Cli::try_parse_from_args(args) {
+            Err(err) if err.kind() == clap::error::ErrorKind::DisplayHelp => err.to_string(),
+            other => panic!("expected help, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn help_says_each_thing_once_and_in_order() {
+        let files = help(&["run", "files"]);
+        assert_eq!(files.matches("[default: table]").count(), 1, "{files}");
+        // --broker comes under its own heading, after the options every backend shares.
+        let pool = files.find("Pool and output:").expect("the common heading");
+        let redis = files.find("Redis backend:").expect("the redis heading");
+        let broker = files.find("--broker <URL>").expect("--broker");
+        assert!(pool < redis && redis < broker, "{files}");
+        assert!(help(&[]).contains("coordinator demo --quick"));
+        assert!(help(&["run", "noop"]).contains("Exit codes:"));
     }
 
     #[test]

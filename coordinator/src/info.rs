@@ -37,12 +37,35 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
     println!("os:         {} (kernel {})", machine.os, machine.kernel);
     match worker {
         Ok(bin) => println!(
-            "worker:     {} (found by {})",
+            "worker:     {} ({})",
             bin.path.display(),
-            bin.source
+            how_found(bin.source)
         ),
         Err(err) => println!("worker:     not usable: {err}"),
     }
     println!("protocol:   version {}", shared::protocol::PROTOCOL_VERSION);
     Ok(())
+}
+
+/// `from --worker-bin`, `from $WORKPOOL_WORKER`, or `next to coordinator`.
+fn how_found(source: &str) -> String {
+    if source.starts_with("--") {
+        format!("from {source}")
+    } else if source.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+        format!("from ${source}")
+    } else {
+        source.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::how_found;
+
+    #[test]
+    fn says_where_the_worker_came_from() {
+        assert_eq!(how_found("--worker-bin"), "from --worker-bin");
+        assert_eq!(how_found("WORKPOOL_WORKER"), "from $WORKPOOL_WORKER");
+        assert_eq!(how_found("next to coordinator"), "next to coordinator");
+    }
 }

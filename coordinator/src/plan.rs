@@ -69,7 +69,11 @@ impl Plan {
             Workload::Fetch(args) => {
                 context.fetch = fetch_settings(args)?;
                 let tickers = tickers(args)?;
-                Box::new(tickers.into_iter().map(|ticker| Input::Fetch { ticker }))
+                // `--count`: the first N tickers, going round the list if N is larger.
+                let count = args.count.unwrap_or(tickers.len() as u64);
+                Box::new((0..count).map(move |i| Input::Fetch {
+                    ticker: tickers[(i % tickers.len() as u64) as usize].clone(),
+                }))
             }
             Workload::Files(args) => {
                 context.files = FileSettings {
