@@ -135,3 +135,15 @@ fn an_interrupt_ends_a_run_stuck_in_the_coordinators_own_thread() {
     assert_eq!(status.code(), Some(130), "stderr: {err}");
     assert!(err.contains("cannot be stopped"), "says why: {err}");
 }
+
+#[test]
+fn info_into_a_full_standard_output_is_an_error_not_a_panic() {
+    let out = Command::new(COORDINATOR)
+        .arg("info")
+        .stdout(dev_full())
+        .output()
+        .expect("cannot run coordinator");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert!(err.contains("cannot write standard output"), "{err}");
+}
