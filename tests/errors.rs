@@ -91,3 +91,56 @@ fn worker_binary_that_is_not_executable_is_a_setup_error() {
     let out = run_output(&["noop", "--count", "1", "--worker-bin", &path]);
     assert_usage_error(&out, &[&path, "not an executable"]);
 }
+
+#[test]
+fn write_errors_name_the_output() {
+    for (path, cause) in [
+        ("/dev/full", "No space left on device"),
+        ("/proc/version", "/proc/version"),
+    ] {
+        let out = run_output(&["noop", "--count", "3", "-o", path]);
+        assert_usage_error(&out, &[&format!("cannot write {path}"), cause]);
+    }
+}
+
+#[test]
+fn gen_data_errors_name_the_file_and_say_the_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, "").unwrap();
+    // A ticker's file that is a directory: the write fails on that path.
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("AAPL.csv")).unwrap();
+    for (target, culprit) in [(&blocker, blocker.clone()), (&data, data.join("AAPL.csv"))] {
+        let target = target.to_string_lossy();
+        let out = output(coordinator().args(["gen-data", "--dir", &target]));
+        let culprit = culprit.to_string_lossy();
+        assert_usage_error(&out, &[&culprit]);
+        let err = crate::common::stderr(&out);
+        assert_eq!(err.matches("os error").count(), 1, "the cause once: {err}");
+    }
+}
+
+#[test]
+fn broker_on_the_command_line_selects_the_redis_backend() {
+    // Nothing listens on port 1: the redis backend is the one that fails.
+    let out = run_output(&["noop", "--count", "1", "--broker", "redis://127.0.0.1:1"]);
+    assert_usage_error(&out, &["broker", "127.0.0.1:1"]);
+    let out = run_output(&[
+        "noop",
+        "--count",
+        "1",
+        "--broker",
+        "redis://127.0.0.1:1",
+        "--backend",
+        "thread",
+    ]);
+    assert_usage_error(&out, &["--broker", "--backend thread"]);
+    // From the environment, the URL waits for --backend redis.
+    let out = output(
+        coordinator()
+            .env("WORKPOOL_BROKER", "redis://127.0.0.1:1")
+            .args(["run", "noop", "--count", "1", "--backend", "thread"]),
+    );
+    crate::common::assert_exit(&out, 0);
+}

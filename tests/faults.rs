@@ -288,3 +288,34 @@ fn bad_durations_and_unreadable_inputs_are_usage_errors() {
     let out = run_output(&["noop", "--first", "0"]);
     assert_usage_error(&out, &["--first"]);
 }
+
+#[test]
+fn fault_specs_that_would_silently_do_something_else_are_refused() {
+    for (faults, needles) in [
+        // `/0` read as "no attempt" but struck every one.
+        ("kill@1/0", &["kill@1/0", "from 1 to"][..]),
+        // An index past --count struck nothing.
+        ("panic@100", &["panic@100", "--count 3"][..]),
+        // The second fault on a task replaced the first.
+        ("hang@1,panic@1", &["hang@1", "panic@1", "same task"][..]),
+    ] {
+        let out = run_output(&["noop", "--count", "3", "--fault", faults]);
+        assert_usage_error(&out, needles);
+    }
+}
+
+#[test]
+fn timeout_is_refused_where_a_task_runs_in_the_coordinators_own_thread() {
+    let out = run_output(&[
+        "noop",
+        "--count",
+        "3",
+        "--fault",
+        "hang@1",
+        "--timeout",
+        "1s",
+        "--backend",
+        "sequential",
+    ]);
+    assert_usage_error(&out, &["--timeout", "--backend thread"]);
+}

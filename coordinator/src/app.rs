@@ -6,16 +6,15 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
-use clap::Parser;
 
 use crate::cli::{Cli, Command, RunOptions, Workload};
 use crate::export::{self, Layout};
 use crate::plan::Plan;
-use crate::pool::{BackendKind, Chunk, Pool, PoolConfig, WorkerBinary, MAX_WORKERS};
+use crate::pool::{BackendKind, Pool, PoolConfig, WorkerBinary, MAX_WORKERS};
 use crate::progress::Progress;
 use crate::report::Summary;
 
-/// Exit codes (SPEC.md section 6).
+/// Exit codes, as `coordinator --help` lists them.
 pub mod exit {
     pub const OK: u8 = 0;
     pub const TASK_FAILED: u8 = 1;
@@ -25,7 +24,7 @@ pub mod exit {
 
 pub fn main() -> ExitCode {
     install_panic_hook();
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_args() {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
@@ -66,6 +65,10 @@ fn run(workload: &Workload) -> Result<u8> {
     if Some(lo) == hi && lo > 0 {
         config.workers = config.workers.min(lo);
     }
+    let destination = match &opts.output {
+        Some(path) => path.display().to_string(),
+        None => "standard output".to_string(),
+    };
     // Open the output before starting any worker, so a bad path fails fast.
     let sink: Box<dyn Write> = match &opts.output {
         Some(path) => Box::new(
@@ -92,19 +95,46 @@ fn run(workload: &Workload) -> Result<u8> {
     let mut pool = Pool::start(config).context("cannot start the pool")?;
     let pool_start_ms = pool.start_time().as_secs_f64() * 1000.0;
     let workers = pool.workers();
-    watch_for_interrupts(pool.interrupter())?;
+    let interrupter = pool.interrupter();
+    watch_for_interrupts(interrupter.clone(), backend)?;
     let mut run = pool.map(plan.inputs);
+    // Once the reader of the output is gone (`| head`), the run is stopped and nothing
+    // more is written; the exit code still says whether every task that ended succeeded
+    // (the ones the stop cancelled never ended).
+    let mut reader_gone = false;
     while let Some(record) = run.next() {
         progress.inc();
-        exporter.record(&record)?;
-        if !run.has_ready() {
-            progress.suspend(|| exporter.flush())?;
+        if reader_gone {
+            continue;
+        }
+        let written = exporter.record(&record).and_then(|()| {
+            if run.has_ready() {
+                Ok(())
+            } else {
+                progress.suspend(|| exporter.flush())
+            }
+        });
+        match written {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {
+                // No point running tasks whose outcomes would be written into nothing.
+                reader_gone = true;
+                interrupter.interrupt();
+            }
+            Err(err) => return Err(err).with_context(|| format!("cannot write {destination}")),
         }
     }
     let stats = run.stats();
     let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
     pool.shutdown();
     progress.finish();
+    if reader_gone {
+        return Ok(if stats.failed > 0 {
+            exit::TASK_FAILED
+        } else {
+            exit::OK
+        });
+    }
     let failed = stats.failed;
     let interrupted = stats.interrupted;
     let summary = Summary {
@@ -119,26 +149,65 @@ fn run(workload: &Workload) -> Result<u8> {
             pool_start_ms,
         )
     };
-    exporter.finish(&summary)?;
-    if let Some(err) = plan.input_error.take() {
-        bail!("{err} (the run stopped reading its inputs there)");
-    }
-    Ok(if interrupted {
+    let code = if interrupted {
         exit::INTERRUPTED
     } else if failed > 0 {
         exit::TASK_FAILED
     } else {
         exit::OK
-    })
+    };
+    match exporter.finish(&summary) {
+        // Every task has ended: a reader gone before the summary changes nothing.
+        Err(err) if err.kind() != io::ErrorKind::BrokenPipe => {
+            Err(err).with_context(|| format!("cannot write {destination}"))
+        }
+        _ => match plan.input_error.take() {
+            Some(err) => bail!("{err} (the run stopped reading its inputs there)"),
+            None => Ok(code),
+        },
+    }
 }
 
 /// SIGINT or SIGTERM stops the run (pending tasks are reported `cancelled`, workers are
-/// stopped); a second one exits at once, and the workers die with the coordinator.
-fn watch_for_interrupts(interrupter: crate::pool::Interrupter) -> Result<()> {
+/// stopped); a second one exits at once, and the workers die with the coordinator. On the
+/// sequential backend a task runs in this very thread and cannot be stopped: if one is
+/// still running a moment after the interrupt, the process exits with the records so far
+/// (each was flushed before the next task started) but without the summary.
+fn watch_for_interrupts(interrupter: crate::pool::Interrupter, backend: BackendKind) -> Result<()> {
     on_interrupt(
         "interrupted: stopping (interrupt again to exit at once)",
-        move || interrupter.interrupt(),
+        move || {
+            interrupter.interrupt();
+            if backend == BackendKind::Sequential {
+                exit_if_stuck_inline();
+            }
+        },
     )
+}
+
+/// How long an interrupted run may go on finishing the task in the coordinator's own
+/// thread before the process exits without it.
+const STUCK_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Exits with code 130 if the sequential backend is still in the same batch after
+/// [`STUCK_GRACE`]; runs on a thread of its own so that a second interrupt still exits at
+/// once.
+fn exit_if_stuck_inline() {
+    let Some(batch) = crate::pool::running_batch() else {
+        return;
+    };
+    let _ = std::thread::Builder::new()
+        .name("workpool-stuck".into())
+        .spawn(move || {
+            std::thread::sleep(STUCK_GRACE);
+            if crate::pool::running_batch() == Some(batch) {
+                eprintln!(
+                    "interrupted: a task is running in the coordinator's own thread \
+                     (--backend sequential) and cannot be stopped; exiting without the summary"
+                );
+                std::process::exit(i32::from(exit::INTERRUPTED));
+            }
+        });
 }
 
 /// Calls `first` at the first SIGINT or SIGTERM (after printing `message`), and exits
@@ -181,18 +250,12 @@ fn pool_config(opts: &RunOptions, context: shared::Context) -> Result<PoolConfig
         }
         _ => None,
     };
-    let chunk = match opts.chunk.as_str() {
-        "auto" => Chunk::Auto,
-        n => match n.parse::<usize>() {
-            Ok(0) | Err(_) => bail!("--chunk takes a positive number or `auto`, not `{n}`"),
-            Ok(n) => Chunk::Fixed(n),
-        },
-    };
-    if opts.first == Some(0) {
-        bail!("--first must be at least 1");
-    }
-    if opts.inflight == Some(0) {
-        bail!("--inflight must be at least 1");
+    if opts.backend == BackendKind::Sequential && opts.timeout.is_some() {
+        bail!(
+            "--timeout cannot stop a task of --backend sequential, which runs in the \
+             coordinator's own thread: use --backend thread -w 1 to run one task at a time \
+             with a timeout"
+        );
     }
     let worker_bin = match opts.backend {
         BackendKind::Process => Some(WorkerBinary::locate(opts.worker_bin.as_deref())?),
@@ -202,7 +265,7 @@ fn pool_config(opts: &RunOptions, context: shared::Context) -> Result<PoolConfig
         backend: opts.backend,
         workers,
         order: opts.order,
-        chunk,
+        chunk: opts.chunk,
         inflight: opts.inflight,
         retries: opts.retries,
         backoff: std::time::Duration::from_millis(opts.backoff_ms),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context as _, Result};
-use shared::workload::fault::Fault;
+use shared::workload::fault;
 use shared::workload::fetch::{FetchSettings, DEFAULT_TICKERS};
 use shared::workload::files::FileSettings;
 use shared::{workload, Context, Input};
@@ -56,13 +56,6 @@ impl Plan {
         let input_error = InputError::default();
         let inputs: Box<dyn Iterator<Item = Input> + Send> = match workload {
             Workload::Noop(args) => {
-                if args.payload > shared::codec::MAX_PAYLOAD_BYTES {
-                    bail!(
-                        "--payload {} is larger than the {}-byte limit",
-                        args.payload,
-                        shared::codec::MAX_PAYLOAD_BYTES
-                    );
-                }
                 let len = args.payload;
                 let backend = args.run.backend;
                 if let Some(spec) = args.fault.iter().find(|f| f.fault.kind.ends_process()) {
@@ -78,8 +71,7 @@ impl Plan {
                         );
                     }
                 }
-                let faults: std::collections::HashMap<u64, Fault> =
-                    args.fault.iter().map(|f| (f.index, f.fault)).collect();
+                let faults = fault::by_index(&args.fault, args.count)?;
                 Box::new((0..args.count).map(move |index| Input::Noop {
                     payload: workload::noop_payload(index, len),
                     fault: faults.get(&index).copied(),
@@ -123,26 +115,6 @@ impl Plan {
     }
 }
 
-/// Parses `LO..HI` or a single number of milliseconds.
-pub fn parse_latency(text: &str) -> Result<(u64, u64)> {
-    let parse = |s: &str| {
-        s.trim()
-            .parse::<u64>()
-            .with_context(|| format!("--latency-ms: `{s}` is not a whole number of milliseconds"))
-    };
-    let (lo, hi) = match text.split_once("..") {
-        Some((lo, hi)) => (parse(lo)?, parse(hi)?),
-        None => {
-            let ms = parse(text)?;
-            (ms, ms)
-        }
-    };
-    if lo > hi {
-        bail!("--latency-ms {text}: the low end is above the high end");
-    }
-    Ok((lo, hi))
-}
-
 fn fetch_settings(args: &FetchArgs) -> Result<FetchSettings> {
     if !(0.0..=1.0).contains(&args.fail_rate) {
         bail!(
@@ -151,7 +123,7 @@ fn fetch_settings(args: &FetchArgs) -> Result<FetchSettings> {
         );
     }
     Ok(FetchSettings {
-        latency_ms: parse_latency(&args.latency_ms)?,
+        latency_ms: args.latency_ms,
         slow: args.slow.clone(),
         slow_ms: args.slow_ms,
         reject: args.reject.clone(),
@@ -167,36 +139,107 @@ pub const MAX_TICKERS_LINE: usize = 64 * 1024;
 pub const MAX_TICKER_LEN: usize = 64;
 
 /// The tickers to fetch: `--tickers`, `--tickers-file` (read lazily, a line at a time), or
-/// the notebook's sixteen.
+/// the notebook's sixteen; with `--count N`, the first N of them, going round the list
+/// (reading the file again) if N is larger.
 fn tickers(
     args: &FetchArgs,
     input_error: &InputError,
 ) -> Result<Box<dyn Iterator<Item = String> + Send>> {
-    let mut tickers: Box<dyn Iterator<Item = String> + Send> =
-        if let Some(path) = &args.tickers_file {
-            let file = File::open(path)
-                .with_context(|| format!("cannot read tickers from {}", path.display()))?;
-            Box::new(TickerLines::new(file, path.clone(), input_error.clone()))
-        } else if args.tickers.is_empty() {
-            Box::new(DEFAULT_TICKERS.iter().map(|t| t.to_string()))
-        } else {
-            let tickers: Vec<String> = args.tickers.iter().map(|t| t.trim().to_string()).collect();
-            if let Some(long) = tickers.iter().find(|t| t.len() > MAX_TICKER_LEN) {
-                bail!(
-                    "--tickers: `{}` is longer than {MAX_TICKER_LEN} bytes",
-                    excerpt(long)
-                );
+    if let Some(long) = args
+        .tickers
+        .iter()
+        .find(|t| t.trim().len() > MAX_TICKER_LEN)
+    {
+        bail!(
+            "--tickers: `{}` is longer than {MAX_TICKER_LEN} bytes",
+            excerpt(long)
+        );
+    }
+    let listed: Vec<String> = if args.tickers.is_empty() {
+        DEFAULT_TICKERS.iter().map(|t| t.to_string()).collect()
+    } else {
+        args.tickers.iter().map(|t| t.trim().to_string()).collect()
+    };
+    let file = args.tickers_file.clone();
+    let error = input_error.clone();
+    // One pass over the list; a file is opened anew for each pass.
+    let pass = move || -> Result<Box<dyn Iterator<Item = String> + Send>> {
+        Ok(match &file {
+            Some(path) => {
+                let opened = File::open(path)
+                    .with_context(|| format!("cannot read tickers from {}", path.display()))?;
+                Box::new(TickerLines::new(opened, path.clone(), error.clone()))
             }
-            Box::new(tickers.into_iter())
-        };
+            None => Box::new(listed.clone().into_iter()),
+        })
+    };
+    let mut first_pass = pass()?;
     // Look at the first ticker now, so an empty or unreadable list fails before any
     // worker starts.
-    match tickers.next() {
-        Some(first) => Ok(Box::new(std::iter::once(first).chain(tickers))),
-        None => match input_error.take() {
+    let Some(first) = first_pass.next() else {
+        match input_error.take() {
             Some(err) => bail!("{err}"),
             None => bail!("no tickers to fetch"),
-        },
+        }
+    };
+    let first_pass = std::iter::once(first).chain(first_pass);
+    let Some(count) = args.count else {
+        return Ok(Box::new(first_pass));
+    };
+    let error = input_error.clone();
+    let later_passes = std::iter::repeat_with(pass).map_while(move |next| match next {
+        Ok(tickers) => Some(tickers),
+        Err(err) => {
+            error.set(format!("{err:#}"));
+            None
+        }
+    });
+    let rounds = std::iter::once(Box::new(first_pass) as Box<dyn Iterator<Item = String> + Send>)
+        .chain(later_passes);
+    Ok(Box::new(NonEmptyRounds::new(rounds).take(count as usize)))
+}
+
+/// Concatenates passes over a list, and ends at the first pass that yields nothing (a
+/// file emptied since, or one that fails): going round an empty list would never end.
+struct NonEmptyRounds<R: Iterator> {
+    rounds: R,
+    current: Option<R::Item>,
+    current_yielded: bool,
+}
+
+impl<R> NonEmptyRounds<R>
+where
+    R: Iterator,
+    R::Item: Iterator<Item = String>,
+{
+    fn new(rounds: R) -> Self {
+        NonEmptyRounds {
+            rounds,
+            current: None,
+            current_yielded: true,
+        }
+    }
+}
+
+impl<R> Iterator for NonEmptyRounds<R>
+where
+    R: Iterator,
+    R::Item: Iterator<Item = String>,
+{
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        loop {
+            if let Some(ticker) = self.current.as_mut().and_then(Iterator::next) {
+                self.current_yielded = true;
+                return Some(ticker);
+            }
+            if !self.current_yielded {
+                return None;
+            }
+            self.current = Some(self.rounds.next()?);
+            self.current_yielded = false;
+        }
     }
 }
 
@@ -333,18 +376,4 @@ fn expand_paths(args: &FilesArgs) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(paths)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn latency_forms() {
-        assert_eq!(parse_latency("100..500").unwrap(), (100, 500));
-        assert_eq!(parse_latency("250").unwrap(), (250, 250));
-        assert!(parse_latency("500..100").is_err());
-        assert!(parse_latency("fast").is_err());
-        assert!(parse_latency("1..").is_err());
-    }
 }

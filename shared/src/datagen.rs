@@ -10,6 +10,7 @@
 //! stream for returns and one for volumes: a ticker's file is the same whatever other
 //! tickers are generated, and a shorter file is a prefix of a longer one.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -65,13 +66,66 @@ const STREAM_VOLUMES: u64 = u64::from_le_bytes(*b"dg:volum");
 /// Buffer of each file's writer: rows are small, system calls are not.
 const WRITE_BUFFER_BYTES: usize = 256 * 1024;
 
+/// The first and last dates a row may have: dates keep four-digit years, which every CSV
+/// reader (and `YYYY-MM-DD` itself) expects.
+pub const FIRST_DATE: NaiveDate = match NaiveDate::from_ymd_opt(1, 1, 1) {
+    Some(date) => date,
+    None => panic!("0001-01-01 is a valid date"),
+};
+pub const LAST_DATE: NaiveDate = match NaiveDate::from_ymd_opt(9999, 12, 31) {
+    Some(date) => date,
+    None => panic!("9999-12-31 is a valid date"),
+};
+
+/// Rows from [`FIRST_DATE`] to [`LAST_DATE`]: the most a file can have.
+pub const MAX_DAYS: usize = 3_652_059;
+
+/// Which tickers get a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tickers {
+    /// These, in this order.
+    Named(Vec<String>),
+    /// The first `n` of [`synthetic_ticker`]: produced one at a time, so a million files
+    /// cost no more memory than one.
+    Synthetic(usize),
+}
+
+impl Tickers {
+    /// How many files they make.
+    pub fn len(&self) -> usize {
+        match self {
+            Tickers::Named(names) => names.len(),
+            Tickers::Synthetic(n) => *n,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = Cow<'_, str>> + '_> {
+        match self {
+            Tickers::Named(names) => Box::new(names.iter().map(|n| n.as_str().into())),
+            Tickers::Synthetic(n) => {
+                Box::new((0..*n).map(|i| -> Cow<'_, str> { synthetic_ticker(i) }))
+            }
+        }
+    }
+}
+
+impl From<Vec<String>> for Tickers {
+    fn from(names: Vec<String>) -> Self {
+        Tickers::Named(names)
+    }
+}
+
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GenSpec {
     /// Directory the files are written to; created if missing.
     pub dir: PathBuf,
     /// One file per ticker, named `<TICKER>.csv`.
-    pub tickers: Vec<String>,
+    pub tickers: Tickers,
     /// Date of the first row.
     pub start: NaiveDate,
     /// Data rows per file, one per calendar day.
@@ -85,7 +139,7 @@ impl GenSpec {
     pub fn notebook(dir: PathBuf, seed: u64) -> GenSpec {
         GenSpec {
             dir,
-            tickers: synthetic_tickers(NOTEBOOK_TICKERS.len()),
+            tickers: Tickers::Synthetic(NOTEBOOK_TICKERS.len()),
             start: NOTEBOOK_START,
             days: NOTEBOOK_DAYS,
             seed,
@@ -104,25 +158,30 @@ pub enum DatagenError {
     #[error("ticker {0:?} is listed twice; each ticker gets one file")]
     DuplicateTicker(String),
     #[error(
-        "{days} days from {start} go past the last date that can be represented; \
+        "{days} days from {start} go past {LAST_DATE} (dates have four-digit years); \
          use fewer rows or an earlier start date"
     )]
     DateOutOfRange { start: NaiveDate, days: usize },
-    #[error("cannot create directory {}: {source}", path.display())]
+    // The I/O error is the source, not part of the message: printed with its causes (as
+    // the binaries do), it would otherwise appear twice.
+    #[error("cannot create directory {}", path.display())]
     CreateDir { path: PathBuf, source: io::Error },
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}", path.display())]
     Write { path: PathBuf, source: io::Error },
 }
 
 /// `n` tickers for scale tests: the notebook's eight first, then `T0008`, `T0009`, ...
 /// (numbered by position, so the list for `n` is a prefix of the list for `n + 1`).
 pub fn synthetic_tickers(n: usize) -> Vec<String> {
-    (0..n)
-        .map(|i| match NOTEBOOK_TICKERS.get(i) {
-            Some(ticker) => (*ticker).to_string(),
-            None => format!("T{i:04}"),
-        })
-        .collect()
+    (0..n).map(|i| synthetic_ticker(i).into_owned()).collect()
+}
+
+/// The `i`-th ticker of [`synthetic_tickers`].
+pub fn synthetic_ticker(i: usize) -> Cow<'static, str> {
+    match NOTEBOOK_TICKERS.get(i) {
+        Some(ticker) => (*ticker).into(),
+        None => format!("T{i:04}").into(),
+    }
 }
 
 /// The number of calendar days from `start` to `end`, both included; `None` if `end` is
@@ -135,21 +194,26 @@ pub fn calendar_days(start: NaiveDate, end: NaiveDate) -> Option<usize> {
 /// Writes one file per ticker and returns their paths, in the order of `spec.tickers`.
 /// Everything is checked before the first byte is written.
 pub fn generate(spec: &GenSpec) -> Result<Vec<PathBuf>, DatagenError> {
-    let mut seen = HashSet::new();
-    for ticker in &spec.tickers {
-        if !is_file_safe(ticker) {
-            return Err(DatagenError::InvalidTicker(ticker.clone()));
-        }
-        if !seen.insert(ticker.as_str()) {
-            return Err(DatagenError::DuplicateTicker(ticker.clone()));
+    let mut paths = Vec::new();
+    generate_each(spec, |path| paths.push(path.to_path_buf()))?;
+    Ok(paths)
+}
+
+/// Like [`generate`], but hands each path to `written` as soon as its file is complete
+/// instead of collecting them: the memory it takes does not grow with the number of files.
+pub fn generate_each(spec: &GenSpec, mut written: impl FnMut(&Path)) -> Result<(), DatagenError> {
+    if let Tickers::Named(names) = &spec.tickers {
+        let mut seen = HashSet::new();
+        for ticker in names {
+            if !is_file_safe(ticker) {
+                return Err(DatagenError::InvalidTicker(ticker.clone()));
+            }
+            if !seen.insert(ticker.as_str()) {
+                return Err(DatagenError::DuplicateTicker(ticker.clone()));
+            }
         }
     }
-    let last_offset = u64::try_from(spec.days.saturating_sub(1)).unwrap_or(u64::MAX);
-    if spec
-        .start
-        .checked_add_days(chrono::Days::new(last_offset))
-        .is_none()
-    {
+    if last_date(spec.start, spec.days).is_none() {
         return Err(DatagenError::DateOutOfRange {
             start: spec.start,
             days: spec.days,
@@ -160,17 +224,24 @@ pub fn generate(spec: &GenSpec) -> Result<Vec<PathBuf>, DatagenError> {
         source,
     })?;
 
-    let mut paths = Vec::with_capacity(spec.tickers.len());
-    for ticker in &spec.tickers {
+    for ticker in spec.tickers.iter() {
         let path = spec.dir.join(format!("{ticker}.csv"));
-        if let Err(source) = write_file(&path, spec, ticker) {
+        if let Err(source) = write_file(&path, spec, &ticker) {
             // Best effort: a half-written file would later read as valid but short data.
             let _ = fs::remove_file(&path);
             return Err(DatagenError::Write { path, source });
         }
-        paths.push(path);
+        written(&path);
     }
-    Ok(paths)
+    Ok(())
+}
+
+/// The date of the last of `days` rows from `start`, if every row's date lies within
+/// [`FIRST_DATE`]..=[`LAST_DATE`] (`start` itself for zero rows).
+pub fn last_date(start: NaiveDate, days: usize) -> Option<NaiveDate> {
+    let last_offset = u64::try_from(days.saturating_sub(1)).ok()?;
+    let last = start.checked_add_days(chrono::Days::new(last_offset))?;
+    (start >= FIRST_DATE && last <= LAST_DATE).then_some(last)
 }
 
 /// A ticker that is a plain file stem: no path separators, no `..`, nothing hidden.
@@ -261,6 +332,36 @@ mod tests {
     }
 
     #[test]
+    fn max_days_span_the_four_digit_years() {
+        assert_eq!(calendar_days(FIRST_DATE, LAST_DATE), Some(MAX_DAYS));
+        assert_eq!(last_date(FIRST_DATE, MAX_DAYS), Some(LAST_DATE));
+        assert_eq!(last_date(FIRST_DATE, MAX_DAYS + 1), None);
+        assert_eq!(last_date(LAST_DATE, 1), Some(LAST_DATE));
+        assert_eq!(last_date(LAST_DATE, 0), Some(LAST_DATE));
+    }
+
+    #[test]
+    fn synthetic_tickers_stream_the_same_names() {
+        let streamed: Vec<String> = Tickers::Synthetic(12)
+            .iter()
+            .map(|t| t.into_owned())
+            .collect();
+        assert_eq!(streamed, synthetic_tickers(12));
+    }
+
+    #[test]
+    fn io_errors_are_sources_not_repeated_in_the_message() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let blocker = dir.path().join("file");
+        fs::write(&blocker, b"").expect("write");
+        let err = generate(&GenSpec::notebook(blocker.clone(), 1)).expect_err("a file");
+        let source = std::error::Error::source(&err)
+            .expect("the I/O error")
+            .to_string();
+        assert!(!err.to_string().contains(&source), "{err} repeats {source}");
+    }
+
+    #[test]
     fn notebook_days_are_the_calendar_days() {
         assert_eq!(
             calendar_days(NOTEBOOK_START, NOTEBOOK_END),
@@ -321,7 +422,7 @@ mod tests {
         // Recompute the path from the same streams, with no band: the notebook's formula.
         let dir = tempfile::tempdir().expect("temp dir");
         let spec = GenSpec {
-            tickers: vec!["AAPL".into()],
+            tickers: Tickers::Named(vec!["AAPL".into()]),
             ..notebook_in(&dir, 3)
         };
         let paths = generate(&spec).expect("generate");
@@ -364,7 +465,7 @@ mod tests {
         let all = generate(&GenSpec::notebook(dir.path().join("all"), 5)).expect("all");
         let alone = generate(&GenSpec {
             dir: dir.path().join("alone"),
-            tickers: vec!["MSFT".into()],
+            tickers: Tickers::Named(vec!["MSFT".into()]),
             days: 100,
             ..GenSpec::notebook(PathBuf::new(), 5)
         })
@@ -379,7 +480,7 @@ mod tests {
     fn zero_days_writes_a_header_only_file() {
         let dir = tempfile::tempdir().expect("temp dir");
         let spec = GenSpec {
-            tickers: vec!["X".into()],
+            tickers: Tickers::Named(vec!["X".into()]),
             days: 0,
             ..notebook_in(&dir, 1)
         };
@@ -393,7 +494,7 @@ mod tests {
         let base = notebook_in(&dir, 1);
         for bad in ["", "../evil", "a/b", ".hidden", "A B", "ÄPFEL"] {
             let spec = GenSpec {
-                tickers: vec!["OK".into(), bad.into()],
+                tickers: Tickers::Named(vec!["OK".into(), bad.into()]),
                 ..base.clone()
             };
             let err = generate(&spec).expect_err(bad);
@@ -403,16 +504,24 @@ mod tests {
             );
         }
         let spec = GenSpec {
-            tickers: vec!["A".into(), "B".into(), "A".into()],
+            tickers: Tickers::Named(vec!["A".into(), "B".into(), "A".into()]),
             ..base.clone()
         };
         assert!(matches!(generate(&spec), Err(DatagenError::DuplicateTicker(t)) if t == "A"));
-        let spec = GenSpec {
-            days: usize::MAX,
-            ..base.clone()
-        };
-        let err = generate(&spec).expect_err("too many days");
-        assert!(matches!(err, DatagenError::DateOutOfRange { .. }), "{err}");
+        for (start, days) in [
+            (NOTEBOOK_START, usize::MAX),
+            (NOTEBOOK_START, MAX_DAYS),
+            (LAST_DATE, 2),
+            (FIRST_DATE.pred_opt().expect("a date before year 1"), 1),
+        ] {
+            let spec = GenSpec {
+                start,
+                days,
+                ..base.clone()
+            };
+            let err = generate(&spec).expect_err("too many days");
+            assert!(matches!(err, DatagenError::DateOutOfRange { .. }), "{err}");
+        }
         assert!(!base.dir.exists(), "nothing is written for a bad spec");
     }
 
@@ -447,7 +556,7 @@ mod tests {
     fn long_generated_file_stays_summarizable() {
         let dir = tempfile::tempdir().expect("temp dir");
         let spec = GenSpec {
-            tickers: vec!["LONG".into()],
+            tickers: Tickers::Named(vec!["LONG".into()]),
             days: 200_000,
             ..notebook_in(&dir, 2)
         };

@@ -40,8 +40,18 @@ impl Csv {
             "elapsed_ms",
             "finished_ms",
         ]);
-        self.writer.write_record(&header).map_err(io::Error::from)
+        self.writer.write_record(&header).map_err(io_error)
     }
+}
+
+/// The csv crate's error as an I/O error of the same kind, so that a closed pipe is still
+/// seen as one (its own conversion makes every error `Other`).
+fn io_error(err: csv::Error) -> io::Error {
+    let kind = match err.kind() {
+        csv::ErrorKind::Io(io) => io.kind(),
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, err)
 }
 
 impl Exporter for Csv {
@@ -69,7 +79,7 @@ impl Exporter for Csv {
             report::cell(json.get("elapsed_ms")),
             report::cell(json.get("finished_ms")),
         ]);
-        self.writer.write_record(&row).map_err(io::Error::from)
+        self.writer.write_record(&row).map_err(io_error)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -16,6 +16,7 @@ use shared::{Context, Outcome};
 
 pub use process::{EchoPeer, WorkerBinary};
 pub use scheduler::{Interrupter, Phases, Planned, Pool, Record, Stats};
+pub use sequential::running_batch;
 pub use thread::THREAD_NAME_PREFIX;
 
 /// Which backend runs the tasks.

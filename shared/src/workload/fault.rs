@@ -1,6 +1,8 @@
 //! Injected faults, for testing what the pool does when a task misbehaves: `noop` tasks can
 //! be told to panic, abort, exit, be killed by a signal, or hang.
 
+use std::collections::HashMap;
+use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -68,8 +70,12 @@ impl Fault {
     }
 }
 
+/// The most attempts `KIND@INDEX/N` can name; as many as the coordinator's `--retries`
+/// allows, and more than that would mean "every attempt", which `KIND@INDEX` says.
+pub const MAX_STRUCK_ATTEMPTS: u32 = 1000;
+
 /// A fault aimed at one task: `KIND@INDEX` (every attempt) or `KIND@INDEX/N` (the first N
-/// attempts), e.g. `abort@3`, `hang@0/1`.
+/// attempts, N from 1 to [`MAX_STRUCK_ATTEMPTS`]), e.g. `abort@3`, `hang@0/1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FaultSpec {
     pub index: u64,
@@ -96,7 +102,16 @@ impl FromStr for FaultSpec {
             _ => return Err(usage()),
         };
         let (index, attempts) = match rest.split_once('/') {
-            Some((index, attempts)) => (index, attempts.parse().map_err(|_| usage())?),
+            Some((index, attempts)) => match attempts.parse::<u32>() {
+                Ok(n @ 1..=MAX_STRUCK_ATTEMPTS) => (index, n),
+                // `/0` would read as "no attempt" but `attempts: 0` means every attempt.
+                _ => {
+                    return Err(format!(
+                        "`{text}`: ATTEMPTS is a number from 1 to {MAX_STRUCK_ATTEMPTS} \
+                         (leave out /ATTEMPTS to strike every attempt)"
+                    ))
+                }
+            },
             None => (rest, 0),
         };
         Ok(FaultSpec {
@@ -104,6 +119,50 @@ impl FromStr for FaultSpec {
             fault: Fault { kind, attempts },
         })
     }
+}
+
+impl fmt::Display for FaultSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.fault.kind.as_str(), self.index)?;
+        if self.fault.attempts != 0 {
+            write!(f, "/{}", self.fault.attempts)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a run's `--fault` list cannot be used as given.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FaultPlanError {
+    #[error(
+        "--fault {spec}: there is no task {} in --count {count} (tasks are numbered from 0)",
+        spec.index
+    )]
+    NoSuchTask { spec: FaultSpec, count: u64 },
+    #[error("--fault {first} and {second} aim at the same task: give each task one fault")]
+    SameTask { first: FaultSpec, second: FaultSpec },
+}
+
+/// The faults of a run of `count` tasks, by task index. Refuses a fault aimed past the last
+/// task (it would silently do nothing) and two faults aimed at one task (only one could
+/// strike).
+pub fn by_index(specs: &[FaultSpec], count: u64) -> Result<HashMap<u64, Fault>, FaultPlanError> {
+    let mut faults: HashMap<u64, FaultSpec> = HashMap::with_capacity(specs.len());
+    for spec in specs {
+        if spec.index >= count {
+            return Err(FaultPlanError::NoSuchTask { spec: *spec, count });
+        }
+        if let Some(first) = faults.insert(spec.index, *spec) {
+            return Err(FaultPlanError::SameTask {
+                first,
+                second: *spec,
+            });
+        }
+    }
+    Ok(faults
+        .into_iter()
+        .map(|(i, spec)| (i, spec.fault))
+        .collect())
 }
 
 #[cfg(test)]
@@ -118,9 +177,42 @@ mod tests {
         assert_eq!(spec.fault.attempts, 0);
         let spec: FaultSpec = "hang@0/1".parse().unwrap();
         assert_eq!((spec.index, spec.fault.attempts), (0, 1));
-        for bad in ["abort", "boom@1", "panic@x", "panic@1/x", "@1"] {
+        for bad in [
+            "abort",
+            "boom@1",
+            "panic@x",
+            "panic@1/x",
+            "@1",
+            "kill@1/0",
+            "kill@1/1001",
+        ] {
             assert!(bad.parse::<FaultSpec>().is_err(), "{bad}");
         }
+        for text in ["abort@3", "hang@0/1", "kill@7/1000"] {
+            let spec: FaultSpec = text.parse().unwrap();
+            assert_eq!(spec.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn faults_past_the_last_task_or_on_one_task_twice_are_refused() {
+        let specs = |texts: &[&str]| -> Vec<FaultSpec> {
+            texts.iter().map(|t| t.parse().unwrap()).collect()
+        };
+        let faults = by_index(&specs(&["panic@0", "hang@2/1"]), 3).unwrap();
+        assert_eq!(faults.len(), 2);
+        assert_eq!(faults[&2].attempts, 1);
+        assert!(matches!(
+            by_index(&specs(&["panic@3"]), 3),
+            Err(FaultPlanError::NoSuchTask { count: 3, .. })
+        ));
+        let err = by_index(&specs(&["hang@1", "panic@1"]), 3).unwrap_err();
+        assert!(matches!(err, FaultPlanError::SameTask { .. }));
+        let message = err.to_string();
+        assert!(
+            message.contains("hang@1") && message.contains("panic@1"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -1,0 +1,149 @@
+//! Standard streams that misbehave: a reader that goes away (`| head`), a standard error
+//! that cannot be written (`2>/dev/full`), and an interrupt while the coordinator's own
+//! thread is stuck in a task. None may cost a panic or the meaning of the exit code.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{COORDINATOR, WORKER};
+
+/// Hang guard for one coordinator; no run here comes near it.
+const HANG_GUARD: Duration = Duration::from_secs(60);
+
+/// `coordinator run ARGS` with stdout piped and stderr as given.
+fn spawn_run(args: &[&str], stderr: Stdio) -> Child {
+    Command::new(COORDINATOR)
+        .env("WORKPOOL_WORKER", WORKER)
+        .arg("run")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("cannot run coordinator")
+}
+
+/// Waits for `child`, killing it (and failing) if it outlives [`HANG_GUARD`].
+fn wait(child: &mut Child, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + HANG_GUARD;
+    loop {
+        if let Some(status) = child.try_wait().expect("cannot wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: the coordinator hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Twenty fetches of 100 ms, one at a time: the run is still going when the reader of its
+/// output leaves after the first line. With `failing`, the first ticker is rejected.
+fn slow_fetches(failing: bool) -> Vec<String> {
+    let mut tickers: Vec<String> = (0..20).map(|i| format!("T{i}")).collect();
+    if failing {
+        tickers[0] = "BAD".into();
+    }
+    [
+        "fetch",
+        "--latency-ms",
+        "100",
+        "-w",
+        "1",
+        "--tickers",
+        &tickers.join(","),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_run_with_the_code_of_the_tasks_that_ended() {
+    for format in ["table", "csv", "json", "jsonl"] {
+        for quiet in [false, true] {
+            for (failing, code) in [(true, 1), (false, 0)] {
+                let what = format!("--format {format} quiet={quiet} failing={failing}");
+                let mut args = slow_fetches(failing);
+                args.extend(["--format".into(), format.into()]);
+                if quiet {
+                    args.push("-q".into());
+                }
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let mut child = spawn_run(&args, Stdio::piped());
+                let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+                let mut first = String::new();
+                reader.read_line(&mut first).expect("first line");
+                assert!(!first.is_empty(), "{what}: no output at all");
+                drop(reader); // `| head -1`
+                let status = wait(&mut child, &what);
+                let mut err = String::new();
+                child
+                    .stderr
+                    .take()
+                    .expect("stderr")
+                    .read_to_string(&mut err)
+                    .unwrap();
+                assert_eq!(status.code(), Some(code), "{what}\nstderr: {err}");
+                assert!(
+                    !err.contains("error"),
+                    "{what}: a closed pipe is no error: {err}"
+                );
+                assert!(!err.contains("panicked"), "{what}: {err}");
+            }
+        }
+    }
+}
+
+#[test]
+fn an_interrupt_ends_a_run_stuck_in_the_coordinators_own_thread() {
+    let mut child = spawn_run(
+        &[
+            "noop",
+            "--count",
+            "3",
+            "--fault",
+            "hang@1",
+            "--backend",
+            "sequential",
+            "--format",
+            "jsonl",
+        ],
+        Stdio::piped(),
+    );
+    let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    reader.read_line(&mut first).expect("first line");
+    assert!(
+        first.contains("\"index\":0"),
+        "task 0 is written before 1 hangs: {first}"
+    );
+    // Task 1 now hangs for a day in the coordinator's main thread.
+    let pid = i32::try_from(child.id()).expect("pid");
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let status = wait(&mut child, "interrupted sequential run");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "stderr: {err}");
+    assert!(err.contains("cannot be stopped"), "says why: {err}");
+}
+
+#[test]
+fn info_into_a_full_standard_output_is_an_error_not_a_panic() {
+    let out = Command::new(COORDINATOR)
+        .arg("info")
+        .stdout(dev_full())
+        .output()
+        .expect("cannot run coordinator");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert!(err.contains("cannot write standard output"), "{err}");
+}
