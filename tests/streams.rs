@@ -2,6 +2,7 @@
 //! that cannot be written (`2>/dev/full`), and an interrupt while the coordinator's own
 //! thread is stuck in a task. None may cost a panic or the meaning of the exit code.
 
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -38,6 +39,15 @@ fn wait(child: &mut Child, what: &str) -> ExitStatus {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+fn dev_full() -> Stdio {
+    Stdio::from(
+        File::options()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full"),
+    )
 }
 
 /// Twenty fetches of 100 ms, one at a time: the run is still going when the reader of its
@@ -94,6 +104,54 @@ fn a_reader_that_goes_away_ends_the_run_with_the_code_of_the_tasks_that_ended() 
                 );
                 assert!(!err.contains("panicked"), "{what}: {err}");
             }
+        }
+    }
+}
+
+#[test]
+fn a_full_standard_error_costs_no_panic_and_keeps_the_exit_code() {
+    // csv: the summary goes to stderr; a failed task; a set-up error.
+    let cases: [(&[&str], i32); 4] = [
+        (&["noop", "--count", "3", "--format", "csv"], 0),
+        (
+            &[
+                "noop",
+                "--count",
+                "3",
+                "--format",
+                "csv",
+                "--fault",
+                "panic@1",
+                "--backend",
+                "thread",
+            ],
+            1,
+        ),
+        (
+            &[
+                "noop",
+                "--count",
+                "3",
+                "--worker-bin",
+                "/nonexistent/worker",
+            ],
+            2,
+        ),
+        (&["noop", "--count", "3", "--chunk", "0"], 2),
+    ];
+    for (args, code) in cases {
+        let mut child = spawn_run(args, dev_full());
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_to_string(&mut out)
+            .unwrap();
+        let status = wait(&mut child, &args.join(" "));
+        assert_eq!(status.code(), Some(code), "{args:?}\nstdout: {out}");
+        if code != 2 {
+            assert_eq!(out.lines().count(), 4, "{args:?}: header and rows\n{out}");
         }
     }
 }

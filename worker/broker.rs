@@ -120,9 +120,13 @@ pub fn serve(settings: Settings) -> Result<(), ServeError> {
         Isolation::Thread => "threads",
         Isolation::Process(_) => "child processes",
     };
-    eprintln!(
+    shared::diag!(
         "worker {}: serving {} with {} {isolation} (lease {:?}, max deliveries {})",
-        settings.name, url, settings.concurrency, settings.lease, settings.max_deliveries
+        settings.name,
+        url,
+        settings.concurrency,
+        settings.lease,
+        settings.max_deliveries
     );
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -255,7 +259,7 @@ impl Publisher {
     /// batches it holds are taken over by another worker after their lease.
     fn publish(&mut self, batch: Finished) {
         if let Err(err) = self.try_publish(&batch) {
-            eprintln!("worker {}: cannot publish outcomes: {err}", self.name);
+            shared::diag!("worker {}: cannot publish outcomes: {err}", self.name);
             std::process::exit(1);
         }
         let _ = self.freed.send(batch.id);
@@ -288,11 +292,13 @@ fn with_retries<T>(
     loop {
         match command(con) {
             Err(err) if err.is_missing_group() && started.elapsed() < RECONNECT_FOR => {
-                eprintln!("worker: the consumer group is gone (broker restarted?); joining anew");
+                shared::diag!(
+                    "worker: the consumer group is gone (broker restarted?); joining anew"
+                );
                 broker::ensure_group(url, con)?;
             }
             Err(err) if err.is_connection() && started.elapsed() < RECONNECT_FOR => {
-                eprintln!("worker: {err}; reconnecting");
+                shared::diag!("worker: {err}; reconnecting");
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_secs(2));
                 if let Ok(fresh) = url.connect(CONNECT_TIMEOUT, Some(IO_TIMEOUT)) {
@@ -385,7 +391,7 @@ impl Server {
         })?;
         self.cursor = next;
         if !claimed.is_empty() {
-            eprintln!(
+            shared::diag!(
                 "worker {name}: took over {} batch(es) whose worker stopped renewing them",
                 claimed.len()
             );
@@ -417,7 +423,7 @@ impl Server {
         let entry: TaskEntry = match broker::decode_entry(&id, &frame) {
             Ok(entry) => entry,
             Err(err) => {
-                eprintln!(
+                shared::diag!(
                     "worker {}: dropping a corrupt entry: {err}",
                     self.settings.name
                 );

@@ -87,7 +87,7 @@ fn main() -> ExitCode {
     match serve(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("worker {}: {err:#}", args.id);
+            shared::diag!("worker {}: {err:#}", args.id);
             ExitCode::FAILURE
         }
     }
@@ -153,7 +153,7 @@ fn serve_broker(args: &Args, url: &str) -> ExitCode {
                 source: "this worker",
             }),
             Err(err) => {
-                eprintln!("worker: error: cannot find this executable's path: {err}");
+                shared::diag!("worker: error: cannot find this executable's path: {err}");
                 return ExitCode::from(2);
             }
         },
@@ -180,11 +180,11 @@ fn serve_broker(args: &Args, url: &str) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err @ broker::ServeError::Start(_)) => {
-            eprintln!("worker: error: {err}");
+            shared::diag!("worker: error: {err}");
             ExitCode::from(2)
         }
         Err(err) => {
-            eprintln!("worker: error: {err:#}");
+            shared::diag!("worker: error: {err:#}");
             ExitCode::FAILURE
         }
     }

@@ -39,7 +39,7 @@ pub fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) if is_broken_pipe(&err) => ExitCode::from(exit::OK),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            shared::diag!("error: {err:#}");
             ExitCode::from(exit::USAGE)
         }
     }
@@ -201,7 +201,7 @@ fn exit_if_stuck_inline() {
         .spawn(move || {
             std::thread::sleep(STUCK_GRACE);
             if crate::pool::running_batch() == Some(batch) {
-                eprintln!(
+                shared::diag!(
                     "interrupted: a task is running in the coordinator's own thread \
                      (--backend sequential) and cannot be stopped; exiting without the summary"
                 );
@@ -221,7 +221,7 @@ pub fn on_interrupt(message: &'static str, first: impl Fn() + Send + 'static) ->
         .spawn(move || {
             for (count, _) in signals.forever().enumerate() {
                 if count == 0 {
-                    eprintln!("{message}");
+                    shared::diag!("{message}");
                     first();
                 } else {
                     std::process::exit(i32::from(exit::INTERRUPTED));

@@ -35,7 +35,7 @@ pub fn run(args: &GenDataArgs) -> Result<()> {
     };
     let mut written = 0u64;
     datagen::generate_each(&spec, |_| written += 1)?;
-    eprintln!(
+    shared::diag!(
         "wrote {written} files of {days} rows to {}",
         args.dir.display()
     );

@@ -6,6 +6,7 @@ pub mod broker;
 pub mod clock;
 pub mod codec;
 pub mod datagen;
+pub mod diag;
 pub mod outcome;
 pub mod protocol;
 pub mod seed;

@@ -149,9 +149,15 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
         conclusions: Vec::new(),
     };
     let m = &report.machine;
-    eprintln!(
+    shared::diag!(
         "workpool bench on {} ({} logical cores, {} MiB, {}, kernel {}); {} runs after {} warm-up",
-        m.cpu, m.logical_cores, m.memory_total_mib, m.os, m.kernel, bench.runs, bench.warmup
+        m.cpu,
+        m.logical_cores,
+        m.memory_total_mib,
+        m.os,
+        m.kernel,
+        bench.runs,
+        bench.warmup
     );
 
     // The suites run on a thread of their own, so that an interrupt is answered at once
@@ -206,7 +212,7 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
     targets.write(&report, true)?;
     if let Some(dir) = &args.plot {
         for path in plot::write_all(&report, dir)? {
-            eprintln!("wrote {}", path.display());
+            shared::diag!("wrote {}", path.display());
         }
     }
     let markdown_on_stdout = args.export_markdown.as_deref() == Some(std::path::Path::new("-"));
@@ -315,6 +321,6 @@ fn remove_temp_files() {
 /// stdout.
 fn print_terminal(report: &Report, tables: bool) {
     if tables {
-        eprintln!("\n{}", export::markdown(report));
+        shared::diag!("\n{}", export::markdown(report));
     }
 }

@@ -89,7 +89,7 @@ impl Exporter for Csv {
     fn finish(&mut self, summary: &Summary) -> io::Result<()> {
         self.header()?;
         self.writer.flush()?;
-        eprintln!("summary: {}", summary.json());
+        shared::diag!("summary: {}", summary.json());
         Ok(())
     }
 }

@@ -172,7 +172,7 @@ impl Drop for RedisBackend {
         self.stop_reader.store(true, Ordering::SeqCst);
         let shared = &self.shared;
         if let Err(err) = shared.publishing(|con| broker::drop_run(&shared.url, con, &shared.run)) {
-            eprintln!(
+            shared::diag!(
                 "warning: cannot remove run {} from the broker (it expires in {:?}): {err}",
                 shared.run,
                 broker::RUN_TTL
@@ -227,7 +227,7 @@ impl Runner for BrokerSlot {
         let ids: Vec<String> = self.published.drain(..).collect();
         let shared = &self.shared;
         if let Err(err) = shared.publishing(|con| broker::delete_entries(&shared.url, con, &ids)) {
-            eprintln!("warning: cannot withdraw batches from the broker: {err}");
+            shared::diag!("warning: cannot withdraw batches from the broker: {err}");
         }
         None
     }
@@ -253,14 +253,14 @@ fn read_results(
         if kept.elapsed() > broker::RUN_TTL / 6 {
             kept = Instant::now();
             if let Err(err) = broker::keep_run(url, &mut con, &shared.run) {
-                eprintln!("warning: cannot renew the run on the broker: {err}");
+                shared::diag!("warning: cannot renew the run on the broker: {err}");
             }
         }
         if !warned && quiet_since.elapsed() > NO_WORKER_WARNING {
             quiet_since = Instant::now();
             if let Ok(0) = broker::live_consumers(url, &mut con, NO_WORKER_WARNING) {
                 warned = true;
-                eprintln!(
+                shared::diag!(
                     "warning: no worker is taking tasks from the broker at {url}: start \
                      `worker --broker URL` on any host that reaches it"
                 );
@@ -301,7 +301,7 @@ fn read_results(
             let entry: OutcomeEntry = match broker::decode_entry(&id, &frame) {
                 Ok(entry) => entry,
                 Err(err) => {
-                    eprintln!("warning: ignoring a corrupt outcome entry: {err}");
+                    shared::diag!("warning: ignoring a corrupt outcome entry: {err}");
                     continue;
                 }
             };
@@ -334,7 +334,7 @@ fn reconnect(
 ) -> Result<redis::Connection, String> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(50);
-    eprintln!("warning: lost the broker connection ({first}); reconnecting");
+    shared::diag!("warning: lost the broker connection ({first}); reconnecting");
     while started.elapsed() < RECONNECT_FOR && !stop.load(Ordering::SeqCst) {
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_secs(1));
@@ -345,7 +345,7 @@ fn reconnect(
             if spec.is_some() {
                 return Ok(());
             }
-            eprintln!(
+            shared::diag!(
                 "warning: the broker at {} lost this run (restarted without persistence?): \
                  registering it again and publishing its unfinished batches again",
                 shared.url

@@ -326,7 +326,7 @@ fn read_outcomes(from_worker: IpcReceiver<Frame>, sink: EventSink) {
                 }
                 Err(err) => {
                     // Never trusted, and worth a line in the log: it is a bug or an attack.
-                    eprintln!(
+                    shared::diag!(
                         "warning: worker {} sent a corrupt frame ({err}); replacing it",
                         sink.slot
                     );

@@ -322,7 +322,7 @@ impl Pool {
                 );
                 match started {
                     Ok(runner) => self.slots[slot] = Slot::new(runner, generation),
-                    Err(err) => eprintln!("warning: cannot restart worker {slot}: {err}"),
+                    Err(err) => shared::diag!("warning: cannot restart worker {slot}: {err}"),
                 }
             }
         }
@@ -1163,7 +1163,9 @@ where
                 self.stats.workers_replaced += 1;
             }
             Err(err) => {
-                eprintln!("warning: cannot replace worker {slot_index} after it {after}: {err}");
+                shared::diag!(
+                    "warning: cannot replace worker {slot_index} after it {after}: {err}"
+                );
                 if self.pool.slots.iter().all(|s| s.runner.is_none()) {
                     self.fail_everything(&format!("no worker left: {err}"));
                 }
@@ -1196,7 +1198,7 @@ where
     /// The backend is gone (a broker that cannot be reached): every task in flight or
     /// still to run fails, as no runner can be started again.
     fn abandon_everything(&mut self, reason: &str) {
-        eprintln!("error: {reason}");
+        shared::diag!("error: {reason}");
         let mut tasks: Vec<Task> = Vec::new();
         for slot in &mut self.pool.slots {
             slot.runner = None;
