@@ -140,20 +140,17 @@ fn create_output(path: &Path, inputs: &[PathBuf]) -> Result<File> {
     if !meta.is_file() {
         return Ok(file);
     }
-    #[cfg(unix)]
-    {
+    let same = |input: &&PathBuf| {
         use std::os::unix::fs::MetadataExt;
-        let same = |input: &&PathBuf| {
-            std::fs::metadata(input).is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()))
-        };
-        if let Some(input) = inputs.iter().find(same) {
-            bail!(
-                "--output {} is the input file {}: writing the results would destroy it; \
-                 choose another output path",
-                path.display(),
-                input.display()
-            );
-        }
+        std::fs::metadata(input).is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()))
+    };
+    if let Some(input) = inputs.iter().find(same) {
+        bail!(
+            "--output {} is the input file {}: writing the results would destroy it; \
+             choose another output path",
+            path.display(),
+            input.display()
+        );
     }
     file.set_len(0)
         .with_context(|| format!("cannot truncate {}", path.display()))?;

@@ -1,6 +1,8 @@
 //! A task: one unit of work, as planned by the coordinator and run by a worker.
 
 use std::borrow::Cow;
+use std::ffi::OsStr;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -48,24 +50,17 @@ impl Input {
     }
 }
 
-/// A file's path as it crosses the process boundary: the operating system's bytes, exactly,
-/// so that a name which is not UTF-8 still opens the file it names. Text only for display.
+/// A file's path as it crosses the process boundary: the operating system's bytes, exactly
+/// (Unix paths are bytes), so that a name which is not UTF-8 still opens the file it names.
+/// Text only for display.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct FilePath(#[serde(with = "serde_bytes")] Vec<u8>);
 
 impl FilePath {
     /// The path, borrowed: no copy on the way to `open`.
-    #[cfg(unix)]
     pub fn as_path(&self) -> &Path {
-        use std::os::unix::ffi::OsStrExt;
-        Path::new(std::ffi::OsStr::from_bytes(&self.0))
-    }
-
-    /// The path, borrowed. Off Unix a path is carried as UTF-8 (see [`From<&Path>`]).
-    #[cfg(not(unix))]
-    pub fn as_path(&self) -> &Path {
-        Path::new(std::str::from_utf8(&self.0).unwrap_or_default())
+        Path::new(OsStr::from_bytes(&self.0))
     }
 
     /// The path for people: bytes that are not UTF-8 become U+FFFD.
@@ -80,29 +75,14 @@ impl FilePath {
 }
 
 impl From<&Path> for FilePath {
-    #[cfg(unix)]
     fn from(path: &Path) -> FilePath {
-        use std::os::unix::ffi::OsStrExt;
         FilePath(path.as_os_str().as_bytes().to_vec())
-    }
-
-    /// Off Unix an OS path is not bytes; such a platform gets the lossy text.
-    #[cfg(not(unix))]
-    fn from(path: &Path) -> FilePath {
-        FilePath(path.to_string_lossy().into_owned().into_bytes())
     }
 }
 
 impl From<PathBuf> for FilePath {
-    #[cfg(unix)]
     fn from(path: PathBuf) -> FilePath {
-        use std::os::unix::ffi::OsStringExt;
         FilePath(path.into_os_string().into_vec())
-    }
-
-    #[cfg(not(unix))]
-    fn from(path: PathBuf) -> FilePath {
-        FilePath::from(path.as_path())
     }
 }
 

@@ -17,6 +17,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -228,18 +229,11 @@ fn open(path: &Path) -> Result<File, TaskError> {
 /// Opens for reading without waiting: should a FIFO have replaced the file after the
 /// check, `open` returns at once instead of blocking for a writer. Reads of a regular file
 /// ignore the flag.
-#[cfg(unix)]
 fn open_nonblocking(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
-}
-
-#[cfg(not(unix))]
-fn open_nonblocking(path: &Path) -> io::Result<File> {
-    File::open(path)
 }
 
 /// `Ok` for a regular file, else an `io` error saying what the path is instead.
@@ -259,9 +253,7 @@ fn regular_file(path: &Path, meta: &std::fs::Metadata) -> Result<(), TaskError> 
     ))
 }
 
-#[cfg(unix)]
 fn special_file_kind(kind: &std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
     if kind.is_fifo() {
         "a FIFO (named pipe)"
     } else if kind.is_char_device() {
@@ -273,11 +265,6 @@ fn special_file_kind(kind: &std::fs::FileType) -> &'static str {
     } else {
         "a special file"
     }
-}
-
-#[cfg(not(unix))]
-fn special_file_kind(_: &std::fs::FileType) -> &'static str {
-    "a special file"
 }
 
 /// The file as the csv reader sees it: at most a row's budget of bytes between two calls
