@@ -172,7 +172,8 @@ by name in any order among any others, ignoring case and surrounding spaces: the
 not negative. At least 3 rows are needed (2 returns for a standard deviation).
 
 Statistics are pandas': returns are pct_change of the price, std has ddof=1, 252 trading \
-days a year. A Yahoo Finance download (Date,Open,High,Low,Close,Adj Close,Volume) reads as \
+days a year; with --missing skip, on the rows kept (as after pandas' dropna on the two \
+columns). A Yahoo Finance download (Date,Open,High,Low,Close,Adj Close,Volume) reads as \
 it is; add --price-column 'Adj Close' for adjusted prices and --missing skip for its `null` \
 rows.
 

@@ -473,8 +473,8 @@ fn number<'r>(
     let text = raw.trim();
     match text.parse::<f64>() {
         Ok(value) if value.is_finite() => Ok(Ok(value)),
-        // pandas reads any spelling of NaN as missing, not only its markers.
-        Ok(value) if value.is_nan() => Ok(Err(text)),
+        // Only pandas' own spellings: it reads `NAN` or `+nan` as text, not as missing.
+        _ if MISSING_MARKERS.contains(&text) => Ok(Err(text)),
         Ok(_) => Err(parse_error(
             path,
             format!(
@@ -482,7 +482,6 @@ fn number<'r>(
                 quote(text)
             ),
         )),
-        Err(_) if MISSING_MARKERS.contains(&text) => Ok(Err(text)),
         Err(_) => Err(parse_error(
             path,
             format!("line {line}, {column}: {} is not a number", quote(raw)),
@@ -1035,7 +1034,7 @@ mod tests {
 
     #[test]
     fn non_finite_value() {
-        for bad in ["inf", "-inf", "infinity", "1e400"] {
+        for bad in ["inf", "-inf", "infinity", "1e400", "NAN", "+nan"] {
             let content =
                 format!("date,close,volume\n2020-01-01,100,1000\n2020-01-02,{bad},1000\n");
             let message = assert_parse_error(
@@ -1062,7 +1061,7 @@ mod tests {
 
     #[test]
     fn missing_values_are_errors_by_default() {
-        for marker in ["NaN", "nan", "NAN", "null", "NULL", "N/A", "None"] {
+        for marker in ["NaN", "nan", "-nan", "null", "NULL", "N/A", "None"] {
             let content =
                 format!("date,close,volume\n2020-01-01,100,1000\n2020-01-02,{marker},1000\n");
             assert_parse_error(
