@@ -11,6 +11,7 @@ mod cleanup;
 mod errors;
 mod exports;
 mod faults;
+mod files;
 mod info;
 mod limits;
 mod order;

@@ -375,7 +375,14 @@ fn each_kind_of_bad_file_gets_its_own_error_while_good_files_succeed() {
         fs::write(dir.path().join(name), bytes).unwrap();
         args.push(dir.path().join(name).to_string_lossy().into());
     }
-    args.push(dir.path().join("MISSING.csv").to_string_lossy().into());
+    // A FIFO nobody writes to: its own `io` error, without blocking the run.
+    let fifo = dir.path().join("PIPE.csv");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mkfifo");
+    args.push(fifo.to_string_lossy().into());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let run = run_failing(&[&args[..], &["-w", "2"]].concat());
     assert_eq!(
@@ -392,11 +399,11 @@ fn each_kind_of_bad_file_gets_its_own_error_while_good_files_succeed() {
         assert_contains(&message, needle, "the error");
         messages.push(message.replace(name, ""));
     }
-    let missing = run.records.last().unwrap();
-    assert_eq!(missing["error"]["kind"], "io", "{missing}");
+    let fifo = run.records.last().unwrap();
+    assert_eq!(fifo["error"]["kind"], "io", "{fifo}");
     assert_contains(
-        missing["error"]["message"].as_str().unwrap(),
-        "MISSING.csv",
+        fifo["error"]["message"].as_str().unwrap(),
+        "PIPE.csv",
         "the error",
     );
     let mut distinct = messages.clone();

@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -71,9 +72,7 @@ fn run(workload: &Workload) -> Result<u8> {
     };
     // Open the output before starting any worker, so a bad path fails fast.
     let sink: Box<dyn Write> = match &opts.output {
-        Some(path) => Box::new(
-            File::create(path).with_context(|| format!("cannot write {}", path.display()))?,
-        ),
+        Some(path) => Box::new(create_output(path, &plan.input_files)?),
         None => Box::new(io::stdout()),
     };
     let layout = Layout {
@@ -166,6 +165,40 @@ fn run(workload: &Workload) -> Result<u8> {
             None => Ok(code),
         },
     }
+}
+
+/// Opens `--output` without destroying an input: the file is opened without truncating it,
+/// compared (device and inode, so a link or another spelling of the path is caught) with
+/// every file the run reads, and only then emptied.
+fn create_output(path: &Path, inputs: &[PathBuf]) -> Result<File> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot inspect {}", path.display()))?;
+    // A pipe or a terminal has nothing to lose, and cannot be truncated.
+    if !meta.is_file() {
+        return Ok(file);
+    }
+    let same = |input: &&PathBuf| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(input).is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()))
+    };
+    if let Some(input) = inputs.iter().find(same) {
+        bail!(
+            "--output {} is the input file {}: writing the results would destroy it; \
+             choose another output path",
+            path.display(),
+            input.display()
+        );
+    }
+    file.set_len(0)
+        .with_context(|| format!("cannot truncate {}", path.display()))?;
+    Ok(file)
 }
 
 /// SIGINT or SIGTERM stops the run (pending tasks are reported `cancelled`, workers are

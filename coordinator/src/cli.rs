@@ -266,10 +266,20 @@ pub struct FetchArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_long_help = FILES_HELP)]
 pub struct FilesArgs {
     /// CSV files, directories (their *.csv files) or glob patterns such as 'data/*.csv'.
+    /// A path that does not exist is a usage error.
     #[arg(required = true, value_name = "PATH")]
-    pub inputs: Vec<String>,
+    pub inputs: Vec<std::ffi::OsString>,
+    /// The column of prices (a Yahoo Finance download has `Close` and `Adj Close`).
+    #[arg(long, default_value = shared::workload::files::DEFAULT_PRICE_COLUMN, value_name = "NAME")]
+    pub price_column: String,
+    /// A row whose price or volume is missing (empty, null, NaN, or another of pandas'
+    /// default missing markers): `error` fails the file, `skip` leaves the row out of the
+    /// statistics and counts it in `skipped_rows`.
+    #[arg(long, default_value = "error", value_name = "error|skip")]
+    pub missing: shared::workload::files::Missing,
     /// Simulated slow-storage delay before each file is read (the notebook uses 100; at
     /// most 86400000, one day).
     #[arg(long, default_value_t = 0, value_name = "MS", value_parser = u64_in(0, MAX_MS))]
@@ -277,6 +287,24 @@ pub struct FilesArgs {
     #[command(flatten)]
     pub run: RunOptions,
 }
+
+/// What `run files --help` says about the input files.
+const FILES_HELP: &str = "\
+Each file is a CSV with a header line, comma-separated, UTF-8. Two columns are needed, found \
+by name in any order among any others, ignoring case and surrounding spaces: the price \
+(`close`, or the one --price-column names) and `volume`. Prices must be positive, volumes \
+not negative. At least 3 rows are needed (2 returns for a standard deviation).
+
+Statistics are pandas': returns are pct_change of the price, std has ddof=1, 252 trading \
+days a year; with --missing skip, on the rows kept (as after pandas' dropna on the two \
+columns). A Yahoo Finance download (Date,Open,High,Low,Close,Adj Close,Volume) reads as \
+it is; add --price-column 'Adj Close' for adjusted prices and --missing skip for its `null` \
+rows.
+
+Only regular files are read (a FIFO or a device is that file's `io` error). A row (a line, \
+or a quoted row spanning lines) may be at most 1 MiB long; a longer one is a `parse` error. \
+Error messages quote at most 80 characters of a file. File names that are not UTF-8 are \
+read by their exact bytes; exports show them with U+FFFD in place of the invalid bytes.";
 
 #[derive(Debug, Args)]
 pub struct GenDataArgs {

@@ -454,13 +454,14 @@ impl Demo {
         let context = Context {
             files: FileSettings {
                 io_delay_ms: scale.file_delay_ms,
+                ..FileSettings::default()
             },
             ..Context::default()
         };
         let inputs: Vec<Input> = written
             .iter()
             .map(|p| Input::File {
-                path: p.to_string_lossy().into_owned(),
+                path: p.as_path().into(),
             })
             .collect();
         let runs = self.compare("files (8 CSV)", 4, &context, &inputs, 0)?;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context as _, Result};
+use shared::task::FilePath;
 use shared::workload::fault;
 use shared::workload::fetch::{FetchSettings, DEFAULT_TICKERS};
 use shared::workload::files::FileSettings;
@@ -21,6 +22,8 @@ pub struct Plan {
     pub workload: &'static str,
     pub context: Context,
     pub inputs: Box<dyn Iterator<Item = Input> + Send>,
+    /// The files the tasks will read, so that `--output` can refuse to overwrite one.
+    pub input_files: Arc<[PathBuf]>,
     /// Set when an input file turned out bad part-way (the inputs then end there): the
     /// run reports what it ran, then fails with this.
     pub input_error: InputError,
@@ -54,6 +57,7 @@ impl Plan {
             ..Context::default()
         };
         let input_error = InputError::default();
+        let mut input_files: Arc<[PathBuf]> = Arc::new([]);
         let inputs: Box<dyn Iterator<Item = Input> + Send> = match workload {
             Workload::Noop(args) => {
                 let len = args.payload;
@@ -97,12 +101,18 @@ impl Plan {
                 Box::new(tickers.map(|ticker| Input::Fetch { ticker }))
             }
             Workload::Files(args) => {
+                if args.price_column.trim().is_empty() {
+                    bail!("--price-column needs a column name");
+                }
                 context.files = FileSettings {
                     io_delay_ms: args.io_delay_ms,
+                    price_column: args.price_column.clone(),
+                    missing: args.missing,
                 };
-                let paths = expand_paths(args)?;
-                Box::new(paths.into_iter().map(|path| Input::File {
-                    path: path.to_string_lossy().into_owned(),
+                input_files = expand_paths(args)?.into();
+                let paths = Arc::clone(&input_files);
+                Box::new((0..paths.len()).map(move |i| Input::File {
+                    path: FilePath::from(paths[i].as_path()),
                 }))
             }
         };
@@ -110,6 +120,7 @@ impl Plan {
             workload: workload.name(),
             context,
             inputs,
+            input_files,
             input_error,
         })
     }
@@ -343,36 +354,49 @@ fn excerpt(text: &str) -> String {
 }
 
 /// Files, directories (their `*.csv`, sorted) and glob patterns, expanded in the order
-/// given. A path that does not exist is kept: its task reports the missing file.
+/// given. Names are kept as the OS gives them, UTF-8 or not. A path that does not exist is
+/// a usage error, like a pattern that matches nothing: a typo should not cost a run.
 fn expand_paths(args: &FilesArgs) -> Result<Vec<PathBuf>> {
     let mut paths = Vec::new();
     for input in &args.inputs {
         let path = Path::new(input);
-        if input.contains(['*', '?', '[']) && !path.exists() {
-            let matches = glob::glob(input)
-                .with_context(|| format!("bad glob pattern `{input}`"))?
+        // A pattern is UTF-8 text with a wildcard that is not itself an existing name.
+        let pattern = input
+            .to_str()
+            .filter(|text| text.contains(['*', '?', '[']) && !path.exists());
+        if let Some(pattern) = pattern {
+            let matches = glob::glob(pattern)
+                .with_context(|| format!("bad glob pattern `{pattern}`"))?
                 .collect::<Result<Vec<_>, _>>()
-                .with_context(|| format!("cannot expand `{input}`"))?;
+                .with_context(|| format!("cannot expand `{pattern}`"))?;
             if matches.is_empty() {
-                bail!("no file matches `{input}`");
+                bail!("no file matches `{pattern}`");
             }
             paths.extend(matches);
-        } else if path.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
-                .with_context(|| format!("cannot list {}", path.display()))?
-                .filter_map(|entry| entry.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.extension()
-                        .is_some_and(|ext| ext.eq_ignore_ascii_case("csv"))
-                })
-                .collect();
-            if found.is_empty() {
-                bail!("no .csv file in {}", path.display());
+            continue;
+        }
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => {
+                let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                    .with_context(|| format!("cannot list {}", path.display()))?
+                    .filter_map(|entry| entry.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        p.extension()
+                            .is_some_and(|ext| ext.eq_ignore_ascii_case("csv"))
+                    })
+                    .collect();
+                if found.is_empty() {
+                    bail!("no .csv file in {}", path.display());
+                }
+                found.sort();
+                paths.extend(found);
             }
-            found.sort();
-            paths.extend(found);
-        } else {
-            paths.push(path.to_path_buf());
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                bail!("{}: no such file or directory", path.display())
+            }
+            // Anything else (a file, or a path that cannot be inspected) is a task: its
+            // outcome says what is wrong with it.
+            _ => paths.push(path.to_path_buf()),
         }
     }
     Ok(paths)

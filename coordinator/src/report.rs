@@ -21,7 +21,8 @@ pub fn input_json(input: &Input) -> Json {
         Input::Io { ms } => json!({ "ms": ms }),
         Input::Cpu { iters } => json!({ "iters": iters }),
         Input::Fetch { ticker } => json!(ticker),
-        Input::File { path } => json!(path),
+        // Lossy: JSON text is UTF-8 (see `run files --help`).
+        Input::File { path } => json!(path.to_string_lossy()),
     }
 }
 
@@ -160,6 +161,7 @@ pub fn value_columns(workload: &str) -> &'static [&'static str] {
             "volatility_pct",
             "avg_volume",
             "sharpe",
+            "skipped_rows",
         ],
         _ => &[],
     }

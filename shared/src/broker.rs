@@ -25,7 +25,7 @@ use crate::{Context, Outcome, Task};
 
 /// Bumped whenever an entry's layout changes; it leads every [`TaskEntry`] so that a
 /// worker of another build can recognise an entry it must not run.
-pub const BROKER_PROTOCOL: u32 = 1;
+pub const BROKER_PROTOCOL: u32 = 2;
 
 pub const TASKS_STREAM: &str = "workpool:tasks";
 pub const GROUP: &str = "workers";

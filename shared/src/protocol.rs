@@ -12,7 +12,7 @@ use crate::codec::Frame;
 use crate::{Context, Outcome, Task};
 
 /// Bumped whenever a message's layout changes; both sides refuse a peer of another version.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// What a worker sends through the one-shot server when it connects.
 #[derive(Debug, Serialize, Deserialize)]

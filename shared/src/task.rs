@@ -1,5 +1,10 @@
 //! A task: one unit of work, as planned by the coordinator and run by a worker.
 
+use std::borrow::Cow;
+use std::ffi::OsStr;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
 
 /// One task to run, as it crosses the process boundary.
@@ -30,7 +35,7 @@ pub enum Input {
     /// Fetch a simulated quote for a ticker (the notebook's `simulate_fetch_stock_data`).
     Fetch { ticker: String },
     /// Summarise one CSV of daily prices (the notebook's `process_stock_file`).
-    File { path: String },
+    File { path: FilePath },
 }
 
 impl Input {
@@ -39,9 +44,45 @@ impl Input {
         match self {
             Input::Noop { payload, .. } => payload.len(),
             Input::Fetch { ticker } => ticker.len(),
-            Input::File { path } => path.len(),
+            Input::File { path } => path.len_bytes(),
             Input::Io { .. } | Input::Cpu { .. } => 0,
         }
+    }
+}
+
+/// A file's path as it crosses the process boundary: the operating system's bytes, exactly
+/// (Unix paths are bytes), so that a name which is not UTF-8 still opens the file it names.
+/// Text only for display.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FilePath(#[serde(with = "serde_bytes")] Vec<u8>);
+
+impl FilePath {
+    /// The path, borrowed: no copy on the way to `open`.
+    pub fn as_path(&self) -> &Path {
+        Path::new(OsStr::from_bytes(&self.0))
+    }
+
+    /// The path for people: bytes that are not UTF-8 become U+FFFD.
+    pub fn to_string_lossy(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.0)
+    }
+
+    /// Length in bytes, for the chunker's frame budget.
+    pub fn len_bytes(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl From<&Path> for FilePath {
+    fn from(path: &Path) -> FilePath {
+        FilePath(path.as_os_str().as_bytes().to_vec())
+    }
+}
+
+impl From<PathBuf> for FilePath {
+    fn from(path: PathBuf) -> FilePath {
+        FilePath(path.into_os_string().into_vec())
     }
 }
 

@@ -47,13 +47,16 @@ fn measure(bench: &Bench, report: &mut Report, files: &[std::path::PathBuf]) -> 
         Workload {
             name: "files",
             context: Context {
-                files: FileSettings { io_delay_ms: delay },
+                files: FileSettings {
+                    io_delay_ms: delay,
+                    ..FileSettings::default()
+                },
                 ..Context::default()
             },
             inputs: files
                 .iter()
                 .map(|p| Input::File {
-                    path: p.to_string_lossy().into_owned(),
+                    path: p.as_path().into(),
                 })
                 .collect(),
         },

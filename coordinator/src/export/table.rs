@@ -2,6 +2,8 @@
 //! since the start in completion order, like the notebook's `[0.21s] Got AAPL`), then a
 //! summary table.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use super::Output;
@@ -41,6 +43,7 @@ impl Table {
         let mut line = String::from(prefix);
         for (i, cell) in cells.iter().enumerate() {
             let width = self.widths.get(i).copied().unwrap_or(0);
+            let cell = escape_controls(cell);
             line.push_str(&format!("{cell:>width$} "));
         }
         writeln!(self.out, "{}", line.trim_end())
@@ -145,14 +148,15 @@ impl Exporter for Table {
             ),
         ];
         for (k, v) in rows {
-            grid.add_row([k.to_string(), v]);
+            grid.add_row([k.to_string(), escape_controls(&v).into_owned()]);
         }
         if s.stats.duplicates > 0 {
             let dropped = s.stats.duplicates.to_string();
             grid.add_row(["duplicates dropped".to_string(), dropped]);
         }
         if let Some(reason) = &s.stats.stopped {
-            grid.add_row(["stopped early".to_string(), reason.clone()]);
+            let reason = escape_controls(reason).into_owned();
+            grid.add_row(["stopped early".to_string(), reason]);
         }
         if s.stats.succeeded_beyond_first > 0 {
             let late = format!("{} (reported cancelled)", s.stats.succeeded_beyond_first);
@@ -170,5 +174,50 @@ impl Exporter for Table {
         }
         writeln!(self.out, "{grid}")?;
         self.out.flush()
+    }
+}
+
+/// A cell as a terminal should receive it: control characters (newlines, ANSI escape
+/// sequences, C1 controls) and the invisible characters that reorder text are written as
+/// Rust escapes (`\n`, `\u{1b}`), so a file name or an error message can neither break
+/// a row nor drive the terminal. Borrowed when there is nothing to escape, as usual.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    let needs_escape = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.contains(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if needs_escape(c) {
+            // `escape_debug` writes `\n`, `\t`, `\r` and `\u{..}` for the rest.
+            let _ = write!(escaped, "{}", c.escape_debug());
+        } else {
+            escaped.push(c);
+        }
+    }
+    Cow::Owned(escaped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn control_characters_are_escaped_and_plain_text_borrowed() {
+        assert!(matches!(
+            escape_controls("AAPL.csv ünïcode"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            escape_controls("a\u{1b}[31mRED\nx\tz\r\u{7f}\u{9b}"),
+            "a\\u{1b}[31mRED\\nx\\tz\\r\\u{7f}\\u{9b}"
+        );
+        assert_eq!(
+            escape_controls("evil\u{202e}txt.csv"),
+            "evil\\u{202e}txt.csv"
+        );
     }
 }

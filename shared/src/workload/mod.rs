@@ -75,9 +75,7 @@ fn run(ctx: &Context, task: &Task) -> Result<Value, TaskError> {
         Input::Fetch { ticker } => {
             fetch::fetch(ctx.seed, &ctx.fetch, ticker, task.attempt).map(Value::Quote)
         }
-        Input::File { path } => {
-            files::summarize(std::path::Path::new(path), &ctx.files).map(Value::FileStats)
-        }
+        Input::File { path } => files::summarize(path.as_path(), &ctx.files).map(Value::FileStats),
     }
 }
 
