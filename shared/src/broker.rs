@@ -237,10 +237,7 @@ impl BrokerUrl {
         let mut secrets: Vec<String> = secret.into_iter().map(str::to_string).collect();
         let client = client.map_err(|e| {
             let reason = scrub(&e.to_string(), url, &secrets);
-            match secret {
-                Some(_) => bad(&format!("{reason}; {PERCENT_ENCODE}")),
-                None => bad(&reason),
-            }
+            bad(&format!("{reason}; {PERCENT_ENCODE}"))
         })?;
         let decoded = client.get_connection_info().redis_settings().password();
         secrets.extend(decoded.map(str::to_string));
@@ -829,8 +826,10 @@ pub fn get_spec(
         Ok(BROKER_PROTOCOL) => {}
         Ok(other) => {
             return Err(corrupt(format!(
-                "holds a run's settings in broker protocol {other}, and this build speaks \
-                 {BROKER_PROTOCOL}: run workers and coordinators of the same build"
+                "holds no run settings of this build (they read as broker protocol \
+                 {other}, this build speaks {BROKER_PROTOCOL}): a coordinator of another \
+                 build wrote them, or something else did; run workers and coordinators of \
+                 the same build"
             )))
         }
         Err(err) => return Err(corrupt(format!("holds no run settings: {err}"))),

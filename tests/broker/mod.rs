@@ -6,6 +6,7 @@
 //! these tests fail rather than skip, so a missing install step cannot go unnoticed.
 
 mod fixtures;
+mod garbage;
 mod recovery;
 
 use std::collections::BTreeSet;

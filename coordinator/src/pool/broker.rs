@@ -394,8 +394,8 @@ fn reconnect(
 /// was deleted); the caller then publishes its unfinished batches again.
 fn register_again(shared: &Shared, con: &mut redis::Connection) -> Result<(), BrokerError> {
     eprintln!(
-        "warning: the broker at {} lost this run (restarted without persistence?): \
-         registering it again and publishing its unfinished batches again",
+        "warning: the broker at {} lost this run (restarted without persistence, or its \
+         key was deleted): registering it again and publishing its unfinished batches again",
         shared.url
     );
     broker::ensure_group(&shared.url, con)?;
