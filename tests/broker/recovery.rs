@@ -386,3 +386,32 @@ fn a_worker_told_to_stop_finishes_what_it_holds() {
     );
     assert!(run.pids().contains(&staying.pid()));
 }
+
+/// `worker --isolate process` configured through $WORKPOOL_BROKER, and a coordinator on
+/// the process backend with $WORKPOOL_BROKER set: their child workers must not inherit
+/// the variable (it made each child a broker worker too, which clap refuses alongside
+/// --connect, so every task failed).
+#[test]
+fn child_workers_do_not_inherit_the_broker_url() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let worker = Worker::start_extra(
+        &url,
+        "iso",
+        2,
+        &["--isolate", "process"],
+        &[("WORKPOOL_BROKER", &url)],
+    );
+    let run = run_on(&url, 0, &["noop", "--count", "10"]);
+    assert_every_index_once(&run, 10);
+    assert_eq!(run.succeeded(), 10, "{}", worker.stderr());
+
+    let out = output(
+        coordinator()
+            .env("WORKPOOL_BROKER", &url)
+            .args(["run", "noop", "--count", "10", "--backend", "process"])
+            .args(["--workers", "2", "--format", "jsonl"]),
+    );
+    assert_exit(&out, 0);
+    assert_every_index_once(&parse_jsonl(&stdout(&out)), 10);
+}
