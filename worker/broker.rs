@@ -454,7 +454,12 @@ impl Server {
             // Deleted since it was published (its run was cancelled): just acknowledge.
             Body::Deleted => return self.acknowledge("", &id),
             Body::Refused(_) | Body::Foreign => {
-                return self.bury(&id, None, "it has no `f` field: workpool did not write it", &[])
+                return self.bury(
+                    &id,
+                    None,
+                    "it has no `f` field: workpool did not write it",
+                    &[],
+                )
             }
         };
         let protocol = codec::decode_prefix_u32(&frame).ok();
@@ -480,7 +485,9 @@ impl Server {
             RunState::Live(spec) => spec,
             // The run is over (finished, stopped or cancelled): nothing to do.
             RunState::Over => return self.acknowledge(&entry.run, &id),
-            RunState::Unreadable(reason) => return self.bury(&id, Some(&entry.run), &reason, &frame),
+            RunState::Unreadable(reason) => {
+                return self.bury(&id, Some(&entry.run), &reason, &frame)
+            }
         };
         let job = Job {
             id: id.clone(),

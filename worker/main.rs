@@ -194,10 +194,13 @@ fn serve_broker(args: &Args, url: &str) -> ExitCode {
     let settings = shared::broker::BrokerUrl::parse(url).map(|url| broker::Settings {
         isolation,
         url,
-        concurrency: args.concurrency.map_or_else(
-            || thread::available_parallelism().map_or(1, |n| n.get()),
-            usize::from,
-        ).min(MAX_CONCURRENCY as usize),
+        concurrency: args
+            .concurrency
+            .map_or_else(
+                || thread::available_parallelism().map_or(1, |n| n.get()),
+                usize::from,
+            )
+            .min(MAX_CONCURRENCY as usize),
         lease: args.lease,
         max_deliveries: args.max_deliveries,
         name: args.name.clone().unwrap_or_else(|| {

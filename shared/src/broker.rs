@@ -22,6 +22,7 @@
 //! lease, so the coordinator de-duplicates by task and attempt.
 
 use std::fmt;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use redis::Value as Reply;
@@ -664,11 +665,12 @@ pub fn finish(
     frame: &[u8],
 ) -> Result<(), BrokerError> {
     let field = if frame.is_empty() { "" } else { FIELD };
-    settle(run, id, field, frame)
-        .arg("") // Not dead.
-        .query::<i64>(con)
+    SETTLE
+        .invoke::<i64>(con, |cmd| {
+            settle(cmd, run, id, field, frame).arg(""); // Not dead.
+        })
         .map(drop)
-        .map_err(|e| url.command_error("EVAL finish", &e))
+        .map_err(|e| url.command_error("EVALSHA finish", &e))
 }
 
 /// Moves an entry to the dead-letter stream, tells its run's coordinator (if its run is
@@ -688,23 +690,30 @@ pub fn bury(
         ""
     };
     let head = &burial.frame[..burial.frame.len().min(DEAD_HEAD_BYTES)];
-    settle(burial.run.unwrap_or(""), burial.id, field, refusal.as_bytes())
-        .arg(burial.reason)
-        .arg(burial.worker)
-        .arg(burial.frame.len())
-        .arg(head)
-        .arg(DEAD_KEEP)
-        .arg(DEAD_TTL.as_secs())
-        .query::<i64>(con)
+    let run = burial.run.unwrap_or("");
+    SETTLE
+        .invoke::<i64>(con, |cmd| {
+            settle(cmd, run, burial.id, field, refusal.as_bytes())
+                .arg(burial.reason)
+                .arg(burial.worker)
+                .arg(burial.frame.len())
+                .arg(head)
+                .arg(DEAD_KEEP)
+                .arg(DEAD_TTL.as_secs());
+        })
         .map(drop)
-        .map_err(|e| url.command_error("EVAL bury", &e))
+        .map_err(|e| url.command_error("EVALSHA bury", &e))
 }
 
-/// [`SETTLE_SCRIPT`] with its keys and its arguments up to the results' TTL.
-fn settle(run: &str, id: &str, field: &str, value: &[u8]) -> redis::Cmd {
-    let mut cmd = redis::cmd("EVAL");
-    cmd.arg(SETTLE_SCRIPT)
-        .arg(4)
+/// Adds [`SETTLE_SCRIPT`]'s keys and its arguments up to the results' TTL to `cmd`.
+fn settle<'c>(
+    cmd: &'c mut redis::Cmd,
+    run: &str,
+    id: &str,
+    field: &str,
+    value: &[u8],
+) -> &'c mut redis::Cmd {
+    cmd.arg(4)
         .arg(spec_key(run))
         .arg(results_key(run))
         .arg(TASKS_STREAM)
@@ -713,8 +722,48 @@ fn settle(run: &str, id: &str, field: &str, value: &[u8]) -> redis::Cmd {
         .arg(id)
         .arg(field)
         .arg(value)
-        .arg(RUN_TTL.as_millis() as u64);
-    cmd
+        .arg(RUN_TTL.as_millis() as u64)
+}
+
+static SETTLE: Script = Script::new(SETTLE_SCRIPT);
+
+/// A Lua script run by its SHA1 (`EVALSHA`): loaded into the broker once, and again when
+/// the broker has forgotten it (a restart), so that a batch neither sends the body nor
+/// makes the server hash it.
+struct Script {
+    body: &'static str,
+    sha: OnceLock<String>,
+}
+
+impl Script {
+    const fn new(body: &'static str) -> Script {
+        Script {
+            body,
+            sha: OnceLock::new(),
+        }
+    }
+
+    /// Runs the script; `args` adds the key count, the keys and the arguments.
+    fn invoke<T: redis::FromRedisValue>(
+        &self,
+        con: &mut redis::Connection,
+        args: impl Fn(&mut redis::Cmd),
+    ) -> redis::RedisResult<T> {
+        let call = |con: &mut redis::Connection, sha: &str| {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(sha);
+            args(&mut cmd);
+            cmd.query::<T>(con)
+        };
+        if let Some(sha) = self.sha.get() {
+            match call(con, sha) {
+                Err(err) if err.code() == Some("NOSCRIPT") => {}
+                other => return other,
+            }
+        }
+        let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(self.body).query(con)?;
+        call(con, self.sha.get_or_init(|| sha))
+    }
 }
 
 /// Deletes task entries nobody needs any more (a cancelled run's).

@@ -97,7 +97,10 @@ fn unreadable_task_entries_are_moved_aside_and_the_worker_serves_on() {
     assert!(ttl > 0, "the dead-letter stream should expire, TTL {ttl}");
     let log = worker.stderr();
     assert_eq!(log.matches("gave up entry").count(), 6, "{log}");
-    assert!(!log.contains("garbage"), "the log shows an entry's bytes:\n{log}");
+    assert!(
+        !log.contains("garbage"),
+        "the log shows an entry's bytes:\n{log}"
+    );
     assert!(
         is_running(worker.pid()),
         "the worker died:\n{}",

@@ -375,12 +375,11 @@ fn reconnect(
         let Ok(mut con) = shared.url.connect(CONNECT_TIMEOUT, Some(IO_TIMEOUT)) else {
             continue;
         };
-        let registered = broker::get_spec(&shared.url, &mut con, &shared.run).and_then(|spec| {
-            match spec {
+        let registered =
+            broker::get_spec(&shared.url, &mut con, &shared.run).and_then(|spec| match spec {
                 Some(_) => Ok(()),
                 None => register_again(shared, &mut con),
-            }
-        });
+            });
         return match registered {
             Ok(()) => Ok(con),
             Err(err) if err.is_connection() => continue,
