@@ -14,8 +14,8 @@
 //!
 //! Every entry has one field, `f`, holding a bincode frame ([`crate::codec`]); a results
 //! stream may also hold `refused` entries, a worker's plain-text word that it cannot serve
-//! the run (the coordinator then fails it). The protocol number and the run id lead every
-//! task entry in every version, so that even a worker of another build can tell which run
+//! the run (the coordinator then fails it). The protocol number and the run id come first in
+//! every task entry of every version, so that even a worker of another build can tell which run
 //! it is refusing. A run's keys carry their TTL from the moment they exist. Delivery is
 //! at least once: a worker publishes a batch's outcomes and acknowledges the entry in one
 //! atomic script, and an entry whose worker died is claimed again by another after its
