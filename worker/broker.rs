@@ -8,15 +8,22 @@
 //! has run out. A live worker renews the leases of what it holds, so long tasks are not
 //! taken from it; an entry delivered more than `--max-deliveries` times is given up with
 //! `worker_crashed` outcomes rather than passed around for ever.
+//!
+//! Nothing in the broker makes a worker exit: an entry it cannot read or run (garbage,
+//! another build's, or of a run whose settings are unreadable) is moved to the dead-letter
+//! stream and its run's coordinator told; a key of another type than expected is waited
+//! out. Only a broker out of reach for long ends it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use crossbeam_channel::{Receiver, Sender};
-use shared::broker::{self, BrokerError, BrokerUrl, OutcomeEntryRef, RunSpec, TaskEntry};
+use shared::broker::{
+    self, Body, BrokerError, BrokerUrl, Burial, Entry, OutcomeEntryRef, RunSpec, TaskEntry,
+};
 use shared::{codec, ErrorKind, Outcome, Task, TaskError};
 use workpool::pool::{BackendKind, Chunk, Order, Pool, PoolConfig, WorkerBinary};
 
@@ -30,6 +37,8 @@ const POLL: Duration = Duration::from_millis(100);
 const SPEC_TTL: Duration = Duration::from_secs(1);
 /// How long a lost connection is retried before the worker gives up.
 const RECONNECT_FOR: Duration = Duration::from_secs(30);
+/// How often a tasks stream found holding something else is looked at again.
+const CORRUPT_PAUSE: Duration = Duration::from_secs(1);
 
 /// What `worker --broker` was asked to do.
 pub struct Settings {
@@ -115,7 +124,11 @@ pub fn serve(settings: Settings) -> Result<(), ServeError> {
     let mut con = url
         .connect(CONNECT_TIMEOUT, Some(IO_TIMEOUT))
         .map_err(ServeError::Start)?;
-    broker::ensure_group(&url, &mut con).map_err(ServeError::Start)?;
+    match broker::ensure_group(&url, &mut con) {
+        // Waited out by the main loop, as when it happens later.
+        Err(err) if err.corrupt_key().is_some() => {}
+        other => other.map_err(ServeError::Start)?,
+    }
     let isolation = match settings.isolation {
         Isolation::Thread => "threads",
         Isolation::Process(_) => "child processes",
@@ -152,7 +165,8 @@ pub fn serve(settings: Settings) -> Result<(), ServeError> {
     let mut server = Server {
         settings,
         con,
-        specs: HashMap::new(),
+        runs: HashMap::new(),
+        buried: 0,
         held: HashSet::new(),
         jobs: jobs_tx,
         cursor: "0-0".into(),
@@ -281,16 +295,27 @@ impl Publisher {
 }
 
 /// Runs a broker command, reconnecting for up to [`RECONNECT_FOR`] if the connection
-/// fails; a refused command is returned at once.
+/// fails, and waiting for as long as it takes if the tasks stream holds something else
+/// (what is in the broker never ends a worker); any other refusal is returned at once.
 fn with_retries<T>(
     url: &BrokerUrl,
     con: &mut redis::Connection,
     mut command: impl FnMut(&mut redis::Connection) -> Result<T, BrokerError>,
 ) -> Result<T, BrokerError> {
-    let started = Instant::now();
+    let mut started = Instant::now();
     let mut pause = Duration::from_millis(50);
+    let mut waiting = false;
     loop {
         match command(con) {
+            Err(err) if err.corrupt_key() == Some(broker::TASKS_STREAM) => {
+                if !waiting {
+                    shared::diag!("worker: {err}; waiting until it is a stream again");
+                    waiting = true;
+                }
+                std::thread::sleep(CORRUPT_PAUSE);
+                // A missing group once the key is removed is then joined anew.
+                started = Instant::now();
+            }
             Err(err) if err.is_missing_group() && started.elapsed() < RECONNECT_FOR => {
                 shared::diag!(
                     "worker: the consumer group is gone (broker restarted?); joining anew"
@@ -310,11 +335,25 @@ fn with_retries<T>(
     }
 }
 
+/// What a worker knows of a run, from its settings key.
+#[derive(Clone)]
+enum RunState {
+    Live(Arc<RunSpec>),
+    /// Finished, stopped or cancelled: its entries are dropped.
+    Over,
+    /// Its settings cannot be read (another build's, or overwritten): its entries are
+    /// given up, and its coordinator told why.
+    Unreadable(String),
+}
+
 /// The main loop's state: what this worker holds, and when it last renewed and reclaimed.
 struct Server {
     settings: Settings,
     con: redis::Connection,
-    specs: HashMap<String, (Option<Arc<RunSpec>>, Instant)>,
+    /// What is known of each run, and since when (trusted for [`SPEC_TTL`]).
+    runs: HashMap<String, (RunState, Instant)>,
+    /// Entries given up as unreadable or unrunnable so far.
+    buried: u64,
     /// Entries taken and not yet acknowledged.
     held: HashSet<String>,
     jobs: Sender<Job>,
@@ -335,6 +374,14 @@ impl Server {
             }
             let stopping = stop.load(Ordering::SeqCst);
             if stopping && self.held.is_empty() {
+                if self.buried > 0 {
+                    shared::diag!(
+                        "worker {}: gave up {} unreadable entries (see {})",
+                        self.settings.name,
+                        self.buried,
+                        broker::DEAD_STREAM
+                    );
+                }
                 return Ok(());
             }
             self.renew_leases()?;
@@ -354,8 +401,8 @@ impl Server {
             let entries = with_retries(&url, &mut self.con, |con| {
                 broker::read_tasks(&url, con, &name, free, POLL)
             })?;
-            for (id, frame) in entries {
-                self.admit(id, frame, 1)?;
+            for entry in entries {
+                self.admit(entry, 1)?;
             }
         }
     }
@@ -396,43 +443,57 @@ impl Server {
                 claimed.len()
             );
         }
-        for (id, frame) in claimed {
+        for entry in claimed {
             let deliveries = with_retries(&url, &mut self.con, |con| {
-                broker::deliveries(&url, con, &id)
+                broker::deliveries(&url, con, &entry.id)
             })?;
-            self.admit(id, frame, deliveries.unwrap_or(1))?;
+            self.admit(entry, deliveries.unwrap_or(1))?;
         }
         Ok(())
     }
 
     /// Looks at one delivered entry and either starts it, gives it up, or drops it.
-    fn admit(&mut self, id: String, frame: Option<Vec<u8>>, deliveries: u64) -> anyhow::Result<()> {
-        let Some(frame) = frame else {
+    fn admit(&mut self, entry: Entry, deliveries: u64) -> anyhow::Result<()> {
+        let Entry { id, body } = entry;
+        let frame = match body {
+            Body::Frame(frame) => frame,
             // Deleted since it was published (its run was cancelled): just acknowledge.
-            return self.acknowledge("", &id);
+            Body::Deleted => return self.acknowledge("", &id),
+            Body::Refused(_) | Body::Foreign => {
+                return self.bury(
+                    &id,
+                    None,
+                    "it has no `f` field: workpool did not write it",
+                    &[],
+                )
+            }
         };
-        let protocol = codec::decode_prefix_u32(&frame).unwrap_or(0);
-        if protocol != broker::BROKER_PROTOCOL {
-            // Left pending for a worker of the right build to claim.
-            bail!(
-                "entry {id} was published by a coordinator speaking broker protocol \
-                 {protocol}; this worker speaks {}",
-                broker::BROKER_PROTOCOL
-            );
+        let protocol = codec::decode_prefix_u32(&frame).ok();
+        if protocol != Some(broker::BROKER_PROTOCOL) {
+            let reason = match protocol {
+                Some(other) => format!(
+                    "it is in broker protocol {other}, and this worker speaks {}: a \
+                     coordinator of another build wrote it, or something else did",
+                    broker::BROKER_PROTOCOL
+                ),
+                None => "it holds no frame workpool can read".to_string(),
+            };
+            return self.bury(&id, broker::run_of(&frame).as_deref(), &reason, &frame);
         }
         let entry: TaskEntry = match broker::decode_entry(&id, &frame) {
             Ok(entry) => entry,
             Err(err) => {
-                shared::diag!(
-                    "worker {}: dropping a corrupt entry: {err}",
-                    self.settings.name
-                );
-                return self.acknowledge("", &id);
+                let reason = format!("its batch is corrupt: {err}");
+                return self.bury(&id, broker::run_of(&frame).as_deref(), &reason, &frame);
             }
         };
-        let Some(spec) = self.spec(&entry.run)? else {
+        let spec = match self.run_state(&entry.run)? {
+            RunState::Live(spec) => spec,
             // The run is over (finished, stopped or cancelled): nothing to do.
-            return self.acknowledge(&entry.run, &id);
+            RunState::Over => return self.acknowledge(&entry.run, &id),
+            RunState::Unreadable(reason) => {
+                return self.bury(&id, Some(&entry.run), &reason, &frame)
+            }
         };
         let job = Job {
             id: id.clone(),
@@ -473,29 +534,59 @@ impl Server {
         Ok(())
     }
 
-    /// The settings of a live run (cached for [`SPEC_TTL`]), None if it is over.
-    fn spec(&mut self, run: &str) -> anyhow::Result<Option<Arc<RunSpec>>> {
-        if let Some((spec, at)) = self.specs.get(run) {
+    /// Gives up an entry that cannot be read or run: logged once (never its bytes),
+    /// counted, moved to the dead-letter stream, and its run's coordinator (if the run is
+    /// known) told why, so that it fails the run instead of waiting for it.
+    fn bury(
+        &mut self,
+        id: &str,
+        run: Option<&str>,
+        reason: &str,
+        frame: &[u8],
+    ) -> anyhow::Result<()> {
+        self.buried += 1;
+        shared::diag!(
+            "worker {}: gave up entry {id} ({} bytes) and moved it to {}: {reason} ({} so far)",
+            self.settings.name,
+            frame.len(),
+            broker::DEAD_STREAM,
+            self.buried
+        );
+        let url = self.settings.url.clone();
+        let burial = Burial {
+            id,
+            run,
+            reason,
+            worker: &self.settings.name,
+            frame,
+        };
+        with_retries(&url, &mut self.con, |con| broker::bury(&url, con, &burial))?;
+        Ok(())
+    }
+
+    /// What is known of a run (cached for [`SPEC_TTL`]).
+    fn run_state(&mut self, run: &str) -> anyhow::Result<RunState> {
+        if let Some((state, at)) = self.runs.get(run) {
             if at.elapsed() < SPEC_TTL {
-                return Ok(spec.clone());
+                return Ok(state.clone());
             }
         }
         let url = self.settings.url.clone();
-        let spec = with_retries(&url, &mut self.con, |con| broker::get_spec(&url, con, run))?;
-        if let Some(spec) = &spec {
-            if spec.protocol != broker::BROKER_PROTOCOL {
-                bail!(
-                    "run {run} was started by a coordinator speaking broker protocol {}; \
-                     this worker speaks {}",
-                    spec.protocol,
-                    broker::BROKER_PROTOCOL
-                );
+        let found = with_retries(&url, &mut self.con, |con| {
+            // Unreadable settings are an answer here, not an error to retry.
+            match broker::get_spec(&url, con, run) {
+                Err(err) if err.corrupt_key().is_some() => Ok(Err(err)),
+                other => other.map(Ok),
             }
-        }
-        let spec = spec.map(Arc::new);
-        self.specs.retain(|_, (_, at)| at.elapsed() < SPEC_TTL * 60);
-        self.specs
-            .insert(run.to_string(), (spec.clone(), Instant::now()));
-        Ok(spec)
+        })?;
+        let state = match found {
+            Ok(Some(spec)) => RunState::Live(Arc::new(spec)),
+            Ok(None) => RunState::Over,
+            Err(err) => RunState::Unreadable(err.to_string()),
+        };
+        self.runs.retain(|_, (_, at)| at.elapsed() < SPEC_TTL * 60);
+        self.runs
+            .insert(run.to_string(), (state.clone(), Instant::now()));
+        Ok(state)
     }
 }

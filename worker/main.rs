@@ -30,7 +30,9 @@ struct Args {
     /// This worker's id within its pool.
     #[arg(long, default_value_t = 0)]
     id: u32,
-    /// The coordinator's pid: if the worker's parent is not it, the coordinator is gone.
+    /// The pid of the process that started this worker: the worker dies with it (with
+    /// --broker too, e.g. the workers `coordinator bench` starts), and exits at once if its
+    /// parent is not that process (it is gone already).
     #[arg(long)]
     parent: Option<u32>,
     /// Echo every frame back unchanged instead of running tasks: `bench` measures the
@@ -40,7 +42,15 @@ struct Args {
     /// Serve runs through the Redis broker at URL (redis://[:PASSWORD@]HOST[:PORT][/DB], or
     /// rediss://... for TLS, checked against the system's CAs or the PEM file in
     /// $WORKPOOL_BROKER_CA): take batches from the shared tasks stream, run them, publish
-    /// their outcomes. Prefer $WORKPOOL_BROKER for a URL with a password.
+    /// their outcomes. Prefer $WORKPOOL_BROKER for a URL with a password, and percent-encode
+    /// its `/`, `?`, `#`, `@` and `%`.
+    ///
+    /// Nothing in the broker stops the worker: an entry of the tasks stream it cannot read
+    /// or run (not written by workpool, written by another build, or of a run whose
+    /// settings key is unreadable) is logged without its bytes, counted, acknowledged and
+    /// moved to the stream workpool:dead (its id, the reason, the worker, its size and first
+    /// 256 bytes; the last 1000 such entries are kept, for a week after the last one), and
+    /// its run's coordinator, if the run can be told, fails the run with the reason.
     #[arg(
         long,
         value_name = "URL",
@@ -48,25 +58,43 @@ struct Args {
         hide_env_values = true
     )]
     broker: Option<String>,
-    /// With --broker: batches run at once, each on its own thread [default: logical CPUs].
-    #[arg(long, value_name = "N")]
-    concurrency: Option<usize>,
+    /// With --broker: batches run at once, each on its own thread, 1 to 1024 [default:
+    /// logical CPUs, at most 1024].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=MAX_CONCURRENCY))]
+    concurrency: Option<u16>,
     /// With --broker: how long a batch may go without its holder renewing it before
-    /// another worker takes it over (the holder renews every third of it). Use the same
-    /// value on every worker.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    /// another worker takes it over (the holder renews every third of it), 100ms to 1h.
+    /// Use the same value on every worker.
+    #[arg(long, default_value = "10s", value_parser = parse_lease)]
     lease: std::time::Duration,
     /// With --broker: a batch delivered more often than this (each holder died before
-    /// finishing it) is given up, its tasks reported `worker_crashed`.
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    /// finishing it) is given up, its tasks reported `worker_crashed`; 1 to 1000.
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=MAX_DELIVERIES))]
     max_deliveries: u64,
-    /// With --broker: this worker's consumer name [default: HOST-PID].
-    #[arg(long)]
+    /// With --broker: this worker's consumer name, not empty [default: HOST-PID].
+    #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     name: Option<String>,
     /// With --broker: run tasks on this process's threads, or in child worker processes
     /// (one per thread), where a crashing or overrunning task kills only its child.
     #[arg(long, value_enum, default_value_t = Isolate::Thread)]
     isolate: Isolate,
+}
+
+/// The most batches one broker worker runs at once.
+const MAX_CONCURRENCY: i64 = 1024;
+/// The most deliveries `--max-deliveries` allows.
+const MAX_DELIVERIES: u64 = 1000;
+/// `--lease` bounds: shorter, live workers would take each other's batches; longer, a dead
+/// worker's batches would wait more than an hour.
+const MIN_LEASE: std::time::Duration = std::time::Duration::from_millis(100);
+const MAX_LEASE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
+    let lease = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if !(MIN_LEASE..=MAX_LEASE).contains(&lease) {
+        return Err(format!("the lease must be from 100ms to 1h, not {text}"));
+    }
+    Ok(lease)
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -81,6 +109,11 @@ fn main() -> ExitCode {
     // as well would scribble over the coordinator's terminal.
     std::panic::set_hook(Box::new(|_| {}));
     if let Some(url) = &args.broker {
+        // Started by hand, a broker worker outlives its shell; started by a program that
+        // says so, it dies with that program.
+        if args.parent.is_some() {
+            die_with_parent(args.parent);
+        }
         return serve_broker(&args, url);
     }
     die_with_parent(args.parent);
@@ -163,10 +196,13 @@ fn serve_broker(args: &Args, url: &str) -> ExitCode {
         url,
         concurrency: args
             .concurrency
-            .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()))
-            .max(1),
-        lease: args.lease.max(std::time::Duration::from_millis(100)),
-        max_deliveries: args.max_deliveries.max(1),
+            .map_or_else(
+                || thread::available_parallelism().map_or(1, |n| n.get()),
+                usize::from,
+            )
+            .min(MAX_CONCURRENCY as usize),
+        lease: args.lease,
+        max_deliveries: args.max_deliveries,
         name: args.name.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map_or_else(|_| "host".to_string(), |h| h.trim().to_string());

@@ -8,13 +8,21 @@
 //!   is live; workers skip (and acknowledge) entries of runs that are gone.
 //! - `workpool:run:{id}:results`: the run's outcomes ([`OutcomeEntry`]), read by its
 //!   coordinator alone, which trims what it has read.
+//! - `workpool:dead`: task entries a worker could not read or run (garbage, another
+//!   build's, or of a run whose settings are unreadable), moved here rather than
+//!   redelivered for ever; its last [`DEAD_KEEP`] entries, kept [`DEAD_TTL`].
 //!
-//! Every entry has one field, `f`, holding a bincode frame ([`crate::codec`]). Delivery is
+//! Every entry has one field, `f`, holding a bincode frame ([`crate::codec`]); a results
+//! stream may also hold `refused` entries, a worker's plain-text word that it cannot serve
+//! the run (the coordinator then fails it). The protocol number and the run id come first in
+//! every task entry of every version, so that even a worker of another build can tell which run
+//! it is refusing. A run's keys carry their TTL from the moment they exist. Delivery is
 //! at least once: a worker publishes a batch's outcomes and acknowledges the entry in one
 //! atomic script, and an entry whose worker died is claimed again by another after its
 //! lease, so the coordinator de-duplicates by task and attempt.
 
 use std::fmt;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use redis::Value as Reply;
@@ -29,7 +37,16 @@ pub const BROKER_PROTOCOL: u32 = 2;
 
 pub const TASKS_STREAM: &str = "workpool:tasks";
 pub const GROUP: &str = "workers";
+/// Where task entries that cannot be read or run end up (see the module doc).
+pub const DEAD_STREAM: &str = "workpool:dead";
+/// Entries the dead-letter stream keeps (the oldest go first).
+pub const DEAD_KEEP: usize = 1000;
+/// How long the dead-letter stream outlives its last entry.
+pub const DEAD_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Bytes of a dead entry's frame kept for a look (the rest is not).
+const DEAD_HEAD_BYTES: usize = 256;
 const FIELD: &str = "f";
+const REFUSED_FIELD: &str = "refused";
 
 /// The key of a run's settings.
 pub fn spec_key(run: &str) -> String {
@@ -58,6 +75,15 @@ pub struct TaskEntry {
     pub run: String,
     pub route: Route,
     pub tasks: Vec<Task>,
+}
+
+/// The run a task entry belongs to, read from its leading fields only (the protocol and
+/// the run, in every version): known even for an entry of another protocol version, or
+/// one whose tasks are corrupt.
+pub fn run_of(frame: &[u8]) -> Option<String> {
+    codec::decode_prefix::<(u32, String)>(frame)
+        .ok()
+        .map(|(_, run)| run)
 }
 
 /// [`TaskEntry`] by reference, for publishing a batch without copying it (same frame).
@@ -101,7 +127,7 @@ pub struct RunSpec {
 /// Something that went wrong talking to the broker. Never carries the password.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error("invalid broker URL `{url}`: {reason}")]
+    #[error("invalid broker URL {url}: {reason}")]
     Url { url: String, reason: String },
     #[error("cannot reach the broker at {url}: {reason}")]
     Unreachable { url: String, reason: String },
@@ -120,6 +146,9 @@ pub enum BrokerError {
         #[source]
         source: CodecError,
     },
+    /// A key of workpool's holds something workpool did not write there.
+    #[error("the broker key {key} {reason}")]
+    Corrupt { key: String, reason: String },
     #[error(transparent)]
     Codec(#[from] CodecError),
 }
@@ -136,6 +165,14 @@ impl BrokerError {
     pub fn is_missing_group(&self) -> bool {
         matches!(self, BrokerError::Command { code: Some(code), .. } if code == "NOGROUP")
     }
+
+    /// The key found holding something workpool did not write, if that is the error.
+    pub fn corrupt_key(&self) -> Option<&str> {
+        match self {
+            BrokerError::Corrupt { key, .. } => Some(key),
+            _ => None,
+        }
+    }
 }
 
 /// A PEM file of the certificate authority a `rediss://` broker's certificate is checked
@@ -147,17 +184,36 @@ pub const CA_ENV: &str = "WORKPOOL_BROKER_CA";
 pub struct BrokerUrl {
     url: String,
     client: redis::Client,
-    password: Option<String>,
+    /// The password as written and as decoded, scrubbed from every message.
+    secrets: Vec<String>,
 }
 
+/// What to do about a password that breaks the URL's syntax.
+const PERCENT_ENCODE: &str = "percent-encode a password's special characters (`/` as %2F, \
+                              `?` as %3F, `#` as %23, `@` as %40, `%` as %25)";
+
 impl BrokerUrl {
+    /// Checks `url`. Its errors show it redacted (and a text that is not a URL at all, which
+    /// may well be a bare password, not at all).
     pub fn parse(url: &str) -> Result<BrokerUrl, BrokerError> {
         let shown = redact(url);
         let bad = |reason: &str| BrokerError::Url {
             url: shown.clone(),
             reason: reason.to_string(),
         };
-        let client = if url.starts_with("rediss://") {
+        let secret = secret_of(url);
+        let tls = url.starts_with("rediss://");
+        if !tls && !url.starts_with("redis://") {
+            return Err(bad("it must start with redis:// (or rediss:// for TLS)"));
+        }
+        // The URL parser would take the text after such a character for the path, query
+        // or fragment, and the password's first piece for a host and port.
+        if secret.is_some_and(|s| s.contains(['/', '?', '#'])) {
+            return Err(bad(&format!(
+                "the part before its last `@` holds a `/`, `?` or `#`: {PERCENT_ENCODE}"
+            )));
+        }
+        let client = if tls {
             // One process-wide choice; a second call finds it made, which is fine.
             let _ = rustls::crypto::ring::default_provider().install_default();
             match std::env::var_os(CA_ENV).filter(|v| !v.is_empty()) {
@@ -176,18 +232,20 @@ impl BrokerUrl {
                 }
                 None => redis::Client::open(url),
             }
-        } else if url.starts_with("redis://") {
-            redis::Client::open(url)
         } else {
-            return Err(bad("it must start with redis:// (or rediss:// for TLS)"));
+            redis::Client::open(url)
         };
-        let client = client.map_err(|e| bad(&scrub(&e.to_string(), None)))?;
-        let password = client.get_connection_info().redis_settings().password();
-        let password = password.map(str::to_string);
+        let mut secrets: Vec<String> = secret.into_iter().map(str::to_string).collect();
+        let client = client.map_err(|e| {
+            let reason = scrub(&e.to_string(), url, &secrets);
+            bad(&format!("{reason}; {PERCENT_ENCODE}"))
+        })?;
+        let decoded = client.get_connection_info().redis_settings().password();
+        secrets.extend(decoded.map(str::to_string));
         Ok(BrokerUrl {
             url: url.to_string(),
             client,
-            password,
+            secrets,
         })
     }
 
@@ -224,7 +282,7 @@ impl BrokerUrl {
     }
 
     fn connect_error(&self, err: &redis::RedisError, timeout: Duration) -> BrokerError {
-        let mut reason = scrub(&err.to_string(), self.password.as_deref());
+        let mut reason = scrub(&err.to_string(), &self.url, &self.secrets);
         let url = self.redacted();
         let auth = matches!(err.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
             || err.kind() == redis::ErrorKind::AuthenticationFailed;
@@ -247,7 +305,7 @@ impl BrokerUrl {
 
     /// Turns a command's error into a [`BrokerError`] that never shows the password.
     pub fn command_error(&self, command: &'static str, err: &redis::RedisError) -> BrokerError {
-        let reason = scrub(&err.to_string(), self.password.as_deref());
+        let reason = scrub(&err.to_string(), &self.url, &self.secrets);
         if err.is_io_error() || err.is_timeout() || err.is_connection_dropped() {
             BrokerError::Unreachable {
                 url: self.redacted(),
@@ -261,6 +319,20 @@ impl BrokerUrl {
                 code,
             }
         }
+    }
+
+    /// Like [`BrokerUrl::command_error`] for a command on `key`: a key holding another type
+    /// of value than workpool keeps there is [`BrokerError::Corrupt`].
+    fn key_error(&self, command: &'static str, key: &str, err: &redis::RedisError) -> BrokerError {
+        if err.code() == Some("WRONGTYPE") {
+            return BrokerError::Corrupt {
+                key: key.to_string(),
+                reason: "holds another type of value than workpool keeps there (something \
+                         else wrote it); remove it with DEL if nothing else needs it"
+                    .to_string(),
+            };
+        }
+        self.command_error(command, err)
     }
 }
 
@@ -276,31 +348,58 @@ impl fmt::Debug for BrokerUrl {
     }
 }
 
-/// Hides the password of a `scheme://[user][:password]@host...` URL.
-pub fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_string();
-    };
-    let userinfo = &rest[..at];
-    let user = match userinfo.find(':') {
-        Some(colon) => &userinfo[..colon],
+/// What may be a password in `scheme://[user][:password]@host...`: everything between
+/// `//` and the *last* `@` but the user name. The last `@`, so that an unencoded `/`, `?`,
+/// `#` or `@` in a password still counts as part of it.
+fn secret_of(url: &str) -> Option<&str> {
+    let start = url.find("://")? + 3;
+    let at = url.rfind('@').filter(|&at| at >= start)?;
+    let userinfo = &url[start..at];
+    Some(match userinfo.split_once(':') {
+        Some((user, password)) if !user.contains(['/', '?', '#']) => password,
         // `redis://secret@host` passes the whole userinfo as the password.
-        None => "",
-    };
-    format!("{}{user}:***{}", &url[..scheme_end], &rest[at..])
+        _ => userinfo,
+    })
 }
 
-/// Removes a password from a message, in case a server or library echoes it.
-fn scrub(message: &str, password: Option<&str>) -> String {
-    match password.filter(|p| !p.is_empty()) {
-        Some(p) => message.replace(p, "***"),
-        None => message.to_string(),
+/// The URL with its password replaced by `***`; a text without `://` is not shown at all
+/// (a bare password given as the URL is a common slip).
+pub fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return "(not shown: not a URL)".to_string();
+    };
+    match url.rfind('@').filter(|&at| at >= scheme_end) {
+        Some(at) => {
+            let user = match url[scheme_end..at].split_once(':') {
+                Some((user, _)) if !user.contains(['/', '?', '#']) => user,
+                _ => "",
+            };
+            format!("{}{user}:***{}", &url[..scheme_end], &url[at..])
+        }
+        None => {
+            // No `@`, so no credentials, unless `host:port` is not one (`redis://:secret`).
+            let rest = &url[scheme_end..];
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let authority = &rest[..end];
+            let port = authority.rsplit_once(':').map(|(_, port)| port);
+            let plain = authority.ends_with(']')
+                || port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+            if plain {
+                url.to_string()
+            } else {
+                format!("{}***{}", &url[..scheme_end], &rest[end..])
+            }
+        }
     }
+}
+
+/// Removes a URL's secrets from a message, in case a server or library echoes them.
+fn scrub(message: &str, url: &str, secrets: &[String]) -> String {
+    let mut message = message.replace(url, &redact(url));
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        message = message.replace(secret.as_str(), "***");
+    }
+    message
 }
 
 /// Creates the tasks stream and its consumer group if they do not exist yet. The group
@@ -316,7 +415,7 @@ pub fn ensure_group(url: &BrokerUrl, con: &mut redis::Connection) -> Result<(), 
         .query::<()>(con);
     match created {
         Err(err) if err.code() == Some("BUSYGROUP") => Ok(()),
-        other => other.map_err(|e| url.command_error("XGROUP CREATE", &e)),
+        other => other.map_err(|e| url.key_error("XGROUP CREATE", TASKS_STREAM, &e)),
     }
 }
 
@@ -333,12 +432,28 @@ pub fn publish(
         .arg(FIELD)
         .arg(frame)
         .query::<String>(con)
-        .map_err(|e| url.command_error("XADD", &e))
+        .map_err(|e| url.key_error("XADD", stream, &e))
 }
 
-/// One stream entry: its id and its frame (None for an entry deleted since it was
-/// delivered, which Redis reports as an id without fields).
-pub type Entry = (String, Option<Vec<u8>>);
+/// One stream entry as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub id: String,
+    pub body: Body,
+}
+
+/// What a stream entry holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// A frame (the `f` field).
+    Frame(Vec<u8>),
+    /// A worker's word that it cannot serve the run (results streams only).
+    Refused(String),
+    /// Nothing: deleted since it was delivered (Redis reports an id without fields).
+    Deleted,
+    /// Fields workpool never writes: something else added it.
+    Foreign,
+}
 
 /// New entries of the tasks stream for `consumer`, waiting up to `block` for one.
 pub fn read_tasks(
@@ -360,7 +475,7 @@ pub fn read_tasks(
         .arg(TASKS_STREAM)
         .arg(">")
         .query::<Reply>(con)
-        .map_err(|e| url.command_error("XREADGROUP", &e))?;
+        .map_err(|e| url.key_error("XREADGROUP", TASKS_STREAM, &e))?;
     Ok(stream_entries(&reply))
 }
 
@@ -389,7 +504,7 @@ pub fn read_results(
         .arg(after);
     let (reply,): (Reply,) = pipe
         .query(con)
-        .map_err(|e| url.command_error("XREAD", &e))?;
+        .map_err(|e| url.key_error("XREAD", &key, &e))?;
     Ok(stream_entries(&reply))
 }
 
@@ -413,7 +528,7 @@ pub fn reclaim(
         .arg("COUNT")
         .arg(count.max(1))
         .query::<Reply>(con)
-        .map_err(|e| url.command_error("XAUTOCLAIM", &e))?;
+        .map_err(|e| url.key_error("XAUTOCLAIM", TASKS_STREAM, &e))?;
     let parts = as_array(&reply);
     let next = parts
         .first()
@@ -436,7 +551,7 @@ pub fn deliveries(
         .arg(id)
         .arg(1)
         .query::<Reply>(con)
-        .map_err(|e| url.command_error("XPENDING", &e))?;
+        .map_err(|e| url.key_error("XPENDING", TASKS_STREAM, &e))?;
     Ok(as_array(&reply)
         .first()
         .and_then(|row| as_array(row).get(3).and_then(as_u64)))
@@ -454,7 +569,7 @@ pub fn live_consumers(
         .arg(TASKS_STREAM)
         .arg(GROUP)
         .query::<Reply>(con)
-        .map_err(|e| url.command_error("XINFO CONSUMERS", &e))?;
+        .map_err(|e| url.key_error("XINFO CONSUMERS", TASKS_STREAM, &e))?;
     let within = within.as_millis() as u64;
     Ok(as_array(&reply)
         .iter()
@@ -489,23 +604,59 @@ pub fn keep_alive(
         .arg("JUSTID")
         .query::<Reply>(con)
         .map(drop)
-        .map_err(|e| url.command_error("XCLAIM", &e))
+        .map_err(|e| url.key_error("XCLAIM", TASKS_STREAM, &e))
 }
 
-/// Publishes a batch's outcomes to its run's results stream (only while the run is live)
-/// and acknowledges and deletes the task entry, atomically: an entry is finished exactly
-/// when its outcomes are out.
-const FINISH_SCRIPT: &str = r"
-if ARGV[3] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('XADD', KEYS[2], '*', 'f', ARGV[3])
+/// Ends a worker's handling of a task entry, atomically: tells its run's coordinator (its
+/// outcomes, or that it is refused; only while the run is live), records it in the
+/// dead-letter stream if it is given up, then acknowledges and deletes it. A key holding
+/// another type of value is passed over rather than failing the script: nothing in the
+/// broker may keep an entry pending for ever. A results stream made here gets the run's
+/// TTL at once, so that no key outlives a coordinator killed before its first renewal.
+///
+/// KEYS: run settings, run results, tasks stream, dead-letter stream. ARGV: group, entry
+/// id, results field (or ''), its value, results TTL (ms), why the entry is dead (or ''),
+/// worker, entry size, entry head, dead-letter cap, dead-letter TTL (s).
+const SETTLE_SCRIPT: &str = r"
+local function writable(key)
+  local kind = redis.call('TYPE', key).ok
+  return kind == 'stream' or kind == 'none'
 end
-redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[3], ARGV[2])
+if ARGV[3] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 and writable(KEYS[2]) then
+  redis.call('XADD', KEYS[2], '*', ARGV[3], ARGV[4])
+  if redis.call('PTTL', KEYS[2]) == -1 then
+    redis.call('PEXPIRE', KEYS[2], ARGV[5])
+  end
+end
+if ARGV[6] ~= '' and writable(KEYS[4]) then
+  redis.call('XADD', KEYS[4], 'MAXLEN', ARGV[10], '*', 'entry', ARGV[2], 'reason', ARGV[6],
+    'worker', ARGV[7], 'bytes', ARGV[8], 'head', ARGV[9])
+  redis.call('EXPIRE', KEYS[4], ARGV[11])
+end
+if redis.call('TYPE', KEYS[3]).ok == 'stream' then
+  redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
+  redis.call('XDEL', KEYS[3], ARGV[2])
+end
 return 1
 ";
 
-/// See [`FINISH_SCRIPT`]. An empty `frame` only acknowledges (an entry of a run that is
-/// gone, or one that could not be read).
+/// A task entry a worker gives up: it cannot be read, or its run cannot be served.
+pub struct Burial<'a> {
+    pub id: &'a str,
+    /// Its run, if it could be read: that run's coordinator is told `reason`.
+    pub run: Option<&'a str>,
+    /// Why, for a person: never the entry's bytes.
+    pub reason: &'a str,
+    /// The worker giving it up.
+    pub worker: &'a str,
+    /// The entry's frame, of which the dead-letter stream keeps the head.
+    pub frame: &'a [u8],
+}
+
+/// Publishes a batch's outcomes to its run's results stream (while the run is live) and
+/// acknowledges and deletes the task entry in one step (see [`SETTLE_SCRIPT`]): an entry is
+/// finished exactly when its outcomes are out. An empty `frame` only acknowledges (an
+/// entry of a run that is gone).
 pub fn finish(
     url: &BrokerUrl,
     con: &mut redis::Connection,
@@ -513,18 +664,106 @@ pub fn finish(
     id: &str,
     frame: &[u8],
 ) -> Result<(), BrokerError> {
-    redis::cmd("EVAL")
-        .arg(FINISH_SCRIPT)
-        .arg(3)
+    let field = if frame.is_empty() { "" } else { FIELD };
+    SETTLE
+        .invoke::<i64>(con, |cmd| {
+            settle(cmd, run, id, field, frame).arg(""); // Not dead.
+        })
+        .map(drop)
+        .map_err(|e| url.command_error("EVALSHA finish", &e))
+}
+
+/// Moves an entry to the dead-letter stream, tells its run's coordinator (if its run is
+/// known and live) that it is refused, and acknowledges and deletes it, in one step.
+pub fn bury(
+    url: &BrokerUrl,
+    con: &mut redis::Connection,
+    burial: &Burial<'_>,
+) -> Result<(), BrokerError> {
+    let refusal = format!(
+        "worker {} cannot serve this run: {}",
+        burial.worker, burial.reason
+    );
+    let field = if burial.run.is_some() {
+        REFUSED_FIELD
+    } else {
+        ""
+    };
+    let head = &burial.frame[..burial.frame.len().min(DEAD_HEAD_BYTES)];
+    let run = burial.run.unwrap_or("");
+    SETTLE
+        .invoke::<i64>(con, |cmd| {
+            settle(cmd, run, burial.id, field, refusal.as_bytes())
+                .arg(burial.reason)
+                .arg(burial.worker)
+                .arg(burial.frame.len())
+                .arg(head)
+                .arg(DEAD_KEEP)
+                .arg(DEAD_TTL.as_secs());
+        })
+        .map(drop)
+        .map_err(|e| url.command_error("EVALSHA bury", &e))
+}
+
+/// Adds [`SETTLE_SCRIPT`]'s keys and its arguments up to the results' TTL to `cmd`.
+fn settle<'c>(
+    cmd: &'c mut redis::Cmd,
+    run: &str,
+    id: &str,
+    field: &str,
+    value: &[u8],
+) -> &'c mut redis::Cmd {
+    cmd.arg(4)
         .arg(spec_key(run))
         .arg(results_key(run))
         .arg(TASKS_STREAM)
+        .arg(DEAD_STREAM)
         .arg(GROUP)
         .arg(id)
-        .arg(frame)
-        .query::<i64>(con)
-        .map(drop)
-        .map_err(|e| url.command_error("EVAL finish", &e))
+        .arg(field)
+        .arg(value)
+        .arg(RUN_TTL.as_millis() as u64)
+}
+
+static SETTLE: Script = Script::new(SETTLE_SCRIPT);
+
+/// A Lua script run by its SHA1 (`EVALSHA`): loaded into the broker once, and again when
+/// the broker has forgotten it (a restart), so that a batch neither sends the body nor
+/// makes the server hash it.
+struct Script {
+    body: &'static str,
+    sha: OnceLock<String>,
+}
+
+impl Script {
+    const fn new(body: &'static str) -> Script {
+        Script {
+            body,
+            sha: OnceLock::new(),
+        }
+    }
+
+    /// Runs the script; `args` adds the key count, the keys and the arguments.
+    fn invoke<T: redis::FromRedisValue>(
+        &self,
+        con: &mut redis::Connection,
+        args: impl Fn(&mut redis::Cmd),
+    ) -> redis::RedisResult<T> {
+        let call = |con: &mut redis::Connection, sha: &str| {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(sha);
+            args(&mut cmd);
+            cmd.query::<T>(con)
+        };
+        if let Some(sha) = self.sha.get() {
+            match call(con, sha) {
+                Err(err) if err.code() == Some("NOSCRIPT") => {}
+                other => return other,
+            }
+        }
+        let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(self.body).query(con)?;
+        call(con, self.sha.get_or_init(|| sha))
+    }
 }
 
 /// Deletes task entries nobody needs any more (a cancelled run's).
@@ -538,12 +777,13 @@ pub fn delete_entries(
             .arg(TASKS_STREAM)
             .arg(chunk)
             .query::<i64>(con)
-            .map_err(|e| url.command_error("XDEL", &e))?;
+            .map_err(|e| url.key_error("XDEL", TASKS_STREAM, &e))?;
     }
     Ok(())
 }
 
-/// Writes a run's settings; from now on its entries are served.
+/// Writes a run's settings, with their TTL in the same command; from now on its entries
+/// are served.
 pub fn put_spec(
     url: &BrokerUrl,
     con: &mut redis::Connection,
@@ -554,8 +794,8 @@ pub fn put_spec(
     redis::cmd("SET")
         .arg(spec_key(run))
         .arg(frame.as_slice())
-        .arg("EX")
-        .arg(RUN_TTL.as_secs())
+        .arg("PX")
+        .arg(RUN_TTL.as_millis() as u64)
         .query::<()>(con)
         .map_err(|e| url.command_error("SET", &e))
 }
@@ -565,40 +805,87 @@ pub fn put_spec(
 /// results stream expires).
 pub const RUN_TTL: Duration = Duration::from_secs(30);
 
-/// Keeps a live run's keys from expiring (see [`RUN_TTL`]); call it well within the TTL.
+/// What [`keep_run`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// The run's settings are as written; its keys' TTLs start again.
+    Renewed,
+    /// The settings are gone (the broker lost them, or someone deleted them).
+    Lost,
+    /// The key holds something else than the settings written (another type, or other
+    /// bytes): the run cannot be trusted to go on.
+    Altered,
+}
+
+/// See [`keep_run`]. KEYS: settings, results. ARGV: the settings' frame, TTL (ms).
+const KEEP_SCRIPT: &str = r"
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind == 'none' then return 0 end
+if kind ~= 'string' or redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+";
+
+/// Keeps a live run's keys from expiring (see [`RUN_TTL`]), checking on the way that its
+/// settings are still what was written; call it well within the TTL.
 pub fn keep_run(
     url: &BrokerUrl,
     con: &mut redis::Connection,
     run: &str,
-) -> Result<(), BrokerError> {
-    let ttl = RUN_TTL.as_secs();
-    redis::pipe()
-        .cmd("EXPIRE")
+    spec: &RunSpec,
+) -> Result<Kept, BrokerError> {
+    let frame = codec::encode(spec)?;
+    let found: i64 = redis::cmd("EVAL")
+        .arg(KEEP_SCRIPT)
+        .arg(2)
         .arg(spec_key(run))
-        .arg(ttl)
-        .ignore()
-        .cmd("EXPIRE")
         .arg(results_key(run))
-        .arg(ttl)
-        .ignore()
-        .query::<()>(con)
-        .map_err(|e| url.command_error("EXPIRE", &e))
+        .arg(frame.as_slice())
+        .arg(RUN_TTL.as_millis() as u64)
+        .query(con)
+        .map_err(|e| url.command_error("EVAL keep", &e))?;
+    Ok(match found {
+        1 => Kept::Renewed,
+        0 => Kept::Lost,
+        _ => Kept::Altered,
+    })
 }
 
-/// A run's settings, or None once the run is over.
+/// A run's settings, or None once the run is over. Settings that cannot be read, or that
+/// were written by a coordinator of another protocol version, are [`BrokerError::Corrupt`].
 pub fn get_spec(
     url: &BrokerUrl,
     con: &mut redis::Connection,
     run: &str,
 ) -> Result<Option<RunSpec>, BrokerError> {
+    let key = spec_key(run);
     let bytes: Option<Vec<u8>> = redis::cmd("GET")
-        .arg(spec_key(run))
+        .arg(&key)
         .query(con)
-        .map_err(|e| url.command_error("GET", &e))?;
-    bytes
-        .map(|b| codec::decode(&b))
-        .transpose()
-        .map_err(Into::into)
+        .map_err(|e| url.key_error("GET", &key, &e))?;
+    let Some(bytes) = bytes else {
+        return Ok(None);
+    };
+    let corrupt = |reason: String| BrokerError::Corrupt {
+        key: key.clone(),
+        reason,
+    };
+    match codec::decode_prefix_u32(&bytes) {
+        Ok(BROKER_PROTOCOL) => {}
+        Ok(other) => {
+            return Err(corrupt(format!(
+                "holds no run settings of this build (they read as broker protocol \
+                 {other}, this build speaks {BROKER_PROTOCOL}): a coordinator of another \
+                 build wrote them, or something else did; run workers and coordinators of \
+                 the same build"
+            )))
+        }
+        Err(err) => return Err(corrupt(format!("holds no run settings: {err}"))),
+    }
+    codec::decode(&bytes)
+        .map(Some)
+        .map_err(|err| corrupt(format!("holds no run settings: {err}")))
 }
 
 /// Ends a run: workers skip its remaining entries, and its results are dropped.
@@ -647,17 +934,31 @@ fn entries_of(list: &Reply) -> Vec<Entry> {
         .filter_map(|entry| {
             let parts = as_array(entry);
             let id = parts.first().and_then(as_string)?;
-            let fields = parts.get(1).map(as_array).unwrap_or(&[]);
-            let frame = fields
-                .chunks(2)
-                .find(|kv| kv.first().and_then(as_string).as_deref() == Some(FIELD))
-                .and_then(|kv| match kv.get(1) {
-                    Some(Reply::BulkString(bytes)) => Some(bytes.clone()),
-                    _ => None,
-                });
-            Some((id, frame))
+            let body = match parts.get(1) {
+                None | Some(Reply::Nil) => Body::Deleted,
+                Some(fields) => body_of(as_array(fields)),
+            };
+            Some(Entry { id, body })
         })
         .collect()
+}
+
+/// An entry's fields: `f` (a frame) or `refused` (a message), else foreign.
+fn body_of(fields: &[Reply]) -> Body {
+    for kv in fields.chunks(2) {
+        let (Some(Reply::BulkString(name)), Some(Reply::BulkString(value))) =
+            (kv.first(), kv.get(1))
+        else {
+            continue;
+        };
+        if name == FIELD.as_bytes() {
+            return Body::Frame(value.clone());
+        }
+        if name == REFUSED_FIELD.as_bytes() {
+            return Body::Refused(String::from_utf8_lossy(value).into_owned());
+        }
+    }
+    Body::Foreign
 }
 
 fn as_array(reply: &Reply) -> &[Reply] {
@@ -692,9 +993,25 @@ mod tests {
         assert_eq!(redact("redis://u:hunter2@h"), "redis://u:***@h");
         assert_eq!(redact("redis://hunter2@h"), "redis://:***@h");
         assert_eq!(redact("redis://h:6379"), "redis://h:6379");
-        assert_eq!(redact("redis://h/0?x=a@b"), "redis://h/0?x=a@b");
-        assert_eq!(redact("not a url"), "not a url");
-        assert_eq!(scrub("bad hunter2 here", Some("hunter2")), "bad *** here");
+        assert_eq!(redact("redis://[::1]:6379/0"), "redis://[::1]:6379/0");
+        // Everything up to the last `@`, whatever it holds.
+        assert_eq!(redact("redis://:a/b?c#d@h:1/0"), "redis://:***@h:1/0");
+        assert_eq!(redact("redis://u:p@ss@h"), "redis://u:***@h");
+        assert_eq!(redact("redis://h/0?x=a@b"), "redis://:***@b");
+        // No `@`, yet not a host and port either.
+        assert_eq!(redact("redis://:hunter2"), "redis://***");
+        assert_eq!(redact("redis://u:hunter2/0"), "redis://***/0");
+        // A bare password is not a URL, and is not shown.
+        assert!(!redact("hunter2").contains("hunter2"));
+        let secrets = ["hunter2".to_string()];
+        assert_eq!(
+            scrub("bad hunter2 here", "redis://h", &secrets),
+            "bad *** here"
+        );
+        assert_eq!(
+            scrub("at redis://:x@h", "redis://:x@h", &[]),
+            "at redis://:***@h"
+        );
     }
 
     #[test]
@@ -702,12 +1019,35 @@ mod tests {
         let url = BrokerUrl::parse("redis://:s3cret@127.0.0.1:1").unwrap();
         assert_eq!(url.to_string(), "redis://:***@127.0.0.1:1");
         assert!(!format!("{url:?}").contains("s3cret"));
-        let err = BrokerUrl::parse("http://:s3cret@h")
-            .unwrap_err()
-            .to_string();
-        assert!(!err.contains("s3cret"), "{err}");
         assert!(BrokerUrl::parse("rediss://h").is_ok());
         assert!(BrokerUrl::parse("tcp://h").is_err());
+        // Encoded, a password may hold anything.
+        assert!(BrokerUrl::parse("redis://:a%2Fb%3Fc%23d@127.0.0.1:1").is_ok());
+        for bad in [
+            "http://:s3cret@h",
+            "s3cret",
+            "redis://:s3/cret@h:1",
+            "redis://:s3?cret@h:1",
+            "redis://:s3#cret@h:1",
+            "redis://u:s3/cret@h:1/0",
+            "redis://s3/cret@h:1",
+            "rediss://:s3/cret@h:1",
+        ] {
+            let err = BrokerUrl::parse(bad).unwrap_err().to_string();
+            assert!(!err.contains("s3"), "{bad}: {err}");
+        }
+        let err = BrokerUrl::parse("redis://:s3/cret@h:1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("percent-encode"), "{err}");
+    }
+
+    #[test]
+    fn the_run_of_an_entry_is_read_from_its_head() {
+        let head = codec::encode(&(7u32, "run-a".to_string(), 1u8, 2u8)).unwrap();
+        assert_eq!(run_of(&head).as_deref(), Some("run-a"));
+        assert_eq!(run_of(b"garbage"), None);
+        assert_eq!(run_of(b""), None);
     }
 
     #[test]
@@ -786,10 +1126,23 @@ mod tests {
             ]),
         ])]);
         let entries = stream_entries(&reply);
+        let entry = |id: &str, body| Entry {
+            id: id.into(),
+            body,
+        };
         assert_eq!(
             entries,
-            vec![("1-0".into(), Some(b"abc".to_vec())), ("2-0".into(), None)]
+            vec![
+                entry("1-0", Body::Frame(b"abc".to_vec())),
+                entry("2-0", Body::Deleted)
+            ]
         );
         assert!(stream_entries(&Reply::Nil).is_empty());
+        let fields = |kv: &[&str]| Reply::Array(kv.iter().map(|s| bulk(s)).collect());
+        assert_eq!(body_of(as_array(&fields(&["x", "y"]))), Body::Foreign);
+        assert_eq!(
+            body_of(as_array(&fields(&["refused", "why"]))),
+            Body::Refused("why".into())
+        );
     }
 }

@@ -69,6 +69,12 @@ pub fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, CodecError> {
 /// Decodes only the leading `u32` of a frame: the protocol version, which every hello
 /// starts with, so a peer of another version is recognised whatever the rest looks like.
 pub fn decode_prefix_u32(frame: &[u8]) -> Result<u32, CodecError> {
+    decode_prefix(frame)
+}
+
+/// Decodes the leading fields of a frame, ignoring whatever follows them: the part of a
+/// message that every version lays out alike.
+pub fn decode_prefix<T: DeserializeOwned>(frame: &[u8]) -> Result<T, CodecError> {
     bincode::serde::decode_from_slice(frame, CONFIG)
         .map(|(v, _)| v)
         .map_err(|cause| CodecError::Decode {

@@ -615,3 +615,47 @@ pub(crate) fn tasks_queued(con: &mut redis::Connection) -> usize {
         .query(con)
         .expect("XLEN")
 }
+
+/// Entries taken and not yet acknowledged, over every worker.
+pub(crate) fn pending(con: &mut redis::Connection) -> usize {
+    let summary: (usize, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+        .arg(shared::broker::TASKS_STREAM)
+        .arg(shared::broker::GROUP)
+        .query(con)
+        .expect("XPENDING");
+    summary.0
+}
+
+/// A connection for looking at the broker's state directly.
+pub(crate) fn connect(url: &str) -> redis::Connection {
+    redis::Client::open(url)
+        .expect("cannot parse the broker URL")
+        .get_connection_with_timeout(START_LIMIT)
+        .expect("cannot connect to the broker")
+}
+
+/// The run's settings key, once its coordinator has registered it.
+#[track_caller]
+pub(crate) fn wait_for_run_key(con: &mut redis::Connection) -> String {
+    let started = Instant::now();
+    loop {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("workpool:run:*")
+            .query(con)
+            .expect("KEYS");
+        if let Some(key) = keys.into_iter().find(|k| !k.ends_with(":results")) {
+            return key;
+        }
+        assert!(started.elapsed() < START_LIMIT, "the run never registered");
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Whether process `pid` is still running (a zombie is not: it only waits to be reaped).
+pub(crate) fn is_running(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // `pid (comm) state ...`: the state follows the last `)`.
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+    })
+}

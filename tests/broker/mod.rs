@@ -6,10 +6,12 @@
 //! these tests fail rather than skip, so a missing install step cannot go unnoticed.
 
 mod fixtures;
+mod garbage;
 mod recovery;
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, TcpListener};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -328,6 +330,88 @@ fn a_wrong_password_is_a_setup_error_that_never_shows_the_password() {
     let run = parse_jsonl(&stdout(&out));
     assert_every_index_once(&run, 5);
     assert_eq!(pids_of(&run), BTreeSet::from([worker.pid()]));
+}
+
+/// A password that breaks the URL's syntax (an unencoded `/`, `?` or `#`, common in
+/// base64 secrets), or a bare password given as the URL: `run`, `worker` and `bench` each
+/// refuse it as a usage error that says to percent-encode, and none ever shows the secret.
+#[test]
+fn a_password_that_breaks_the_url_is_never_shown() {
+    const SECRET: &str = "Zm9vYmFy";
+    let urls = [
+        format!("redis://:{SECRET}/x+y==@127.0.0.1:1"),
+        format!("redis://:ab?{SECRET}@127.0.0.1:1"),
+        format!("redis://default:12#{SECRET}@127.0.0.1:1/0"),
+        format!("rediss://:{SECRET}/q@127.0.0.1:1"),
+        format!("redis://:{SECRET}"),
+        SECRET.to_string(),
+    ];
+    for url in &urls {
+        let run = quick_run(url);
+        let worker = quick_worker(url);
+        let bench = quick_output(
+            coordinator()
+                .env_remove("WORKPOOL_BROKER")
+                .args(["bench", "--quick", "--suite", "broker", "--broker", url]),
+        );
+        for out in [&run, &worker, &bench] {
+            assert_usage_error(out, &["invalid broker URL"]);
+            assert_never_shows(out, SECRET);
+        }
+        let hint = if url.contains("://") {
+            "percent-encode"
+        } else {
+            "not a URL"
+        };
+        assert_contains(&stderr(&run), hint, "stderr");
+    }
+    // Through $WORKPOOL_BROKER as well.
+    let out = quick_output(coordinator().env("WORKPOOL_BROKER", &urls[0]).args([
+        "run",
+        "noop",
+        "--count",
+        "1",
+        "--backend",
+        "redis",
+    ]));
+    assert_usage_error(&out, &["percent-encode"]);
+    assert_never_shows(&out, SECRET);
+}
+
+/// The worker's numbers are bounded and checked: zero, or above the maximum its help
+/// gives, is a usage error naming the flag, as is an empty name; nothing is coerced.
+#[test]
+fn worker_flags_out_of_range_are_usage_errors() {
+    let closed = format!("redis://127.0.0.1:{}", free_port());
+    for (flag, value) in [
+        ("--concurrency", "0"),
+        ("--concurrency", "1025"),
+        ("--lease", "0s"),
+        ("--lease", "50ms"),
+        ("--lease", "2h"),
+        ("--max-deliveries", "0"),
+        ("--max-deliveries", "1001"),
+        ("--name", ""),
+    ] {
+        let mut cmd = assert_cmd::Command::new(WORKER);
+        cmd.env_remove("WORKPOOL_BROKER")
+            .args(["--broker", &closed, flag, value]);
+        let out = quick_output(&mut cmd);
+        assert_usage_error(&out, &[flag]);
+    }
+    // The maxima themselves are accepted: the worker gets as far as the broker.
+    let mut cmd = assert_cmd::Command::new(WORKER);
+    cmd.env_remove("WORKPOOL_BROKER")
+        .args([
+            "--broker",
+            &closed,
+            "--concurrency",
+            "1024",
+            "--lease",
+            "1h",
+        ])
+        .args(["--max-deliveries", "1000", "--name", "n"]);
+    assert_usage_error(&quick_output(&mut cmd), &["cannot reach the broker"]);
 }
 
 /// A broker nobody answers at is a set-up error within a few seconds, not a hang: a
@@ -769,4 +853,83 @@ fn bench_measures_the_broker_beside_the_local_backends() {
     assert!(measured("echo round trip", "floor-redis")["stats"]["median"].is_number());
     assert!(measured("noop round trip", "redis")["ratios"]["x floor"].is_number());
     assert!(measured("kill to run complete", "redis")["stats"]["median"].is_number());
+}
+
+/// `bench --suite broker` killed (SIGKILL) or interrupted (SIGINT, as Ctrl-C) while its
+/// `worker --broker` processes run: they die with it instead of living on under init.
+#[test]
+fn bench_workers_die_with_the_bench() {
+    let server = RedisServer::start();
+    for signal in [libc::SIGKILL, libc::SIGINT] {
+        let dir = tempfile::tempdir().expect("cannot create temp dir");
+        let log = std::fs::File::create(dir.path().join("stderr")).expect("stderr file");
+        let mut cmd = Command::new(crate::common::COORDINATOR);
+        cmd.env("WORKPOOL_WORKER", WORKER)
+            .env_remove("WORKPOOL_BROKER")
+            .args(["bench", "--runs", "1", "--warmup", "0", "--suite", "broker"])
+            .args(["--broker", &server.url()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log);
+        // SAFETY: signal() only resets a disposition in the child. A shell starts
+        // background jobs with SIGINT ignored, and the bench would inherit that; Ctrl-C
+        // reaches a foreground program with the default action.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        let mut bench = die_with_parent(&mut cmd)
+            .spawn()
+            .expect("cannot start bench");
+        let bench_pid = u64::from(bench.id());
+        let started = Instant::now();
+        let workers = loop {
+            let workers = children_of(bench_pid);
+            if workers.len() >= 2 {
+                break workers;
+            }
+            assert!(
+                started.elapsed() < START_LIMIT,
+                "the bench started no workers"
+            );
+            std::thread::sleep(POLL);
+        };
+        let pid = i32::try_from(bench.id()).expect("pid out of range");
+        // SAFETY: kill only sends a signal, to our own child that is not yet reaped.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        let status = bench.wait().expect("wait on bench");
+        assert_eq!(status.signal(), Some(signal), "{status}");
+        let started = Instant::now();
+        while workers.iter().any(|&w| is_running(w)) {
+            if started.elapsed() > ERROR_LIMIT {
+                for pid in workers.iter().filter_map(|&w| i32::try_from(w).ok()) {
+                    // SAFETY: kill only sends a signal, to the bench's workers, seen
+                    // running a moment ago (no test outlives them, so pids are not reused).
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+                panic!("signal {signal}: bench workers {workers:?} outlived it");
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+/// The `worker --broker` processes whose parent is `parent`.
+fn children_of(parent: u64) -> Vec<u64> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u64>().ok());
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            ppid == Some(parent) && String::from_utf8_lossy(&cmdline).contains("--lease")
+        })
+        .collect()
 }

@@ -6,21 +6,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use shared::broker::{spec_key, GROUP, TASKS_STREAM};
+use shared::broker::spec_key;
 
 use super::fixtures::*;
 use crate::common::{
     assert_contains, assert_every_index_once, assert_exit, coordinator, output, parse_jsonl,
     stderr, stdout,
 };
-
-/// A connection for looking at the broker's state directly.
-fn connect(url: &str) -> redis::Connection {
-    redis::Client::open(url)
-        .expect("cannot parse the broker URL")
-        .get_connection_with_timeout(START_LIMIT)
-        .expect("cannot connect to the broker")
-}
 
 /// Restarts the broker in the middle of a run and checks nothing is lost or doubled.
 fn survives_a_broker_restart(server: &mut RedisServer) -> crate::common::Run {
@@ -82,18 +74,7 @@ fn a_killed_coordinator_leaves_nothing_behind() {
     let args = ["io", "--count", "20", "--ms", "1000", "--chunk", "1"];
     let mut run = Background::start(&on_broker(&args, &url));
     let mut con = connect(&url);
-    let started = Instant::now();
-    let spec = loop {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg("workpool:run:*")
-            .query(&mut con)
-            .expect("KEYS");
-        if let Some(key) = keys.into_iter().find(|k| !k.ends_with(":results")) {
-            break key;
-        }
-        assert!(started.elapsed() < START_LIMIT, "the run never registered");
-        std::thread::sleep(POLL);
-    };
+    let spec = wait_for_run_key(&mut con);
     // Killed once its batches are out (they stay in the stream until run and finished).
     let started = Instant::now();
     loop {
@@ -406,12 +387,31 @@ fn a_worker_told_to_stop_finishes_what_it_holds() {
     assert!(run.pids().contains(&staying.pid()));
 }
 
-/// Entries taken and not yet acknowledged, over every worker.
-fn pending(con: &mut redis::Connection) -> usize {
-    let summary: (usize, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
-        .arg(TASKS_STREAM)
-        .arg(GROUP)
-        .query(con)
-        .expect("XPENDING");
-    summary.0
+/// `worker --isolate process` configured through $WORKPOOL_BROKER, and a coordinator on
+/// the process backend with $WORKPOOL_BROKER set: their child workers must not inherit
+/// the variable (it made each child a broker worker too, which clap refuses alongside
+/// --connect, so every task failed).
+#[test]
+fn child_workers_do_not_inherit_the_broker_url() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let worker = Worker::start_extra(
+        &url,
+        "iso",
+        2,
+        &["--isolate", "process"],
+        &[("WORKPOOL_BROKER", &url)],
+    );
+    let run = run_on(&url, 0, &["noop", "--count", "10"]);
+    assert_every_index_once(&run, 10);
+    assert_eq!(run.succeeded(), 10, "{}", worker.stderr());
+
+    let out = output(
+        coordinator()
+            .env("WORKPOOL_BROKER", &url)
+            .args(["run", "noop", "--count", "10", "--backend", "process"])
+            .args(["--workers", "2", "--format", "jsonl"]),
+    );
+    assert_exit(&out, 0);
+    assert_every_index_once(&parse_jsonl(&stdout(&out)), 10);
 }

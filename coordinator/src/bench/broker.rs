@@ -21,13 +21,17 @@ const WORKERS: usize = 2;
 const CONCURRENCY: usize = 8;
 /// Short, so the reclaim case ends quickly; renewals keep live workers' batches.
 const LEASE: &str = "1s";
+/// How long the floor's two streams outlive a bench killed while measuring it.
+const FLOOR_TTL: Duration = Duration::from_secs(600);
 const RUNTIMES: [BackendKind; 3] = [
     BackendKind::Redis,
     BackendKind::Process,
     BackendKind::Thread,
 ];
 
-/// `worker --broker` processes, killed when dropped.
+/// `worker --broker` processes, killed and reaped when dropped (on every error path too);
+/// told this process's pid with --parent, so that they die with it even when it is
+/// killed or interrupted and no destructor runs.
 struct Workers(Vec<Child>);
 
 impl Workers {
@@ -42,6 +46,7 @@ impl Workers {
     fn add(&mut self, bench: &Bench, url: &str) -> Result<()> {
         let child = Command::new(&bench.bin.path)
             .args(["--concurrency", &CONCURRENCY.to_string(), "--lease", LEASE])
+            .args(["--parent", &std::process::id().to_string()])
             // In the environment, not the arguments: a password stays out of `ps`.
             .env("WORKPOOL_BROKER", url)
             .stdin(Stdio::null())
@@ -113,12 +118,32 @@ fn floor(bench: &Bench, report: &mut Report, url: &shared::broker::BrokerUrl) ->
     let (ping, pong) = (format!("{prefix}:ping"), format!("{prefix}:pong"));
     let connect = || url.connect(Duration::from_secs(3), Some(Duration::from_secs(10)));
     let mut con = connect()?;
-    redis::cmd("XGROUP")
+    // Both streams made at once with their TTL, so a bench killed mid-way leaves nothing
+    // behind for long (they are deleted at the end otherwise).
+    redis::pipe()
+        .atomic()
+        .cmd("XGROUP")
         .arg("CREATE")
         .arg(&ping)
         .arg("echo")
         .arg("$")
         .arg("MKSTREAM")
+        .ignore()
+        .cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&pong)
+        .arg("unused")
+        .arg("$")
+        .arg("MKSTREAM")
+        .ignore()
+        .cmd("EXPIRE")
+        .arg(&ping)
+        .arg(FLOOR_TTL.as_secs())
+        .ignore()
+        .cmd("EXPIRE")
+        .arg(&pong)
+        .arg(FLOOR_TTL.as_secs())
+        .ignore()
         .query::<()>(&mut con)?;
     let mut echo_con = connect()?;
     let (echo_ping, echo_pong) = (ping.clone(), pong.clone());

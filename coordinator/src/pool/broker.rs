@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use shared::broker::{self, BrokerError, BrokerUrl, OutcomeEntry, Route, RunSpec, TaskEntryRef};
+use shared::broker::{
+    self, Body, BrokerError, BrokerUrl, Entry, Kept, OutcomeEntry, Route, RunSpec, TaskEntryRef,
+};
 use shared::outcome::Arrival;
 use shared::{codec, Context, Task};
 
@@ -252,8 +254,24 @@ fn read_results(
     while !stop.load(Ordering::SeqCst) {
         if kept.elapsed() > broker::RUN_TTL / 6 {
             kept = Instant::now();
-            if let Err(err) = broker::keep_run(url, &mut con, &shared.run) {
-                shared::diag!("warning: cannot renew the run on the broker: {err}");
+            match broker::keep_run(url, &mut con, &shared.run, &shared.spec) {
+                Ok(Kept::Renewed) => {}
+                // Its workers have dropped what they took of it meanwhile.
+                Ok(Kept::Lost) => match register_again(shared, &mut con) {
+                    Ok(()) if events.send(Event::Republish).is_ok() => {}
+                    Ok(()) => return,
+                    Err(err) => shared::diag!("warning: cannot register the run again: {err}"),
+                },
+                Ok(Kept::Altered) => {
+                    let reason = format!(
+                        "the broker key {} no longer holds this run's settings (something \
+                         else wrote it): the run cannot go on",
+                        broker::spec_key(&shared.run)
+                    );
+                    let _ = events.send(Event::BackendDown { reason });
+                    return;
+                }
+                Err(err) => shared::diag!("warning: cannot renew the run on the broker: {err}"),
             }
         }
         if !warned && quiet_since.elapsed() > NO_WORKER_WARNING {
@@ -294,17 +312,35 @@ fn read_results(
         if !entries.is_empty() {
             quiet_since = Instant::now();
         }
-        for (id, frame) in entries {
-            after = id.clone();
+        for Entry { id, body } in entries {
             let received_ns = shared::clock::monotonic_ns();
-            let Some(frame) = frame else { continue };
+            let frame = match body {
+                Body::Frame(frame) => frame,
+                Body::Refused(reason) => {
+                    let _ = events.send(Event::BackendDown { reason });
+                    return;
+                }
+                Body::Deleted => {
+                    after = id;
+                    continue;
+                }
+                Body::Foreign => {
+                    shared::diag!(
+                        "warning: ignoring outcome entry {id}: workpool did not write it"
+                    );
+                    after = id;
+                    continue;
+                }
+            };
             let entry: OutcomeEntry = match broker::decode_entry(&id, &frame) {
                 Ok(entry) => entry,
                 Err(err) => {
                     shared::diag!("warning: ignoring a corrupt outcome entry: {err}");
+                    after = id;
                     continue;
                 }
             };
+            after = id;
             if entry.route.epoch != shared.epoch.load(Ordering::SeqCst) {
                 continue; // A duplicate from an earlier run of this pool.
             }
@@ -341,18 +377,11 @@ fn reconnect(
         let Ok(mut con) = shared.url.connect(CONNECT_TIMEOUT, Some(IO_TIMEOUT)) else {
             continue;
         };
-        let registered = broker::get_spec(&shared.url, &mut con, &shared.run).and_then(|spec| {
-            if spec.is_some() {
-                return Ok(());
-            }
-            shared::diag!(
-                "warning: the broker at {} lost this run (restarted without persistence?): \
-                 registering it again and publishing its unfinished batches again",
-                shared.url
-            );
-            broker::ensure_group(&shared.url, &mut con)?;
-            broker::put_spec(&shared.url, &mut con, &shared.run, &shared.spec)
-        });
+        let registered =
+            broker::get_spec(&shared.url, &mut con, &shared.run).and_then(|spec| match spec {
+                Some(_) => Ok(()),
+                None => register_again(shared, &mut con),
+            });
         return match registered {
             Ok(()) => Ok(con),
             Err(err) if err.is_connection() => continue,
@@ -360,4 +389,16 @@ fn reconnect(
         };
     }
     Err(format!("lost the broker connection: {first}"))
+}
+
+/// Registers a run the broker has forgotten (it restarted without persistence, or the key
+/// was deleted); the caller then publishes its unfinished batches again.
+fn register_again(shared: &Shared, con: &mut redis::Connection) -> Result<(), BrokerError> {
+    shared::diag!(
+        "warning: the broker at {} lost this run (restarted without persistence, or its \
+         key was deleted): registering it again and publishing its unfinished batches again",
+        shared.url
+    );
+    broker::ensure_group(&shared.url, con)?;
+    broker::put_spec(&shared.url, con, &shared.run, &shared.spec)
 }

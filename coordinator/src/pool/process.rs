@@ -154,14 +154,28 @@ impl ProcessBackend {
     }
 }
 
+/// workpool's own variables a child worker still gets: the test hooks that make a worker
+/// misbehave on purpose (`worker`'s `WORKPOOL_TEST_*`), set on a coordinator by the tests.
+const CHILD_VARIABLES: [&str; 2] = ["WORKPOOL_TEST_PROTOCOL", "WORKPOOL_TEST_FRAME"];
+
 /// Starts `worker` with the coordinator's connection arguments plus `extra`, and opens
-/// the server it will connect to.
+/// the server it will connect to. Its mode and settings come from those arguments alone:
+/// every other `WORKPOOL_*` variable of this process (`WORKPOOL_BROKER` would make it a
+/// broker worker, which clap refuses alongside --connect) stays out of its environment;
+/// the rest (PATH, HOME, proxies...) is passed on for the tasks.
 fn spawn_worker(bin: &WorkerBinary, slot: usize, extra: &[&str]) -> Result<Pending, PoolError> {
     let id = slot as u32;
     let spawn_err = |reason: String| PoolError::Spawn { id, reason };
     let (server, name) = IpcOneShotServer::<Bootstrap>::new()
         .map_err(|err| spawn_err(format!("cannot open ipc server: {err}")))?;
-    let child = Command::new(&bin.path)
+    let mut command = Command::new(&bin.path);
+    for (key, _) in std::env::vars_os() {
+        let own = key.to_str().is_some_and(|k| k.starts_with("WORKPOOL_"));
+        if own && !CHILD_VARIABLES.iter().any(|keep| key == *keep) {
+            command.env_remove(key);
+        }
+    }
+    let child = command
         .args(extra)
         .arg("--connect")
         .arg(&name)
