@@ -18,7 +18,7 @@ use crate::common::{parse_jsonl, u64_field, Run, COORDINATOR, WORKER};
 /// How often waits look again.
 const POLL: Duration = Duration::from_millis(10);
 
-/// The requirement: once the coordinator is SIGKILLed, every worker exits within a
+/// Once the coordinator is SIGKILLed, every worker must exit within a
 /// second (PR_SET_PDEATHSIG).
 const ORPHAN_DEADLINE: Duration = Duration::from_secs(1);
 

@@ -5,7 +5,7 @@ use serde_json::Value as Json;
 
 use crate::common::{assert_exit, parse_jsonl, run_jsonl, run_output, stdout};
 
-/// The fields of a successful `jsonl` record, in order (SPEC.md section 6).
+/// The fields of a successful `jsonl` record, in order (the README's output schema).
 const RECORD_FIELDS: [&str; 9] = [
     "index",
     "input",

@@ -84,7 +84,7 @@ impl TaskError {
     }
 }
 
-/// The kinds of failure a task can end with (SPEC.md section 3).
+/// The kinds of failure a task can end with (the README lists them under the output schema).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ErrorKind {
     /// The input can never succeed; never retried.
