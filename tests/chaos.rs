@@ -520,27 +520,10 @@ fn sigterm_behaves_like_sigint() {
 /// finish every task, since `--retries` allows it.
 #[test]
 fn replacement_that_dies_before_its_handshake_is_replaced_again() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("cannot create temp dir");
-    let starts = dir.path().join("starts");
-    std::fs::create_dir(&starts).expect("cannot create dir");
     // Start 1 runs the real worker, start 2 (the first replacement) exits before it
-    // connects, every later start runs the real worker. `mkdir` is atomic: it counts.
-    let script = dir.path().join("worker.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n\
-             if mkdir '{s}/1' 2>/dev/null; then exec '{w}' \"$@\"; fi\n\
-             if mkdir '{s}/2' 2>/dev/null; then exit 1; fi\n\
-             exec '{w}' \"$@\"\n",
-            s = starts.display(),
-            w = WORKER
-        ),
-    )
-    .expect("cannot write worker script");
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
-        .expect("cannot make the script executable");
+    // connects, every later start runs the real worker.
+    let script = crate::common::worker_script(dir.path(), "if [ $n = 2 ]; then exit 1; fi");
     let out = dir.path().join("out.jsonl");
     let stdout = File::create(&out).expect("cannot create output file");
     let args = [

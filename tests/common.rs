@@ -261,3 +261,26 @@ pub fn assert_every_index_once(run: &Run, count: u64) {
         "indices of the run"
     );
 }
+
+/// Writes an executable `worker.sh` into `dir` that counts its starts and runs `body`
+/// (shell; `$n` is this start's number, from 1), then the real worker.
+pub fn worker_script(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+    let starts = dir.join("starts");
+    std::fs::create_dir(&starts).expect("cannot create dir");
+    let script = dir.join("worker.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             n=1; while ! mkdir '{s}/'$n 2>/dev/null; do n=$((n+1)); done\n\
+             {body}\n\
+             exec '{w}' \"$@\"\n",
+            s = starts.display(),
+            w = WORKER
+        ),
+    )
+    .expect("cannot write worker script");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("cannot make the script executable");
+    script
+}

@@ -4,14 +4,13 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::Duration;
 
 use crate::chaos::{wait_for_lines, Coordinator};
 use crate::common::{
     assert_every_index_once, assert_exit, assert_usage_error, coordinator, output, parse_jsonl,
-    run_output, stderr, stdout, WORKER,
+    run_output, stderr, stdout, worker_script, WORKER,
 };
 
 /// A generous cap on the coordinator's peak memory while it stops: a few MiB are used;
@@ -220,29 +219,6 @@ fn too_few_descriptors_is_a_clear_error() {
         .output()
         .expect("cannot run sh");
     assert_exit(&out, 0);
-}
-
-/// Writes an executable `worker.sh` into `dir` that counts its starts and runs `body`
-/// (shell; `$n` is this start's number, from 1), then the real worker.
-fn worker_script(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
-    let starts = dir.join("starts");
-    std::fs::create_dir(&starts).expect("cannot create dir");
-    let script = dir.join("worker.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n\
-             n=1; while ! mkdir '{s}/'$n 2>/dev/null; do n=$((n+1)); done\n\
-             {body}\n\
-             exec '{w}' \"$@\"\n",
-            s = starts.display(),
-            w = WORKER
-        ),
-    )
-    .expect("cannot write worker script");
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
-        .expect("cannot make the script executable");
-    script
 }
 
 #[test]
