@@ -7,12 +7,15 @@ use super::Output;
 
 use super::{Exporter, Layout};
 use crate::pool::Record;
-use crate::report::{self, Summary};
+use crate::report::{self, Cell, CellRoom, Summary};
 
 pub struct Csv {
     writer: csv::Writer<Output>,
     columns: &'static [&'static str],
     header_written: bool,
+    /// Reused for every row: a row costs no allocation.
+    label: String,
+    room: CellRoom,
 }
 
 impl Csv {
@@ -21,6 +24,8 @@ impl Csv {
             writer: csv::Writer::from_writer(out),
             columns: report::value_columns(layout.workload),
             header_written: false,
+            label: String::new(),
+            room: CellRoom::default(),
         }
     }
 
@@ -42,6 +47,11 @@ impl Csv {
         ]);
         self.writer.write_record(&header).map_err(io_error)
     }
+
+    fn cell(&mut self, cell: Cell<'_>) -> io::Result<()> {
+        let text = cell.render(&mut self.room);
+        self.writer.write_field(text).map_err(io_error)
+    }
 }
 
 /// The csv crate's error as an I/O error of the same kind, so that a closed pipe is still
@@ -57,29 +67,34 @@ fn io_error(err: csv::Error) -> io::Error {
 impl Exporter for Csv {
     fn record(&mut self, record: &Record) -> io::Result<()> {
         self.header()?;
-        let json = report::record_json(record);
-        let mut row = vec![
-            record.index.to_string(),
-            report::input_label(&record.input),
-            record.result.is_ok().to_string(),
-        ];
-        for column in self.columns {
-            row.push(report::cell(json.get("value").and_then(|v| v.get(*column))));
+        self.cell(Cell::Int(record.index))?;
+        self.label.clear();
+        report::input_label(&record.input, &mut self.label);
+        self.writer.write_field(&self.label).map_err(io_error)?;
+        self.cell(Cell::Bool(record.result.is_ok()))?;
+        let values = match &record.result {
+            Ok(value) => report::value_cells(record.index, value),
+            Err(_) => [Cell::Empty; report::MAX_VALUE_COLUMNS],
+        };
+        for &cell in values.iter().take(self.columns.len()) {
+            self.cell(cell)?;
         }
         let (kind, message) = match &record.result {
-            Ok(_) => (String::new(), String::new()),
-            Err(err) => (err.kind.as_str().to_string(), err.message.clone()),
+            Ok(_) => ("", ""),
+            Err(err) => (err.kind.as_str(), err.message.as_str()),
         };
-        row.extend([
-            kind,
-            message,
-            record.attempts.to_string(),
-            report::cell(json.get("worker")),
-            report::cell(json.get("pid")),
-            report::cell(json.get("elapsed_ms")),
-            report::cell(json.get("finished_ms")),
-        ]);
-        self.writer.write_record(&row).map_err(io_error)
+        for cell in [
+            Cell::Text(kind),
+            Cell::Text(message),
+            Cell::Int(u64::from(record.attempts)),
+            Cell::opt(record.worker),
+            Cell::opt(record.pid),
+            Cell::Float(report::round3(record.elapsed_ms)),
+            Cell::Float(report::round3(record.finished_ms)),
+        ] {
+            self.cell(cell)?;
+        }
+        self.writer.write_record(None::<&[u8]>).map_err(io_error)
     }
 
     fn flush(&mut self) -> io::Result<()> {

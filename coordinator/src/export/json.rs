@@ -6,7 +6,7 @@ use super::Output;
 
 use super::Exporter;
 use crate::pool::Record;
-use crate::report::{record_json, Summary};
+use crate::report::{RecordJson, Summary};
 
 /// `{"outcomes": [...], "summary": {...}}`, written element by element.
 pub struct Json {
@@ -22,13 +22,14 @@ impl Json {
 
 impl Exporter for Json {
     fn record(&mut self, record: &Record) -> io::Result<()> {
-        let sep = if self.first {
-            "{\"outcomes\": [\n"
+        let sep: &[u8] = if self.first {
+            b"{\"outcomes\": [\n  "
         } else {
-            ",\n"
+            b",\n  "
         };
         self.first = false;
-        write!(self.out, "{sep}  {}", record_json(record))?;
+        self.out.write_all(sep)?;
+        serde_json::to_writer(&mut self.out, &RecordJson::new(record))?;
         Ok(())
     }
 
@@ -38,9 +39,11 @@ impl Exporter for Json {
 
     fn finish(&mut self, summary: &Summary) -> io::Result<()> {
         if self.first {
-            write!(self.out, "{{\"outcomes\": [")?;
+            self.out.write_all(b"{\"outcomes\": [")?;
         }
-        writeln!(self.out, "\n], \"summary\": {}}}", summary.json())?;
+        self.out.write_all(b"\n], \"summary\": ")?;
+        serde_json::to_writer(&mut self.out, summary)?;
+        self.out.write_all(b"}\n")?;
         self.out.flush()
     }
 }
@@ -58,8 +61,8 @@ impl JsonLines {
 
 impl Exporter for JsonLines {
     fn record(&mut self, record: &Record) -> io::Result<()> {
-        writeln!(self.out, "{}", record_json(record))?;
-        Ok(())
+        serde_json::to_writer(&mut self.out, &RecordJson::new(record))?;
+        self.out.write_all(b"\n")
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -67,11 +70,9 @@ impl Exporter for JsonLines {
     }
 
     fn finish(&mut self, summary: &Summary) -> io::Result<()> {
-        writeln!(
-            self.out,
-            "{}",
-            serde_json::json!({ "summary": summary.json() })
-        )?;
+        self.out.write_all(b"{\"summary\":")?;
+        serde_json::to_writer(&mut self.out, summary)?;
+        self.out.write_all(b"}\n")?;
         self.out.flush()
     }
 }
