@@ -6,17 +6,44 @@ use super::Output;
 
 use super::Exporter;
 use crate::pool::Record;
-use crate::report::{RecordJson, Summary};
+use crate::report::{write_record_json, Summary};
 
 /// `{"outcomes": [...], "summary": {...}}`, written element by element.
 pub struct Json {
     out: Output,
     first: bool,
+    line: Line,
 }
 
 impl Json {
     pub fn new(out: Output) -> Self {
-        Json { out, first: true }
+        Json {
+            out,
+            first: true,
+            line: Line::default(),
+        }
+    }
+}
+
+/// One record's text, reused for every record: the record is composed of many small
+/// pieces, which a `Vec` takes in with a few instructions each, and then goes to the
+/// buffered output in one copy.
+#[derive(Default)]
+struct Line(Vec<u8>);
+
+impl Line {
+    fn write(
+        &mut self,
+        out: &mut Output,
+        lead: &[u8],
+        record: &Record,
+        end: &[u8],
+    ) -> io::Result<()> {
+        self.0.clear();
+        self.0.extend_from_slice(lead);
+        write_record_json(&mut self.0, record)?;
+        self.0.extend_from_slice(end);
+        out.write_all(&self.0)
     }
 }
 
@@ -28,9 +55,7 @@ impl Exporter for Json {
             b",\n  "
         };
         self.first = false;
-        self.out.write_all(sep)?;
-        serde_json::to_writer(&mut self.out, &RecordJson::new(record))?;
-        Ok(())
+        self.line.write(&mut self.out, sep, record, b"")
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -51,18 +76,21 @@ impl Exporter for Json {
 /// One outcome object per line, then `{"summary": {...}}`.
 pub struct JsonLines {
     out: Output,
+    line: Line,
 }
 
 impl JsonLines {
     pub fn new(out: Output) -> Self {
-        JsonLines { out }
+        JsonLines {
+            out,
+            line: Line::default(),
+        }
     }
 }
 
 impl Exporter for JsonLines {
     fn record(&mut self, record: &Record) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, &RecordJson::new(record))?;
-        self.out.write_all(b"\n")
+        self.line.write(&mut self.out, b"", record, b"\n")
     }
 
     fn flush(&mut self) -> io::Result<()> {

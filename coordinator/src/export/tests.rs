@@ -283,8 +283,11 @@ fn failed(kind: ErrorKind, message: &str) -> Result<Value, TaskError> {
 }
 
 /// Messages that need quoting in CSV, escaping in JSON or in a terminal.
-const AWKWARD: [&str; 4] = [
+const AWKWARD: [&str; 7] = [
     "comma, \"quote\" and\nnewline",
+    "carriage\rreturn",
+    "\"",
+    " # leading blank, hash; semicolon\ttab",
     "ünïcödé ✓ \u{1b}[31mred\u{1b}[0m \u{202e}txt",
     "",
     "trailing blanks   ",
