@@ -56,10 +56,10 @@ impl Drop for Load {
     }
 }
 
-/// Makes the kernel SIGKILL the child when the thread that starts it ends (the bench
-/// starts its helpers from the thread that measures, which lives as long as the process
-/// does, or from the main thread): a bench killed with SIGKILL, or interrupted while
-/// a suite is abandoned, leaves nothing spinning behind.
+/// Makes the kernel SIGKILL the child when the thread that starts it ends, which is why
+/// the bench starts its helpers from the thread that measures and is done with them
+/// (waited for, or killed by [`Load`]'s drop) before that thread ends: a bench killed
+/// with SIGKILL, or interrupted while a suite is abandoned, leaves nothing behind.
 pub fn die_with_parent(command: &mut Command) -> &mut Command {
     let parent = std::process::id();
     // SAFETY: the closure runs in the child between fork and exec, and makes only
