@@ -292,6 +292,7 @@ pub enum Cell<'a> {
 }
 
 impl<'a> Cell<'a> {
+    /// A number that may be missing (a worker slot, a pid): empty then.
     pub fn opt(value: Option<u32>) -> Cell<'a> {
         value.map_or(Cell::Empty, |v| Cell::Int(u64::from(v)))
     }
@@ -329,7 +330,7 @@ impl<'a> Cell<'a> {
 /// `m / 10^6`, a decimal of at most 15 significant digits. Any two such decimals map to
 /// different floats, so `m / 10^6` with its trailing zeros trimmed is the one shortest
 /// representation `{}` finds; it is written from the integer.
-pub fn write_6_decimals(out: &mut String, f: f64) {
+fn write_6_decimals(out: &mut String, f: f64) {
     let micro = (f * 1e6).round();
     if micro.abs() >= 1e15 {
         let _ = write!(out, "{}", micro / 1e6);
