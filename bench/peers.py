@@ -21,6 +21,12 @@ Suites (select with ``--suites``):
 ``latency``
     "noop round trip": us for ``ex.submit(noop, 0).result()`` on a warm
     single-worker executor, one value per round trip.  Thread and fork.
+``payload``
+    "round trip": us for ``ex.submit(noop, data).result()`` with ``data`` a
+    ``bytes`` of 1 KiB, 64 KiB, 1 MiB and 16 MiB (param "1 KiB" ...
+    "16384 KiB", as the Rust suite labels its sizes) on a warm single-worker
+    executor, one value per round trip; about 64 MiB moved per size (20 to
+    2000 round trips; --quick: about 16 MiB, 5 to 20).  Thread and fork.
 ``throughput``
     "noop throughput": tasks/s for ``--throughput-tasks`` no-ops on a warm
     2-worker executor; param "submit" (``submit`` + ``as_completed``) or
@@ -38,7 +44,7 @@ Suites (select with ``--suites``):
 
 Driving it::
 
-    python3 bench/peers.py --suites startup,latency,throughput,memory,scaling \\
+    python3 bench/peers.py --suites startup,latency,payload,throughput,memory,scaling \\
         --workers 1,2,4,8 --runs 5 --warmup 1 [--quick] --io-count 8 \\
         --io-ms 300 --cpu-count 4 --cpu-iters 2000000 --latency-count 2000 \\
         --throughput-tasks 20000
@@ -96,7 +102,7 @@ from concurrent.futures import (
 )
 from typing import Callable, Iterable
 
-SUITES = ("startup", "latency", "throughput", "memory", "scaling")
+SUITES = ("startup", "latency", "payload", "throughput", "memory", "scaling")
 
 THREAD = "python-thread"
 FORK = "python-process-fork"
@@ -109,6 +115,8 @@ HELLO_SLEEP_S = 0.05
 WARM_CALLS = 100
 # Chunksizes for the throughput suite's map cases.
 MAP_CHUNKSIZES = (1, 16, 256)
+# Sizes echoed by the payload suite.
+PAYLOAD_SIZES = (1 << 10, 64 << 10, 1 << 20, 16 << 20)
 
 # Caps applied by --quick (see apply_quick).
 QUICK_CAPS = {
@@ -371,6 +379,39 @@ def suite_latency(cfg: argparse.Namespace, rec: Recorder) -> None:
         rec.attempt(f"latency {runtime}", measure)
 
 
+def payload_samples(quick: bool, size: int) -> int:
+    """Round trips for one payload size: the same rule as the Rust suite's."""
+    if quick:
+        return max(5, min(20, (16 << 20) // size))
+    return max(20, min(2000, (64 << 20) // size))
+
+
+def suite_payload(cfg: argparse.Namespace, rec: Recorder) -> None:
+    for runtime in (THREAD, FORK):
+
+        def measure(runtime=runtime) -> None:
+            with make_executor(runtime, 1) as ex:
+                for _ in range(WARM_CALLS):
+                    ex.submit(noop, 0).result()
+                for size in PAYLOAD_SIZES:
+                    data = b"\xa5" * size
+                    count = payload_samples(cfg.quick, size)
+                    # Warm at this size too, as the Rust suite does.
+                    for _ in range(min(count, 100)):
+                        ex.submit(noop, data).result()
+                    samples = []
+                    for _ in range(count):
+                        t0 = now_ns()
+                        back = ex.submit(noop, data).result()
+                        samples.append((now_ns() - t0) / 1e3)
+                    if len(back) != size:
+                        raise RuntimeError(f"echo of {size} bytes came back as {len(back)}")
+                    rec.add("payload", "round trip", runtime, 1, f"{size >> 10} KiB", "us",
+                            samples)
+
+        rec.attempt(f"payload {runtime}", measure)
+
+
 def suite_throughput(cfg: argparse.Namespace, rec: Recorder) -> None:
     workers = 2
     tasks = cfg.throughput_tasks
@@ -545,6 +586,7 @@ def suite_scaling(cfg: argparse.Namespace, rec: Recorder) -> None:
 SUITE_FUNCS = {
     "startup": suite_startup,
     "latency": suite_latency,
+    "payload": suite_payload,
     "throughput": suite_throughput,
     "memory": suite_memory,
     "scaling": suite_scaling,

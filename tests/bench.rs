@@ -109,6 +109,32 @@ fn every_suite_exports_well_formed_results() {
         .expect("process latency");
     assert!(latency["ratios"]["x floor"].is_number(), "{latency}");
     assert!(latency["ratios"]["process/thread"].is_number(), "{latency}");
+    // `run` itself, writing its outcomes in each format, against the same run with -q.
+    let written = |flags: &str| {
+        measurements
+            .iter()
+            .find(|m| {
+                m["case"] == "run noop, outcomes written"
+                    && m["param"]
+                        .as_str()
+                        .is_some_and(|p| p.ends_with(&format!(", {flags}")))
+            })
+            .unwrap_or_else(|| panic!("no `run noop {flags}` rate"))
+    };
+    assert!(written("-q")["stats"]["median"].as_f64() > Some(0.0));
+    for format in ["jsonl", "csv", "json", "table"] {
+        let m = written(&format!("--format {format} -o FILE"));
+        assert!(m["ratios"]["x -q"].as_f64() > Some(0.0), "{m}");
+    }
+    // Payloads up to 16 MiB, through processes and threads.
+    for runtime in ["process", "thread"] {
+        assert!(
+            measurements.iter().any(|m| m["case"] == "round trip"
+                && m["runtime"] == runtime
+                && m["param"] == "16384 KiB"),
+            "no 16 MiB round trip on {runtime}"
+        );
+    }
     // Both histograms share one axis, cut at the larger p99.
     let buckets = |rt: &str| {
         report["histograms"][rt]["buckets"]
@@ -206,7 +232,7 @@ fn python_peers_appear_as_extra_rows_or_are_skipped_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let (report, _, md) = bench(
         dir.path(),
-        &["--suite", "latency,startup", "--peers", "python"],
+        &["--suite", "latency,startup,payload", "--peers", "python"],
     );
     let has_python = std::process::Command::new("python3")
         .arg("--version")
@@ -227,6 +253,19 @@ fn python_peers_appear_as_extra_rows_or_are_skipped_with_a_reason() {
             .find(|m| m["case"] == "noop round trip" && m["runtime"] == "process")
             .unwrap();
         assert!(ours["ratios"]["x python"].is_number(), "{ours}");
+        // Python's echo of the same payloads, compared size by size.
+        for size in ["1 KiB", "64 KiB", "1024 KiB", "16384 KiB"] {
+            let echo = |runtime: &str| {
+                measurements
+                    .iter()
+                    .find(|m| {
+                        m["case"] == "round trip" && m["runtime"] == runtime && m["param"] == size
+                    })
+                    .unwrap_or_else(|| panic!("no {size} round trip on {runtime}"))
+            };
+            echo("python-process-fork");
+            assert!(echo("process")["ratios"]["x python"].is_number(), "{size}");
+        }
         assert_contains(&md, "python-process-fork", "the Markdown export");
     } else {
         assert_contains(
@@ -308,4 +347,111 @@ fn bench_ends_with_plain_words_computed_from_the_run() {
     assert!(!err.contains("warning: latency /"), "{err}");
     // Comparisons read one way.
     assert!(!err.contains("process/thread"), "{err}");
+}
+
+/// `bench --load 2`: two CPU hogs spin while the latency suite measures again (its rows
+/// labelled with the load), and they are gone once the bench is, however it ends: at the
+/// end of its run, interrupted (SIGINT, as Ctrl-C: it keeps what it measured, exit 130)
+/// or killed (SIGKILL, when no code of the bench runs any more).
+#[test]
+fn load_hogs_spin_during_the_latency_suite_and_never_outlive_the_bench() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    const LIMIT: Duration = Duration::from_secs(30);
+    let has_python = Command::new("python3").arg("--version").output().is_ok();
+    for ending in [None, Some(libc::SIGINT), Some(libc::SIGKILL)] {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("bench.json");
+        let mut cmd = Command::new(crate::common::COORDINATOR);
+        cmd.env("WORKPOOL_WORKER", crate::common::WORKER)
+            .args(["bench", "--quick", "--runs", "1", "--warmup", "0"])
+            .args(["--suite", "latency", "--load", "2", "--export-json"])
+            .arg(&json)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: signal() only resets a disposition in the child: a shell starts
+        // background jobs with SIGINT ignored, and Ctrl-C reaches a foreground program
+        // with the default action.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        let mut bench = cmd.spawn().expect("cannot start bench");
+        let marker = format!("workpool-load-of-{}", bench.id());
+        let started = Instant::now();
+        let status = match ending {
+            None => bench.wait().expect("wait on bench"),
+            Some(signal) => {
+                while hogs(&marker).len() < 2 {
+                    if started.elapsed() > LIMIT || !has_python {
+                        let _ = bench.kill();
+                        let _ = bench.wait();
+                        panic!("the bench never had two hogs spinning (python3: {has_python})");
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let pid = i32::try_from(bench.id()).expect("pid out of range");
+                // SAFETY: kill only sends a signal, to our own child, not yet reaped.
+                assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+                bench.wait().expect("wait on bench")
+            }
+        };
+        match ending {
+            None => assert!(status.success(), "bench failed: {status}"),
+            Some(libc::SIGINT) => assert_eq!(status.code(), Some(130), "{status}"),
+            Some(signal) => assert_eq!(status.signal(), Some(signal), "{status}"),
+        }
+        let started = Instant::now();
+        loop {
+            let left = hogs(&marker);
+            if left.is_empty() {
+                break;
+            }
+            if started.elapsed() > LIMIT {
+                for &pid in &left {
+                    // SAFETY: kill only sends a signal, to a hog seen a moment ago.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+                panic!("after {ending:?}: hogs {left:?} outlived the bench");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if ending.is_none() {
+            let report: Json =
+                serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+            let text = report.to_string();
+            if !has_python {
+                assert_contains(&text, "--load needs python3", "the notes");
+                return;
+            }
+            for runtime in ["process", "thread"] {
+                assert!(
+                    report["measurements"].as_array().unwrap().iter().any(|m| {
+                        m["case"] == "noop round trip"
+                            && m["runtime"] == runtime
+                            && m["param"] == "under 2 CPU hogs"
+                    }),
+                    "no {runtime} round trip under load: {text}"
+                );
+            }
+        }
+    }
+}
+
+/// The live processes whose command line carries `marker` (a zombie's is empty).
+fn hogs(marker: &str) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains(marker)
+        })
+        .collect()
 }

@@ -65,6 +65,35 @@ fn noop_100k_every_index_once_payload_intact() {
     assert_eq!(run.summary_u64("failed"), 0);
 }
 
+/// Payloads of every awkward size come back intact through every backend: empty, shorter
+/// than the pattern's 8-byte word, not a multiple of it, and a large one.
+#[test]
+fn noop_payloads_of_every_size_come_back_intact_on_every_backend() {
+    for backend in ["process", "thread", "sequential"] {
+        for bytes in [0, 1, 7, 9, 4097, 1_048_579] {
+            let size = bytes.to_string();
+            let run = run_jsonl(&[
+                "noop",
+                "--count",
+                "3",
+                "-w",
+                "2",
+                "--payload",
+                &size,
+                "--backend",
+                backend,
+            ]);
+            assert_eq!(run.records.len(), 3, "{backend} {bytes}");
+            for record in &run.records {
+                let what = format!("{backend}, {bytes} bytes: {record}");
+                assert_eq!(record["ok"], true, "{what}");
+                assert_eq!(record["value"]["payload_bytes"], bytes, "{what}");
+                assert_eq!(record["value"]["payload_intact"], true, "{what}");
+            }
+        }
+    }
+}
+
 #[test]
 fn each_process_worker_is_its_own_process() {
     let run = run_jsonl(&["io", "--count", "8", "--ms", "300", "-w", "8"]);

@@ -107,7 +107,7 @@ fn run(workload: &Workload) -> Result<u8> {
             continue;
         }
         let written = exporter.record(&record).and_then(|()| {
-            if run.has_ready() {
+            if run.has_ready() || never_ran(&record) {
                 Ok(())
             } else {
                 progress.suspend(|| exporter.flush())
@@ -165,6 +165,16 @@ fn run(workload: &Workload) -> Result<u8> {
             None => Ok(code),
         },
     }
+}
+
+/// A task the run reports `cancelled` without it having reached a worker: after a stop
+/// (`--first`, `--fail-fast`, an interrupt) these follow one another without waiting, by
+/// the million, so they are left to fill the output's buffer rather than flushed one by
+/// one (a write per record took most of the time of such a stop). Every other record is
+/// flushed when the next one is not ready, so a slow run shows it the moment it arrives.
+fn never_ran(record: &crate::pool::Record) -> bool {
+    record.worker.is_none()
+        && matches!(&record.result, Err(err) if err.kind == shared::ErrorKind::Cancelled)
 }
 
 /// Opens `--output` without destroying an input: the file is opened without truncating it,

@@ -41,6 +41,8 @@ pub mod limits {
     pub const MAX_WARMUP: u64 = 100;
     /// `bench -w`: worker counts to sweep.
     pub const MAX_BENCH_WORKERS: u64 = 1024;
+    /// `bench --load`: CPU hogs.
+    pub const MAX_LOAD: u64 = 256;
 }
 
 use limits::*;
@@ -367,6 +369,11 @@ pub struct BenchArgs {
     /// ProcessPoolExecutor; skipped with a note when python3 is missing).
     #[arg(long, value_delimiter = ',', value_parser = ["python"])]
     pub peers: Vec<String>,
+    /// Measure the latency suite a second time while N CPU hogs spin (`python3 -c "while
+    /// True: pass"`, at most 256): processes, threads and, with --peers python, Python's
+    /// executors, all under the same load. The hogs die with the bench, however it ends.
+    #[arg(long, value_name = "N", value_parser = usize_in(1, MAX_LOAD))]
+    pub load: Option<usize>,
     /// The worker executable [default: $WORKPOOL_WORKER, else `worker` next to this binary].
     #[arg(long, value_name = "PATH")]
     pub worker_bin: Option<PathBuf>,
@@ -388,9 +395,10 @@ pub enum Suite {
     Startup,
     /// One no-op at a time on a warm pool: median, p95, p99, histogram.
     Latency,
-    /// No-op tasks per second across batch sizes and pipeline depths.
+    /// No-op tasks per second across batch sizes and pipeline depths, and `run`'s rate
+    /// with each export format written to a file against `-q`.
     Throughput,
-    /// 1 KiB..1 MiB payloads: serialization alone against the whole round trip.
+    /// 1 KiB..16 MiB payloads: serialization alone against the whole round trip.
     Payload,
     /// Worker process RSS/PSS against what a thread adds.
     Memory,
@@ -677,6 +685,7 @@ mod tests {
         (&["bench"], "--runs", MAX_RUNS),
         (&["bench"], "--warmup", MAX_WARMUP),
         (&["bench"], "--workers", MAX_BENCH_WORKERS),
+        (&["bench"], "--load", MAX_LOAD),
     ];
 
     fn parse(words: &[&str], flag: &str, value: &str) -> Result<Cli, clap::Error> {

@@ -1,77 +1,145 @@
-//! What a run reports: each record as JSON (the schema every export shares) and the
-//! run's summary.
+//! What a run reports: each record in the schema every export shares, and the run's
+//! summary. A record is written straight from the outcome into the exporter's buffer,
+//! with no JSON value or map built in between: writing a million no-ops must cost little
+//! next to running them.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
 
 use serde::Serialize;
-use serde_json::{json, Map, Value as Json};
+use serde_json::Value as Json;
 use shared::{workload, Input, Value};
 
 use crate::pool::{BackendKind, Order, Record, Stats};
 
-/// The input of a task as it appears in exports.
-pub fn input_json(input: &Input) -> Json {
-    match input {
-        Input::Noop { payload, fault } => match fault {
-            None => json!({ "payload_bytes": payload.len() }),
-            Some(f) => json!({
-                "payload_bytes": payload.len(),
-                "fault": f.kind.as_str(),
-                "fault_attempts": f.attempts,
-            }),
-        },
-        Input::Io { ms } => json!({ "ms": ms }),
-        Input::Cpu { iters } => json!({ "iters": iters }),
-        Input::Fetch { ticker } => json!(ticker),
-        // Lossy: JSON text is UTF-8 (see `run files --help`).
-        Input::File { path } => json!(path.to_string_lossy()),
+/// Writes one outcome as a JSON object: the `jsonl` line and the element of `json`'s list.
+///
+/// Keys: `index`, `input` (see [`write_input_json`]), `ok`, then `value` (see
+/// [`write_value_json`]) or `error` (`kind`, `message`), `attempts`, `worker`, `pid`,
+/// `elapsed_ms`, `finished_ms` (milliseconds to the microsecond).
+///
+/// Written by hand, keys and punctuation as literals, because a million no-ops spent most
+/// of their export in a serializer's per-key escaping and tiny writes; every number and
+/// string still goes through serde_json's own formatting, so the text is exactly what
+/// serializing the schema prints (the export tests compare the two byte for byte).
+pub fn write_record_json<W: Write>(out: &mut W, record: &Record) -> io::Result<()> {
+    out.write_all(b"{\"index\":")?;
+    int(out, record.index)?;
+    out.write_all(b",\"input\":")?;
+    write_input_json(out, &record.input)?;
+    match &record.result {
+        Ok(value) => {
+            out.write_all(b",\"ok\":true,\"value\":")?;
+            write_value_json(out, record.index, value)?;
+        }
+        Err(err) => {
+            // Kinds are snake_case ASCII: nothing to escape.
+            out.write_all(b",\"ok\":false,\"error\":{\"kind\":\"")?;
+            out.write_all(err.kind.as_str().as_bytes())?;
+            out.write_all(b"\",\"message\":")?;
+            json(out, err.message.as_str())?;
+            out.write_all(b"}")?;
+        }
     }
+    out.write_all(b",\"attempts\":")?;
+    int(out, record.attempts)?;
+    out.write_all(b",\"worker\":")?;
+    opt_int(out, record.worker)?;
+    out.write_all(b",\"pid\":")?;
+    opt_int(out, record.pid)?;
+    out.write_all(b",\"elapsed_ms\":")?;
+    json(out, &round3(record.elapsed_ms))?;
+    out.write_all(b",\"finished_ms\":")?;
+    json(out, &round3(record.finished_ms))?;
+    out.write_all(b"}")
 }
 
-/// A short label of the input, for tables.
-pub fn input_label(input: &Input) -> String {
-    match input_json(input) {
-        Json::String(s) => s,
-        Json::Object(map) if map.len() == 1 => map
-            .into_iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<String>(),
-        other => other.to_string(),
+/// The input of a task as it appears in exports: a noop's payload by its size (and its
+/// injected fault), `{"ms": ..}`, `{"iters": ..}`, a ticker, or a file's path as a string
+/// (lossy: JSON text is UTF-8, see `run files --help`).
+pub fn write_input_json<W: Write>(out: &mut W, input: &Input) -> io::Result<()> {
+    match input {
+        Input::Noop { payload, fault } => {
+            out.write_all(b"{\"payload_bytes\":")?;
+            int(out, payload.len() as u64)?;
+            if let Some(f) = fault {
+                // Fault kinds are plain ASCII words: nothing to escape.
+                out.write_all(b",\"fault\":\"")?;
+                out.write_all(f.kind.as_str().as_bytes())?;
+                out.write_all(b"\",\"fault_attempts\":")?;
+                int(out, f.attempts)?;
+            }
+            out.write_all(b"}")
+        }
+        Input::Io { ms } => one_entry(out, b"{\"ms\":", *ms),
+        Input::Cpu { iters } => one_entry(out, b"{\"iters\":", *iters),
+        Input::Fetch { ticker } => json(out, ticker.as_str()),
+        Input::File { path } => json(out, &path.to_string_lossy()),
     }
 }
 
 /// The value of a successful task as it appears in exports. A `noop` echo is checked
-/// against the payload that was sent, rather than printed.
-pub fn value_json(index: u64, value: &Value) -> Json {
+/// against the payload that was sent (`payload_intact`), rather than printed.
+pub fn write_value_json<W: Write>(out: &mut W, index: u64, value: &Value) -> io::Result<()> {
     match value {
-        Value::Noop { payload } => json!({
-            "payload_bytes": payload.len(),
-            "payload_intact": *payload == workload::noop_payload(index, payload.len()),
-        }),
-        Value::Io { slept_ms } => json!({ "slept_ms": slept_ms }),
-        Value::Cpu { total } => json!({ "total": total }),
-        Value::Quote(quote) => serde_json::to_value(quote).unwrap_or(Json::Null),
-        Value::FileStats(stats) => serde_json::to_value(stats).unwrap_or(Json::Null),
+        Value::Noop { payload } => {
+            out.write_all(b"{\"payload_bytes\":")?;
+            int(out, payload.len() as u64)?;
+            out.write_all(if workload::noop_payload_intact(index, payload) {
+                b",\"payload_intact\":true}"
+            } else {
+                b",\"payload_intact\":false}"
+            })
+        }
+        Value::Io { slept_ms } => one_entry(out, b"{\"slept_ms\":", *slept_ms),
+        Value::Cpu { total } => one_entry(out, b"{\"total\":", *total),
+        Value::Quote(quote) => json(out, quote),
+        Value::FileStats(stats) => json(out, stats),
     }
 }
 
-/// One outcome as a JSON object: the `jsonl` line and the element of `json`'s list.
-pub fn record_json(record: &Record) -> Json {
-    let mut obj = Map::new();
-    obj.insert("index".into(), json!(record.index));
-    obj.insert("input".into(), input_json(&record.input));
-    obj.insert("ok".into(), json!(record.result.is_ok()));
-    match &record.result {
-        Ok(value) => obj.insert("value".into(), value_json(record.index, value)),
-        Err(err) => obj.insert(
-            "error".into(),
-            json!({ "kind": err.kind.as_str(), "message": err.message }),
-        ),
+/// `{"key":n}`, the opening given with its key.
+fn one_entry<W: Write>(out: &mut W, open: &[u8], n: u64) -> io::Result<()> {
+    out.write_all(open)?;
+    int(out, n)?;
+    out.write_all(b"}")
+}
+
+/// An integer, as serde_json writes it (it uses `itoa` too).
+fn int<W: Write>(out: &mut W, n: impl itoa::Integer) -> io::Result<()> {
+    out.write_all(itoa::Buffer::new().format(n).as_bytes())
+}
+
+fn opt_int<W: Write>(out: &mut W, n: Option<u32>) -> io::Result<()> {
+    match n {
+        Some(n) => int(out, n),
+        None => out.write_all(b"null"),
+    }
+}
+
+/// Anything else, serde_json's way: strings escaped, floats shortest (not finite: null).
+fn json<W: Write, T: Serialize + ?Sized>(out: &mut W, value: &T) -> io::Result<()> {
+    Ok(serde_json::to_writer(out, value)?)
+}
+
+/// A short label of the input, for tables and CSV: `ms=300`, `AAPL`; appended to `out`.
+pub fn input_label(input: &Input, out: &mut String) {
+    let _ = match input {
+        Input::Noop {
+            payload,
+            fault: None,
+        } => write!(out, "payload_bytes={}", payload.len()),
+        Input::Io { ms } => write!(out, "ms={ms}"),
+        Input::Cpu { iters } => write!(out, "iters={iters}"),
+        Input::Fetch { ticker } => out.write_str(ticker),
+        Input::File { path } => out.write_str(&path.to_string_lossy()),
+        // Rare (injected faults): the input's JSON, as it has more than one field.
+        Input::Noop { fault: Some(_), .. } => {
+            let mut text = Vec::new();
+            let _ = write_input_json(&mut text, input);
+            out.write_str(&String::from_utf8_lossy(&text))
+        }
     };
-    obj.insert("attempts".into(), json!(record.attempts));
-    obj.insert("worker".into(), json!(record.worker));
-    obj.insert("pid".into(), json!(record.pid));
-    obj.insert("elapsed_ms".into(), json!(round3(record.elapsed_ms)));
-    obj.insert("finished_ms".into(), json!(round3(record.finished_ms)));
-    Json::Object(obj)
 }
 
 /// Milliseconds to the microsecond: more digits would be noise.
@@ -167,15 +235,193 @@ pub fn value_columns(workload: &str) -> &'static [&'static str] {
     }
 }
 
-/// A JSON scalar as a table or CSV cell: strings bare, null empty.
-pub fn cell(value: Option<&Json>) -> String {
+/// Most value columns a workload has (`files`).
+pub const MAX_VALUE_COLUMNS: usize = 9;
+
+/// The value's fields as cells, in the order of [`value_columns`]; the slots beyond the
+/// workload's columns are empty.
+pub fn value_cells(index: u64, value: &Value) -> [Cell<'_>; MAX_VALUE_COLUMNS] {
+    use Cell::{Empty, Float, Int, Text};
+    let maybe = |v: Option<f64>| v.map_or(Empty, Float);
     match value {
-        None | Some(Json::Null) => String::new(),
-        Some(Json::String(s)) => s.clone(),
-        Some(Json::Number(n)) => match n.as_f64() {
-            Some(f) if n.is_f64() => format!("{}", (f * 1e6).round() / 1e6),
-            _ => n.to_string(),
-        },
-        Some(other) => other.to_string(),
+        Value::Noop { payload } => {
+            let intact = workload::noop_payload_intact(index, payload);
+            let cells = [Int(payload.len() as u64), Cell::Bool(intact)];
+            pad(cells)
+        }
+        Value::Io { slept_ms } => pad([Int(*slept_ms)]),
+        Value::Cpu { total } => pad([Int(*total)]),
+        Value::Quote(q) => pad([
+            Text(&q.ticker),
+            Float(q.price),
+            Float(q.change),
+            Int(q.volume),
+            Float(q.high_52w),
+            Float(q.low_52w),
+            Int(q.latency_ms),
+        ]),
+        Value::FileStats(f) => pad([
+            Text(&f.ticker),
+            Int(f.rows),
+            Float(f.start_price),
+            Float(f.end_price),
+            Float(f.total_return_pct),
+            maybe(f.volatility_pct),
+            Float(f.avg_volume),
+            maybe(f.sharpe),
+            Int(f.skipped_rows),
+        ]),
+    }
+}
+
+fn pad<const N: usize>(cells: [Cell<'_>; N]) -> [Cell<'_>; MAX_VALUE_COLUMNS] {
+    let mut all = [Cell::Empty; MAX_VALUE_COLUMNS];
+    all[..N].copy_from_slice(&cells);
+    all
+}
+
+/// A scalar of a record as a table or CSV cell, written as its JSON is, except that text
+/// is bare, a missing value (JSON `null`) is empty and floats are rounded to 6 decimals.
+#[derive(Debug, Clone, Copy)]
+pub enum Cell<'a> {
+    Empty,
+    Text(&'a str),
+    Int(u64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl<'a> Cell<'a> {
+    /// A number that may be missing (a worker slot, a pid): empty then.
+    pub fn opt(value: Option<u32>) -> Cell<'a> {
+        value.map_or(Cell::Empty, |v| Cell::Int(u64::from(v)))
+    }
+
+    /// The cell's text, formatted in `room` when it is not text already.
+    pub fn render<'s>(&'s self, room: &'s mut CellRoom) -> &'s str {
+        match *self {
+            Cell::Empty => "",
+            Cell::Text(text) => text,
+            Cell::Bool(b) => {
+                if b {
+                    "true"
+                } else {
+                    "false"
+                }
+            }
+            Cell::Int(n) => room.int.format(n),
+            // JSON has no NaN or infinity: they are written as null.
+            Cell::Float(f) if !f.is_finite() => "",
+            Cell::Float(f) => {
+                room.text.clear();
+                write_6_decimals(&mut room.text, f);
+                &room.text
+            }
+        }
+    }
+}
+
+/// Writes `f` rounded to 6 decimals as `{}` prints the rounded value: positional, the
+/// fewest digits that read back as the same float, `-0` for a negative zero.
+///
+/// `{}` formats floats with an exact shortest-digits search, a third of the cost of a CSV
+/// row of no-ops; below 10^9 it is not needed. Then the microunits `m = round(f * 10^6)`
+/// are an exact integer under 10^15, and the rounded value is the float nearest to
+/// `m / 10^6`, a decimal of at most 15 significant digits. Any two such decimals map to
+/// different floats, so `m / 10^6` with its trailing zeros trimmed is the one shortest
+/// representation `{}` finds; it is written from the integer.
+fn write_6_decimals(out: &mut String, f: f64) {
+    let micro = (f * 1e6).round();
+    if micro.abs() >= 1e15 {
+        let _ = write!(out, "{}", micro / 1e6);
+        return;
+    }
+    if micro.is_sign_negative() {
+        out.push('-');
+    }
+    // Exact: an integer below 2^53.
+    let micro = micro.abs() as u64;
+    let mut int = itoa::Buffer::new();
+    out.push_str(int.format(micro / 1_000_000));
+    let mut fraction = micro % 1_000_000;
+    if fraction != 0 {
+        // Six digits, zero-padded, without the trailing zeros.
+        let mut width = 6;
+        while fraction.is_multiple_of(10) {
+            fraction /= 10;
+            width -= 1;
+        }
+        let mut digits = [b'0'; 6];
+        for digit in digits[..width].iter_mut().rev() {
+            *digit = b'0' + (fraction % 10) as u8;
+            fraction /= 10;
+        }
+        out.push('.');
+        out.extend(digits[..width].iter().map(|&d| char::from(d)));
+    }
+}
+
+/// Reusable room to format cells in, so that a row costs no allocation.
+#[derive(Default)]
+pub struct CellRoom {
+    text: String,
+    int: itoa::Buffer,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_6_decimals;
+
+    /// What `{}` prints for the value rounded to 6 decimals: the definition.
+    fn by_display(f: f64) -> String {
+        format!("{}", (f * 1e6).round() / 1e6)
+    }
+
+    #[test]
+    fn six_decimals_are_written_as_display_writes_the_rounded_value() {
+        let mut values = vec![
+            0.0,
+            -0.0,
+            1e-7,
+            -1e-7,
+            0.000_000_5,
+            0.000_001,
+            0.1 + 0.2,
+            187.42,
+            -1.3,
+            123.456_789_123,
+            1_500_000.5,
+            999_999_999.999_999,
+            1e9,
+            -1e9,
+            1e21,
+            2e-300,
+            f64::MAX,
+            0.5,
+            2.5,
+            1_234.567_891_2,
+            0.001,
+            0.000_499_9,
+        ];
+        // Pseudo-random values over many magnitudes, both signs.
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let mantissa = (state >> 11) as f64 / (1u64 << 53) as f64;
+            let exponent = (state % 25) as i32 - 12;
+            let sign = if state & 1 == 0 { 1.0 } else { -1.0 };
+            values.push(sign * mantissa * 10f64.powi(exponent));
+            // Exactly on a microunit, and on a millisecond, as the exports' times are.
+            values.push(((state % 10_000_000_000) as f64) / 1e6);
+            values.push(((state % 10_000_000_000) as f64) / 1e3);
+        }
+        let mut out = String::new();
+        for f in values {
+            out.clear();
+            write_6_decimals(&mut out, f);
+            assert_eq!(out, by_display(f), "{f:e}");
+        }
     }
 }

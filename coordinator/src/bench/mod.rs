@@ -6,8 +6,10 @@ mod breakdown;
 mod broker;
 pub mod conclusions;
 mod export;
+mod load;
 mod memory;
 mod model;
+mod output_rate;
 mod overhead;
 mod peers;
 mod plot;
@@ -40,6 +42,8 @@ pub struct Bench {
     /// `--broker`, for the broker suite: checked, and as given (for the workers it starts).
     pub broker: Option<shared::broker::BrokerUrl>,
     pub broker_raw: Option<String>,
+    /// `--load`: CPU hogs to measure the latency suite under, a second time.
+    pub load: Option<usize>,
 }
 
 impl Bench {
@@ -115,6 +119,7 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
             .map(shared::broker::BrokerUrl::parse)
             .transpose()?,
         broker_raw: args.broker.clone(),
+        load: args.load,
     };
     if bench.sweep.contains(&0) {
         anyhow::bail!("--workers takes positive numbers");
@@ -139,6 +144,9 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
     settings.insert("runs".to_string(), bench.runs.to_string());
     settings.insert("warmup".to_string(), bench.warmup.to_string());
     settings.insert("workers".to_string(), format!("{:?}", bench.sweep));
+    if let Some(hogs) = bench.load {
+        settings.insert("load".to_string(), format!("{hogs} CPU hogs"));
+    }
     let report = Report {
         machine: Machine::read(),
         version: env!("CARGO_PKG_VERSION"),

@@ -25,8 +25,8 @@ pub struct Measurement {
     pub unit: &'static str,
     pub stats: Summary,
     /// Comparisons taken in the same run, by key: `process/thread`, `redis/process`,
-    /// `redis/thread` and `x floor` are this median over the other's (the floor is a bare
-    /// echo with no pool logic); `x python`, `x python spawn` and `speedup` say how many
+    /// `redis/thread`, `x floor` and `x -q` are this median over the other's (the floor is
+    /// a bare echo with no pool logic; `-q`, the same run writing no outcomes); `x python`, `x python spawn` and `speedup` say how many
     /// times better this is than Python's executor or than running one after another.
     /// [`Measurement::comparisons`] words them all one way.
     pub ratios: BTreeMap<String, f64>,
@@ -135,6 +135,7 @@ fn reading(key: &str, runtime: &str) -> Option<(&'static str, Reads)> {
             Reads::TimesBetter,
         ),
         "x python spawn" => ("Python's process pool (spawn)", Reads::TimesBetter),
+        "x -q" => ("the same run with -q", Reads::Quotient),
         "speedup" => ("sequential", Reads::TimesBetter),
         _ => return None,
     })

@@ -8,6 +8,7 @@ use shared::codec::{self, Frame};
 use shared::protocol::{ToWorker, ToWorkerRef};
 use shared::{Context, Input, Task};
 
+use super::load::Load;
 use super::model::{Histogram, Measurement, Report};
 use super::{ms_since, stats, Bench};
 use crate::pool::{BackendKind, Chunk, EchoPeer, Pool};
@@ -98,29 +99,51 @@ fn latency_samples(bench: &Bench) -> usize {
     }
 }
 
-/// One no-op at a time on a warm pool: median, p95, p99, max, and histograms on one axis.
+/// One no-op at a time on a warm pool: median, p95, p99, max, and histograms on one axis;
+/// then, with `--load`, the same again while CPU hogs spin (fewer samples: each takes
+/// longer, and the median is what a busy machine changes).
 pub fn latency(bench: &Bench, report: &mut Report) -> Result<()> {
     let mut samples = Vec::new();
     for backend in POOLED {
-        let mut pool = bench.one_at_a_time(backend, Context::default())?;
-        let values = round_trips(&mut pool, latency_samples(bench), 0)?;
-        pool.shutdown();
-        push(
-            report,
-            Measurement::new(
-                "latency",
-                "noop round trip",
-                backend.as_str(),
-                Some(1),
-                None,
-                "us",
-                &values,
-            ),
-        );
+        let values = latency_of(bench, backend, latency_samples(bench))?;
+        push(report, latency_measurement(backend, None, &values));
         samples.push((backend.as_str(), values));
     }
     report.histograms.extend(histograms(&samples));
+    if let Some(hogs) = bench.load {
+        let _load = Load::start(hogs)?;
+        for backend in POOLED {
+            let values = latency_of(bench, backend, latency_samples(bench) / 5)?;
+            push(
+                report,
+                latency_measurement(backend, Some(Load::label(hogs)), &values),
+            );
+        }
+    }
     Ok(())
+}
+
+fn latency_of(bench: &Bench, backend: BackendKind, samples: usize) -> Result<Vec<f64>> {
+    let mut pool = bench.one_at_a_time(backend, Context::default())?;
+    let values = round_trips(&mut pool, samples, 0)?;
+    pool.shutdown();
+    Ok(values)
+}
+
+fn latency_measurement(
+    backend: BackendKind,
+    param: Option<String>,
+    values: &[f64],
+) -> Option<Measurement> {
+    Measurement::new(
+        "latency",
+        "noop round trip",
+        backend.as_str(),
+        Some(1),
+        param,
+        "us",
+        values,
+    )
 }
 
 /// Histograms of each runtime's samples on one axis: from the smallest sample to the
@@ -196,7 +219,7 @@ pub fn throughput(bench: &Bench, report: &mut Report) -> Result<()> {
             );
         }
     }
-    Ok(())
+    super::output_rate::output_rates(bench, report)
 }
 
 /// No-ops per second through `pool`, `tasks` at a time, over the bench's runs.
@@ -208,12 +231,26 @@ pub(super) fn noops_per_second(bench: &Bench, pool: &mut Pool, tasks: u64) -> Re
     })
 }
 
-/// Payloads of 1 KiB to 1 MiB: encode and decode alone, in this process, against the
+/// The payload sizes measured; Python's peers echo the same, where the size is one of
+/// theirs (1 KiB, 64 KiB, 1 MiB, 16 MiB).
+pub const PAYLOAD_SIZES: [usize; 6] = [1 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 16 << 20];
+
+/// Round trips measured for a payload of `size` bytes: about 64 MiB moved in all, within
+/// bounds (`--quick`: about 16 MiB, 5 to 20).
+pub fn payload_samples(quick: bool, size: usize) -> usize {
+    if quick {
+        ((16 << 20) / size).clamp(5, 20)
+    } else {
+        ((64 << 20) / size).clamp(20, 2000)
+    }
+}
+
+/// Payloads of 1 KiB to 16 MiB: encode and decode alone, in this process, against the
 /// whole round trip through a worker process (and a thread, which needs no encoding).
 pub fn payload(bench: &Bench, report: &mut Report) -> Result<()> {
-    for size in [1usize << 10, 16 << 10, 256 << 10, 1 << 20] {
+    for size in PAYLOAD_SIZES {
         let param = Some(format!("{} KiB", size >> 10));
-        let samples = if bench.quick { 20 } else { (64 << 20) / size }.clamp(20, 2000);
+        let samples = payload_samples(bench.quick, size);
         let task = Task {
             index: 0,
             attempt: 1,
@@ -411,7 +448,9 @@ pub fn add_ratios(report: &mut Report) {
         } else {
             floor_thread
         };
-        if let (Some(f), true) = (floor, m.case == "noop round trip") {
+        // Against the idle floor only what was measured idle.
+        let idle_round_trip = m.case == "noop round trip" && m.param.is_none();
+        if let (Some(f), true) = (floor, idle_round_trip) {
             if f > 0.0 {
                 m.ratios.insert("x floor".into(), m.stats.median / f);
             }

@@ -1,11 +1,14 @@
 //! Peers: the same suites on Python's `ThreadPoolExecutor` and `ProcessPoolExecutor`, run
-//! by a standard-library script shipped inside this binary, shown as extra rows.
+//! by a standard-library script shipped inside this binary, shown as extra rows. With
+//! `--load`, the latency suite runs a second time under the same CPU hogs as ours.
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context as _, Result};
 use serde::Deserialize;
 
+use super::load::{die_with_parent, Load};
 use super::model::{Measurement, Report};
 use super::Bench;
 use crate::cli::Suite;
@@ -45,11 +48,21 @@ fn unit(name: &str) -> &'static str {
     }
 }
 
+/// The suites the script measures.
+const PYTHON_SUITES: [&str; 6] = [
+    "startup",
+    "latency",
+    "throughput",
+    "payload",
+    "memory",
+    "scaling",
+];
+
 pub fn python(bench: &Bench, suites: &[Suite], report: &mut Report) -> Result<()> {
     let wanted: Vec<&str> = suites
         .iter()
         .map(|s| s.name())
-        .filter(|s| ["startup", "latency", "throughput", "memory", "scaling"].contains(s))
+        .filter(|s| PYTHON_SUITES.contains(s))
         .collect();
     if wanted.is_empty() {
         return Ok(());
@@ -57,12 +70,33 @@ pub fn python(bench: &Bench, suites: &[Suite], report: &mut Report) -> Result<()
     let dir = super::temp_dir("peers");
     std::fs::create_dir_all(&dir).context("cannot create a temporary folder")?;
     let script = dir.join("peers.py");
-    std::fs::write(&script, SCRIPT).context("cannot write the peers script")?;
+    let result = std::fs::write(&script, SCRIPT)
+        .context("cannot write the peers script")
+        .and_then(|()| {
+            let parsed = run_script(bench, &script, &wanted)?;
+            report.notes.push(format!(
+                "python peers: {}",
+                parsed.python.lines().next().unwrap_or("")
+            ));
+            add(report, parsed.measurements, None);
+            if let (Some(hogs), true) = (bench.load, wanted.contains(&"latency")) {
+                let _load = Load::start(hogs)?;
+                let parsed = run_script(bench, &script, &["latency"])?;
+                add(report, parsed.measurements, Some(Load::label(hogs)));
+            }
+            Ok(())
+        });
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Runs the script on `suites` and reads what it printed.
+fn run_script(bench: &Bench, script: &Path, suites: &[&str]) -> Result<Output> {
     let sweep: Vec<String> = bench.sweep.iter().map(|w| w.to_string()).collect();
     let mut command = Command::new("python3");
     command
-        .arg(&script)
-        .args(["--suites", &wanted.join(",")])
+        .arg(script)
+        .args(["--suites", &suites.join(",")])
         .args(["--workers", &sweep.join(",")])
         .args(["--runs", &bench.runs.to_string()])
         .args(["--warmup", &bench.warmup.to_string()])
@@ -71,9 +105,7 @@ pub fn python(bench: &Bench, suites: &[Suite], report: &mut Report) -> Result<()
     if bench.quick {
         command.arg("--quick");
     }
-    let output = command.output();
-    let _ = std::fs::remove_dir_all(&dir);
-    let output = match output {
+    let output = match die_with_parent(&mut command).output() {
         Ok(output) => output,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             bail!("python3 is not installed")
@@ -83,13 +115,13 @@ pub fn python(bench: &Bench, suites: &[Suite], report: &mut Report) -> Result<()
     if !output.status.success() {
         bail!("the peers script failed ({})", output.status);
     }
-    let parsed: Output =
-        serde_json::from_slice(&output.stdout).context("the peers script printed no valid JSON")?;
-    report.notes.push(format!(
-        "python peers: {}",
-        parsed.python.lines().next().unwrap_or("")
-    ));
-    for raw in parsed.measurements {
+    serde_json::from_slice(&output.stdout).context("the peers script printed no valid JSON")
+}
+
+/// Adds the script's measurements to the report; `param`, when given, labels them all (the
+/// load they were taken under).
+fn add(report: &mut Report, measurements: Vec<Raw>, param: Option<String>) {
+    for raw in measurements {
         let Some(suite) = suite_name(&raw.suite) else {
             continue;
         };
@@ -98,12 +130,11 @@ pub fn python(bench: &Bench, suites: &[Suite], report: &mut Report) -> Result<()
             raw.case,
             raw.runtime,
             raw.workers,
-            raw.param,
+            param.clone().or(raw.param),
             unit(&raw.unit),
             &raw.values,
         ));
     }
-    Ok(())
 }
 
 /// "x python": how many times better than the corresponding Python executor.
@@ -147,7 +178,10 @@ pub fn add_ratios(report: &mut Report) {
             }
             ("noop throughput", _) => None,
             ("pool ready", _) => med(case, py_rt, w, None).map(|b| b / m.stats.median),
-            ("noop round trip", _) => med(case, py_rt, w, None).map(|b| b / m.stats.median),
+            // Idle against idle, under load against the same load; payloads size by size.
+            ("noop round trip" | "round trip", p) => {
+                med(case, py_rt, w, p).map(|b| b / m.stats.median)
+            }
             ("worker rss" | "worker pss", _) => {
                 med(case, py_rt, w, None).map(|b| b / m.stats.median)
             }

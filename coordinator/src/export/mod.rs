@@ -4,6 +4,8 @@
 mod csv;
 mod json;
 mod table;
+#[cfg(test)]
+mod tests;
 
 use std::io::{self, Write};
 
@@ -11,9 +13,11 @@ use crate::cli::Format;
 use crate::pool::{Order, Record};
 use crate::report::Summary;
 
-/// Buffered output: exporters write records into it, and the caller flushes whenever no
-/// further outcome is ready, so a burst of a million outcomes costs few writes while a slow
-/// run shows each outcome the moment it arrives.
+/// Buffered output, the only buffer between an exporter and its file: exporters write
+/// each record into it whole and never flush it themselves (except at `finish`). One
+/// policy, the caller's, decides when it goes out: whenever no further outcome is ready,
+/// so a burst of a million outcomes costs few writes while a slow run shows each outcome
+/// the moment it arrives.
 pub type Output = std::io::BufWriter<Box<dyn Write>>;
 
 pub fn output(inner: Box<dyn Write>) -> Output {
@@ -21,6 +25,8 @@ pub fn output(inner: Box<dyn Write>) -> Output {
 }
 
 pub trait Exporter {
+    /// Writes one record into the buffer, in scratch space the exporter reuses: no
+    /// allocation per record (but for rare text that needs escaping or reformatting).
     fn record(&mut self, record: &Record) -> io::Result<()>;
     /// Writes the summary and flushes.
     fn finish(&mut self, summary: &Summary) -> io::Result<()>;

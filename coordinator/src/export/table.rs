@@ -12,7 +12,7 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Table as Grid};
 
 use super::{Exporter, Layout};
 use crate::pool::{Order, Record};
-use crate::report::{self, Summary};
+use crate::report::{self, Cell, CellRoom, Summary};
 
 pub struct Table {
     out: Output,
@@ -21,6 +21,10 @@ pub struct Table {
     quiet: bool,
     widths: Vec<usize>,
     header_written: bool,
+    /// Reused for every row: a row costs no allocation.
+    line: String,
+    cell: String,
+    room: CellRoom,
 }
 
 impl Table {
@@ -36,17 +40,26 @@ impl Table {
             quiet: layout.quiet,
             widths,
             header_written: false,
+            line: String::new(),
+            cell: String::new(),
+            room: CellRoom::default(),
         }
     }
 
-    fn line(&mut self, prefix: &str, cells: &[String]) -> io::Result<()> {
-        let mut line = String::from(prefix);
-        for (i, cell) in cells.iter().enumerate() {
-            let width = self.widths.get(i).copied().unwrap_or(0);
-            let cell = escape_controls(cell);
-            line.push_str(&format!("{cell:>width$} "));
-        }
-        writeln!(self.out, "{}", line.trim_end())
+    /// Appends the `n`th cell of the line, right-aligned in its column, escaped.
+    fn push(&mut self, n: usize, text: &str) {
+        push_to(&mut self.line, &self.widths, n, text);
+    }
+
+    fn push_cell(&mut self, n: usize, cell: Cell<'_>) {
+        push_to(&mut self.line, &self.widths, n, cell.render(&mut self.room));
+    }
+
+    /// Writes the line built so far, without its trailing blanks.
+    fn end_line(&mut self) -> io::Result<()> {
+        let line = self.line.trim_end();
+        self.out.write_all(line.as_bytes())?;
+        self.out.write_all(b"\n")
     }
 
     fn header(&mut self) -> io::Result<()> {
@@ -54,14 +67,18 @@ impl Table {
             return Ok(());
         }
         self.header_written = true;
-        let mut cells = vec!["index".to_string(), "input".to_string()];
-        cells.extend(self.columns.iter().map(|c| c.to_string()));
-        cells.extend(["attempts", "worker", "pid", "ms"].map(String::from));
-        let prefix = match self.order {
-            Order::Completion => "[   time] ",
-            Order::Input => "",
-        };
-        self.line(prefix, &cells)
+        self.line.clear();
+        if self.order == Order::Completion {
+            self.line.push_str("[   time] ");
+        }
+        let cells = ["index", "input"]
+            .into_iter()
+            .chain(self.columns.iter().copied())
+            .chain(["attempts", "worker", "pid", "ms"]);
+        for (n, cell) in cells.enumerate() {
+            self.push(n, cell);
+        }
+        self.end_line()
     }
 }
 
@@ -71,35 +88,45 @@ impl Exporter for Table {
             return Ok(());
         }
         self.header()?;
-        let json = report::record_json(record);
-        let mut cells = vec![record.index.to_string(), report::input_label(&record.input)];
+        self.line.clear();
+        if self.order == Order::Completion {
+            let _ = write!(self.line, "[{:6.2}s] ", record.finished_ms / 1000.0);
+        }
+        self.push_cell(0, Cell::Int(record.index));
+        let mut label = std::mem::take(&mut self.cell);
+        label.clear();
+        report::input_label(&record.input, &mut label);
+        self.push(1, &label);
+        let mut n = 2;
         match &record.result {
-            Ok(_) => cells.extend(
-                self.columns
-                    .iter()
-                    .map(|c| report::cell(json.get("value").and_then(|v| v.get(*c)))),
-            ),
+            Ok(value) => {
+                let cells = report::value_cells(record.index, value);
+                for &cell in cells.iter().take(self.columns.len()) {
+                    self.push_cell(n, cell);
+                    n += 1;
+                }
+            }
             Err(_) => {
                 // The value columns say FAILED; the reason closes the row, unaligned.
-                cells.push("FAILED".to_string());
-                cells.extend((1..self.columns.len()).map(|_| "-".to_string()));
+                for i in 0..self.columns.len().max(1) {
+                    self.push(n, if i == 0 { "FAILED" } else { "-" });
+                    n += 1;
+                }
             }
         }
-        cells.extend([
-            record.attempts.to_string(),
-            report::cell(json.get("worker")),
-            report::cell(json.get("pid")),
-            format!("{:.1}", record.elapsed_ms),
-        ]);
+        self.push_cell(n, Cell::Int(u64::from(record.attempts)));
+        self.push_cell(n + 1, Cell::opt(record.worker));
+        self.push_cell(n + 2, Cell::opt(record.pid));
+        label.clear();
+        let _ = write!(label, "{:.1}", record.elapsed_ms);
+        self.push(n + 3, &label);
         if let Err(err) = &record.result {
-            cells.push(format!("{}: {}", err.kind, err.message));
+            label.clear();
+            let _ = write!(label, "{}: {}", err.kind, err.message);
+            self.push(n + 4, &label);
         }
-        let prefix = match self.order {
-            Order::Completion => format!("[{:6.2}s] ", record.finished_ms / 1000.0),
-            Order::Input => String::new(),
-        };
-        self.line(&prefix, &cells)?;
-        Ok(())
+        self.cell = label;
+        self.end_line()
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -177,6 +204,27 @@ impl Exporter for Table {
     }
 }
 
+/// Appends the `n`th cell to `line`, right-aligned in its column (by characters, as
+/// `{:>width$}` pads), escaped, and a blank. Padded by hand: the formatter writes its fill
+/// one character at a time, which was most of a row's cost.
+fn push_to(line: &mut String, widths: &[usize], n: usize, text: &str) {
+    const BLANKS: &str = "                ";
+    let text = escape_controls(text);
+    let chars = if text.is_ascii() {
+        text.len()
+    } else {
+        text.chars().count()
+    };
+    let mut fill = widths.get(n).copied().unwrap_or(0).saturating_sub(chars);
+    while fill > 0 {
+        let step = fill.min(BLANKS.len());
+        line.push_str(&BLANKS[..step]);
+        fill -= step;
+    }
+    line.push_str(&text);
+    line.push(' ');
+}
+
 /// A cell as a terminal should receive it: control characters (newlines, ANSI escape
 /// sequences, C1 controls) and the invisible characters that reorder text are written as
 /// Rust escapes (`\n`, `\u{1b}`), so a file name or an error message can neither break
@@ -186,7 +234,8 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
         c.is_control()
             || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
     };
-    if !text.contains(needs_escape) {
+    // Printable ASCII, the usual case, is checked a byte at a time without decoding.
+    if text.bytes().all(|b| (b' '..b'\x7f').contains(&b)) || !text.contains(needs_escape) {
         return Cow::Borrowed(text);
     }
     let mut escaped = String::with_capacity(text.len() + 8);

@@ -5,8 +5,10 @@ pub mod fault;
 pub mod fetch;
 pub mod files;
 mod gil;
+mod payload;
 
 pub use cpu::{cpu_closed_form, sum_of_squares};
+pub use payload::{noop_payload, noop_payload_intact};
 
 use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
@@ -122,21 +124,6 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     } else {
         "panic with a non-string payload".to_string()
     }
-}
-
-/// The payload of `noop` task `index`: bytes that differ from task to task, so an echo
-/// that came back for the wrong task, or damaged, is caught.
-pub fn noop_payload(index: u64, len: usize) -> Vec<u8> {
-    let mut state = crate::seed::fnv1a(&index.to_le_bytes());
-    (0..len)
-        .map(|_| {
-            // xorshift64: cheap, and enough to make every task's bytes distinct.
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
 }
 
 #[cfg(test)]
