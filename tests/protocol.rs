@@ -7,9 +7,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
-use shared::codec::{self, Frame};
-use shared::protocol::{Bootstrap, Hello, ToCoordinator, ToWorker, PROTOCOL_VERSION};
-use shared::{Context, Input, Outcome, Task, Value};
+use workpool::codec::{self, Frame};
+use workpool::protocol::{Bootstrap, Hello, ToCoordinator, ToWorker, PROTOCOL_VERSION};
+use workpool::{Context, Input, Outcome, Task, Value};
 
 use crate::common::WORKER;
 
@@ -167,7 +167,7 @@ fn worker_exits_with_an_error_on_a_corrupt_frame() {
     let mut peer = Peer::start(1);
     peer.send(&ToWorker::Setup(Context::default()));
     // Fixed pseudo-random bytes, so a failure can be replayed.
-    let bytes = shared::workload::noop_payload(0x9E37_79B9_7F4A_7C15, 64);
+    let bytes = workpool::workload::noop_payload(0x9E37_79B9_7F4A_7C15, 64);
     assert!(
         codec::decode::<ToWorker>(&bytes).is_err(),
         "the garbage decodes as a message; pick another seed"

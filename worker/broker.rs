@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use crossbeam_channel::{Receiver, Sender};
-use shared::broker::{
+use workpool::broker::{
     self, Body, BrokerError, BrokerUrl, Burial, Entry, OutcomeEntryRef, RunSpec, TaskEntry,
 };
-use shared::{codec, ErrorKind, Outcome, Task, TaskError};
 use workpool::pool::{BackendKind, Chunk, Order, Pool, PoolConfig, WorkerBinary};
+use workpool::{codec, ErrorKind, Outcome, Task, TaskError};
 
 /// How long a connection attempt may take before the broker counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -133,7 +133,7 @@ pub fn serve(settings: Settings) -> Result<(), ServeError> {
         Isolation::Thread => "threads",
         Isolation::Process(_) => "child processes",
     };
-    shared::diag!(
+    workpool::diag!(
         "worker {}: serving {} with {} {isolation} (lease {:?}, max deliveries {})",
         settings.name,
         url,
@@ -182,10 +182,11 @@ pub fn serve(settings: Settings) -> Result<(), ServeError> {
 /// once (what was held is then claimed by another worker after its lease).
 fn watch_signals(stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
     let stop = Arc::clone(stop);
-    workpool::app::on_interrupt(
+    workpool::interrupt::on_interrupt(
         "worker: stopping after the batches it holds (again to exit now)",
         move || stop.store(true, Ordering::SeqCst),
     )
+    .context("cannot install the interrupt handler")
 }
 
 /// An executor thread: runs each batch on a one-runner pool of workpool's own (a thread or
@@ -249,7 +250,7 @@ fn execute_jobs(isolation: &Isolation, jobs: &Receiver<Job>, mut publisher: Publ
     }
 }
 
-fn outcome_of(task: &Task, result: Result<shared::Value, TaskError>, run_us: u64) -> Outcome {
+fn outcome_of(task: &Task, result: Result<workpool::Value, TaskError>, run_us: u64) -> Outcome {
     Outcome {
         index: task.index,
         attempt: task.attempt,
@@ -273,7 +274,7 @@ impl Publisher {
     /// batches it holds are taken over by another worker after their lease.
     fn publish(&mut self, batch: Finished) {
         if let Err(err) = self.try_publish(&batch) {
-            shared::diag!("worker {}: cannot publish outcomes: {err}", self.name);
+            workpool::diag!("worker {}: cannot publish outcomes: {err}", self.name);
             std::process::exit(1);
         }
         let _ = self.freed.send(batch.id);
@@ -309,7 +310,7 @@ fn with_retries<T>(
         match command(con) {
             Err(err) if err.corrupt_key() == Some(broker::TASKS_STREAM) => {
                 if !waiting {
-                    shared::diag!("worker: {err}; waiting until it is a stream again");
+                    workpool::diag!("worker: {err}; waiting until it is a stream again");
                     waiting = true;
                 }
                 std::thread::sleep(CORRUPT_PAUSE);
@@ -317,13 +318,13 @@ fn with_retries<T>(
                 started = Instant::now();
             }
             Err(err) if err.is_missing_group() && started.elapsed() < RECONNECT_FOR => {
-                shared::diag!(
+                workpool::diag!(
                     "worker: the consumer group is gone (broker restarted?); joining anew"
                 );
                 broker::ensure_group(url, con)?;
             }
             Err(err) if err.is_connection() && started.elapsed() < RECONNECT_FOR => {
-                shared::diag!("worker: {err}; reconnecting");
+                workpool::diag!("worker: {err}; reconnecting");
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_secs(2));
                 if let Ok(fresh) = url.connect(CONNECT_TIMEOUT, Some(IO_TIMEOUT)) {
@@ -375,7 +376,7 @@ impl Server {
             let stopping = stop.load(Ordering::SeqCst);
             if stopping && self.held.is_empty() {
                 if self.buried > 0 {
-                    shared::diag!(
+                    workpool::diag!(
                         "worker {}: gave up {} unreadable entries (see {})",
                         self.settings.name,
                         self.buried,
@@ -438,7 +439,7 @@ impl Server {
         })?;
         self.cursor = next;
         if !claimed.is_empty() {
-            shared::diag!(
+            workpool::diag!(
                 "worker {name}: took over {} batch(es) whose worker stopped renewing them",
                 claimed.len()
             );
@@ -545,7 +546,7 @@ impl Server {
         frame: &[u8],
     ) -> anyhow::Result<()> {
         self.buried += 1;
-        shared::diag!(
+        workpool::diag!(
             "worker {}: gave up entry {id} ({} bytes) and moved it to {}: {reason} ({} so far)",
             self.settings.name,
             frame.len(),

@@ -7,11 +7,11 @@ use std::thread;
 use anyhow::{bail, Context as _};
 use clap::Parser;
 use ipc_channel::ipc::{self, IpcSender};
-use shared::clock::monotonic_ns;
-use shared::codec::{self, Frame};
-use shared::outcome::Arrival;
-use shared::protocol::{Bootstrap, Hello, ToCoordinator, ToWorker, PROTOCOL_VERSION};
-use shared::workload;
+use workpool::clock::monotonic_ns;
+use workpool::codec::{self, Frame};
+use workpool::outcome::Arrival;
+use workpool::protocol::{Bootstrap, Hello, ToCoordinator, ToWorker, PROTOCOL_VERSION};
+use workpool::workload;
 
 mod broker;
 
@@ -120,7 +120,7 @@ fn main() -> ExitCode {
     match serve(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            shared::diag!("worker {}: {err:#}", args.id);
+            workpool::diag!("worker {}: {err:#}", args.id);
             ExitCode::FAILURE
         }
     }
@@ -186,12 +186,12 @@ fn serve_broker(args: &Args, url: &str) -> ExitCode {
                 source: "this worker",
             }),
             Err(err) => {
-                shared::diag!("worker: error: cannot find this executable's path: {err}");
+                workpool::diag!("worker: error: cannot find this executable's path: {err}");
                 return ExitCode::from(2);
             }
         },
     };
-    let settings = shared::broker::BrokerUrl::parse(url).map(|url| broker::Settings {
+    let settings = workpool::broker::BrokerUrl::parse(url).map(|url| broker::Settings {
         isolation,
         url,
         concurrency: args
@@ -216,11 +216,11 @@ fn serve_broker(args: &Args, url: &str) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err @ broker::ServeError::Start(_)) => {
-            shared::diag!("worker: error: {err}");
+            workpool::diag!("worker: error: {err}");
             ExitCode::from(2)
         }
         Err(err) => {
-            shared::diag!("worker: error: {err:#}");
+            workpool::diag!("worker: error: {err:#}");
             ExitCode::FAILURE
         }
     }
@@ -277,10 +277,10 @@ fn serve(args: &Args) -> anyhow::Result<()> {
         .context("cannot start reader thread")?;
 
     let corruption = std::env::var("WORKPOOL_TEST_FRAME").unwrap_or_default();
-    let mut ctx = shared::Context::default();
+    let mut ctx = workpool::Context::default();
     let mut send_error = None;
     while let Ok((message, arrival)) =
-        shared::recv_spinning(&inbox, SPIN, std::time::Duration::from_secs(86_400 * 365))
+        workpool::recv_spinning(&inbox, SPIN, std::time::Duration::from_secs(86_400 * 365))
     {
         match message {
             ToWorker::Setup(setup) => ctx = setup,

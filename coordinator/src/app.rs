@@ -11,9 +11,9 @@ use anyhow::{bail, Context as _, Result};
 use crate::cli::{Cli, Command, RunOptions, Workload};
 use crate::export::{self, Layout};
 use crate::plan::Plan;
-use crate::pool::{BackendKind, Pool, PoolConfig, WorkerBinary, MAX_WORKERS};
 use crate::progress::Progress;
 use crate::report::Summary;
+use workpool::pool::{BackendKind, Pool, PoolConfig, WorkerBinary, MAX_WORKERS};
 
 /// Exit codes, as `coordinator --help` lists them.
 pub mod exit {
@@ -40,7 +40,7 @@ pub fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) if is_broken_pipe(&err) => ExitCode::from(exit::OK),
         Err(err) => {
-            shared::diag!("error: {err:#}");
+            workpool::diag!("error: {err:#}");
             ExitCode::from(exit::USAGE)
         }
     }
@@ -206,7 +206,10 @@ fn create_output(path: &Path, inputs: &[PathBuf]) -> Result<File> {
 /// sequential backend a task runs in this very thread and cannot be stopped: if one is
 /// still running a moment after the interrupt, the process exits with the records so far
 /// (each was flushed before the next task started) but without the summary.
-fn watch_for_interrupts(interrupter: crate::pool::Interrupter, backend: BackendKind) -> Result<()> {
+fn watch_for_interrupts(
+    interrupter: workpool::pool::Interrupter,
+    backend: BackendKind,
+) -> Result<()> {
     on_interrupt(
         "interrupted: stopping (interrupt again to exit at once)",
         move || {
@@ -226,15 +229,15 @@ const STUCK_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 /// [`STUCK_GRACE`]; runs on a thread of its own so that a second interrupt still exits at
 /// once.
 fn exit_if_stuck_inline() {
-    let Some(batch) = crate::pool::running_batch() else {
+    let Some(batch) = workpool::pool::running_batch() else {
         return;
     };
     let _ = std::thread::Builder::new()
         .name("workpool-stuck".into())
         .spawn(move || {
             std::thread::sleep(STUCK_GRACE);
-            if crate::pool::running_batch() == Some(batch) {
-                shared::diag!(
+            if workpool::pool::running_batch() == Some(batch) {
+                workpool::diag!(
                     "interrupted: a task is running in the coordinator's own thread \
                      (--backend sequential) and cannot be stopped; exiting without the summary"
                 );
@@ -243,30 +246,14 @@ fn exit_if_stuck_inline() {
         });
 }
 
-/// Calls `first` at the first SIGINT or SIGTERM (after printing `message`), and exits
-/// with code 130 at the second: a graceful stop, and a way out of it.
+/// Calls `first` at the first SIGINT or SIGTERM, and exits with code 130 at the second.
 pub fn on_interrupt(message: &'static str, first: impl Fn() + Send + 'static) -> Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
-        .context("cannot install the interrupt handler")?;
-    std::thread::Builder::new()
-        .name("workpool-signals".into())
-        .spawn(move || {
-            for (count, _) in signals.forever().enumerate() {
-                if count == 0 {
-                    shared::diag!("{message}");
-                    first();
-                } else {
-                    std::process::exit(i32::from(exit::INTERRUPTED));
-                }
-            }
-        })
-        .context("cannot start the signal thread")?;
-    Ok(())
+    workpool::interrupt::on_interrupt(message, first)
+        .context("cannot install the interrupt handler")
 }
 
 /// Validates the pool flags into a [`PoolConfig`].
-fn pool_config(opts: &RunOptions, context: shared::Context) -> Result<PoolConfig> {
+fn pool_config(opts: &RunOptions, context: workpool::Context) -> Result<PoolConfig> {
     let workers = match opts.workers {
         Some(0) => bail!("--workers must be at least 1"),
         Some(n) if n > MAX_WORKERS => {
@@ -277,7 +264,7 @@ fn pool_config(opts: &RunOptions, context: shared::Context) -> Result<PoolConfig
         None => crate::machine::default_workers(),
     };
     let broker = match (opts.backend, &opts.broker) {
-        (BackendKind::Redis, Some(url)) => Some(shared::broker::BrokerUrl::parse(url)?),
+        (BackendKind::Redis, Some(url)) => Some(workpool::broker::BrokerUrl::parse(url)?),
         (BackendKind::Redis, None) => {
             bail!("--backend redis needs --broker URL (or $WORKPOOL_BROKER)")
         }
@@ -330,7 +317,7 @@ fn install_panic_hook() {
     std::panic::set_hook(Box::new(move |info| {
         let on_pool_thread = std::thread::current()
             .name()
-            .is_some_and(|n| n.starts_with(crate::pool::THREAD_NAME_PREFIX));
+            .is_some_and(|n| n.starts_with(workpool::pool::THREAD_NAME_PREFIX));
         if !on_pool_thread {
             default(info);
         }

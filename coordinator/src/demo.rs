@@ -7,15 +7,15 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
-use shared::datagen::{self, GenSpec};
-use shared::workload::fetch::{FetchSettings, DEFAULT_TICKERS};
-use shared::workload::files::FileSettings;
-use shared::{Context, Input, Value};
+use workpool::datagen::{self, GenSpec};
+use workpool::workload::fetch::{FetchSettings, DEFAULT_TICKERS};
+use workpool::workload::files::FileSettings;
+use workpool::{Context, Input, Value};
 
 use crate::app::exit;
 use crate::cli::DemoArgs;
 use crate::machine::Machine;
-use crate::pool::{BackendKind, Chunk, Order, Pool, PoolConfig, Record, WorkerBinary};
+use workpool::pool::{BackendKind, Chunk, Order, Pool, PoolConfig, Record, WorkerBinary};
 
 /// One measured run of a batch on one backend.
 struct Measured {
@@ -225,7 +225,7 @@ impl Demo {
             })
             .collect();
         let runs = self.compare("cpu (4 x sum i*i)", 4, &Context::default(), &cpu, 0)?;
-        let expected = shared::workload::cpu_closed_form(scale.cpu_iters);
+        let expected = workpool::workload::cpu_closed_form(scale.cpu_iters);
         let all_right = runs
             .iter()
             .flat_map(|r| &r.records)
@@ -392,7 +392,7 @@ impl Demo {
             )?;
             let (mut ok, mut invalid, mut network) = (0, 0, 0);
             let invalid_once = run.records.iter().all(|r| {
-                !matches!(&r.result, Err(e) if e.kind == shared::ErrorKind::InvalidInput)
+                !matches!(&r.result, Err(e) if e.kind == workpool::ErrorKind::InvalidInput)
                     || r.attempts == 1
             });
             let retried = run.records.iter().filter(|r| r.attempts > 1).count();
@@ -410,11 +410,11 @@ impl Demo {
                     Ok(_) => {}
                     Err(err) => {
                         match err.kind {
-                            shared::ErrorKind::InvalidInput => invalid += 1,
+                            workpool::ErrorKind::InvalidInput => invalid += 1,
                             _ => network += 1,
                         }
                         let kind = match err.kind {
-                            shared::ErrorKind::InvalidInput => "invalid",
+                            workpool::ErrorKind::InvalidInput => "invalid",
                             _ => "network",
                         };
                         println!(

@@ -10,6 +10,6 @@ pub mod gen_data;
 pub mod info;
 pub mod machine;
 pub mod plan;
-pub mod pool;
+
 pub mod progress;
 pub mod report;

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context as _, Result};
-use shared::task::FilePath;
-use shared::workload::fault;
-use shared::workload::fetch::{FetchSettings, DEFAULT_TICKERS};
-use shared::workload::files::FileSettings;
-use shared::{workload, Context, Input};
+use workpool::task::FilePath;
+use workpool::workload::fault;
+use workpool::workload::fetch::{FetchSettings, DEFAULT_TICKERS};
+use workpool::workload::files::FileSettings;
+use workpool::{workload, Context, Input};
 
 use crate::cli::{FetchArgs, FilesArgs, Workload};
 
@@ -63,7 +63,7 @@ impl Plan {
                 let len = args.payload;
                 let backend = args.run.backend;
                 if let Some(spec) = args.fault.iter().find(|f| f.fault.kind.ends_process()) {
-                    use crate::pool::BackendKind;
+                    use workpool::pool::BackendKind;
                     if !matches!(backend, BackendKind::Process | BackendKind::Redis) {
                         bail!(
                             "--fault {}@{} would end the coordinator itself on the {} \

@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 use serde_json::{json, Map, Value as Json};
-use shared::{workload, Input, Value};
+use workpool::{workload, Input, Value};
 
-use crate::pool::{BackendKind, Order, Record, Stats};
+use workpool::pool::{BackendKind, Order, Record, Stats};
 
 /// The input of a task as it appears in exports.
 pub fn input_json(input: &Input) -> Json {

@@ -2,12 +2,16 @@
 //! protocol and its codec, and the workloads themselves, so that a thread and a worker
 //! process run exactly the same code.
 
+#[cfg(feature = "redis")]
 pub mod broker;
 pub mod clock;
 pub mod codec;
+#[cfg(feature = "workloads")]
 pub mod datagen;
 pub mod diag;
+pub mod interrupt;
 pub mod outcome;
+pub mod pool;
 pub mod protocol;
 pub mod seed;
 pub mod task;

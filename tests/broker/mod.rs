@@ -16,7 +16,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use fixtures::*;
-use shared::broker::{GROUP, TASKS_STREAM};
+use workpool::broker::{GROUP, TASKS_STREAM};
 
 use crate::common::{
     assert_contains, assert_every_index_once, assert_exit, assert_stopped_by_first,

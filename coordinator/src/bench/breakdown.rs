@@ -4,11 +4,11 @@
 use std::time::Instant;
 
 use anyhow::{anyhow, Result};
-use shared::{Context, Input};
+use workpool::{Context, Input};
 
 use super::model::{Measurement, Report};
 use super::Bench;
-use crate::pool::{BackendKind, Phases};
+use workpool::pool::{BackendKind, Phases};
 
 /// Reads one phase of a traced round trip.
 type Phase = fn(&Phases) -> f64;

@@ -8,12 +8,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use shared::{Context, Input};
+use workpool::{Context, Input};
 
 use super::model::{Measurement, Report};
 use super::overhead::noop;
 use super::{ms_since, Bench};
-use crate::pool::{BackendKind, Chunk};
+use workpool::pool::{BackendKind, Chunk};
 
 const SUITE: &str = "broker";
 /// Remote workers started for the suite, and threads in each.
@@ -112,7 +112,7 @@ pub fn broker(bench: &Bench, report: &mut Report) -> Result<()> {
 /// The broker's floor: the same four legs as a task's round trip (an `XADD`, the wake-up
 /// of a blocked `XREADGROUP`, an `XADD` back, the wake-up of a blocked `XREAD`) between two
 /// threads of this process that do nothing else, in microseconds.
-fn floor(bench: &Bench, report: &mut Report, url: &shared::broker::BrokerUrl) -> Result<()> {
+fn floor(bench: &Bench, report: &mut Report, url: &workpool::broker::BrokerUrl) -> Result<()> {
     let samples = if bench.quick { 300 } else { 2000 };
     let prefix = format!("workpool:bench:{}", std::process::id());
     let (ping, pong) = (format!("{prefix}:ping"), format!("{prefix}:pong"));

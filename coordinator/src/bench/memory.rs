@@ -1,12 +1,12 @@
 //! The memory suite: what a worker process costs compared with a thread.
 
 use anyhow::Result;
-use shared::{Context, Input};
+use workpool::{Context, Input};
 
 use super::model::{Measurement, Report};
 use super::Bench;
 use crate::machine::{pss_kib, rss_kib};
-use crate::pool::{BackendKind, Chunk, Pool};
+use workpool::pool::{BackendKind, Chunk, Pool};
 
 /// Brings every runner to its steady state before memory is read.
 fn warm(pool: &mut Pool) {

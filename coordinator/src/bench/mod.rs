@@ -24,8 +24,8 @@ use anyhow::{Context as _, Result};
 
 use crate::cli::{BenchArgs, Suite};
 use crate::machine::Machine;
-use crate::pool::{BackendKind, Chunk, Pool, PoolConfig, WorkerBinary};
 pub use model::{Measurement, Report};
+use workpool::pool::{BackendKind, Chunk, Pool, PoolConfig, WorkerBinary};
 
 /// Settings every suite reads.
 pub struct Bench {
@@ -38,7 +38,7 @@ pub struct Bench {
     /// The `--workers` sweep.
     pub sweep: Vec<usize>,
     /// `--broker`, for the broker suite: checked, and as given (for the workers it starts).
-    pub broker: Option<shared::broker::BrokerUrl>,
+    pub broker: Option<workpool::broker::BrokerUrl>,
     pub broker_raw: Option<String>,
 }
 
@@ -50,12 +50,12 @@ impl Bench {
         workers: usize,
         chunk: Chunk,
         inflight: Option<usize>,
-        context: shared::Context,
+        context: workpool::Context,
     ) -> Result<Pool> {
         Pool::start(PoolConfig {
             backend,
             workers,
-            order: crate::pool::Order::Input,
+            order: workpool::pool::Order::Input,
             chunk,
             inflight,
             retries: 0,
@@ -74,7 +74,7 @@ impl Bench {
     }
 
     /// A one-worker pool that takes one task at a time: what latency is measured on.
-    pub fn one_at_a_time(&self, backend: BackendKind, context: shared::Context) -> Result<Pool> {
+    pub fn one_at_a_time(&self, backend: BackendKind, context: workpool::Context) -> Result<Pool> {
         self.pool(backend, 1, Chunk::Fixed(1), Some(1), context)
     }
 
@@ -112,7 +112,7 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
         broker: args
             .broker
             .as_deref()
-            .map(shared::broker::BrokerUrl::parse)
+            .map(workpool::broker::BrokerUrl::parse)
             .transpose()?,
         broker_raw: args.broker.clone(),
     };
@@ -149,7 +149,7 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
         conclusions: Vec::new(),
     };
     let m = &report.machine;
-    shared::diag!(
+    workpool::diag!(
         "workpool bench on {} ({} logical cores, {} MiB, {}, kernel {}); {} runs after {} warm-up",
         m.cpu,
         m.logical_cores,
@@ -212,7 +212,7 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
     targets.write(&report, true)?;
     if let Some(dir) = &args.plot {
         for path in plot::write_all(&report, dir)? {
-            shared::diag!("wrote {}", path.display());
+            workpool::diag!("wrote {}", path.display());
         }
     }
     let markdown_on_stdout = args.export_markdown.as_deref() == Some(std::path::Path::new("-"));
@@ -321,6 +321,6 @@ fn remove_temp_files() {
 /// stdout.
 fn print_terminal(report: &Report, tables: bool) {
     if tables {
-        shared::diag!("\n{}", export::markdown(report));
+        workpool::diag!("\n{}", export::markdown(report));
     }
 }

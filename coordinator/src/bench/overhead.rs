@@ -4,13 +4,13 @@
 use std::time::Instant;
 
 use anyhow::{anyhow, Result};
-use shared::codec::{self, Frame};
-use shared::protocol::{ToWorker, ToWorkerRef};
-use shared::{Context, Input, Task};
+use workpool::codec::{self, Frame};
+use workpool::protocol::{ToWorker, ToWorkerRef};
+use workpool::{Context, Input, Task};
 
 use super::model::{Histogram, Measurement, Report};
 use super::{ms_since, stats, Bench};
-use crate::pool::{BackendKind, Chunk, EchoPeer, Pool};
+use workpool::pool::{BackendKind, Chunk, EchoPeer, Pool};
 
 const POOLED: [BackendKind; 2] = [BackendKind::Process, BackendKind::Thread];
 

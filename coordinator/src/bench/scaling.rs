@@ -4,13 +4,13 @@
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use shared::datagen::{self, GenSpec};
-use shared::workload::files::FileSettings;
-use shared::{Context, Input};
+use workpool::datagen::{self, GenSpec};
+use workpool::workload::files::FileSettings;
+use workpool::{Context, Input};
 
 use super::model::{Measurement, Report};
 use super::{ms_since, Bench};
-use crate::pool::{BackendKind, Chunk};
+use workpool::pool::{BackendKind, Chunk};
 
 struct Workload {
     name: &'static str,

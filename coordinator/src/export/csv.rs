@@ -6,8 +6,8 @@ use std::io;
 use super::Output;
 
 use super::{Exporter, Layout};
-use crate::pool::Record;
 use crate::report::{self, Summary};
+use workpool::pool::Record;
 
 pub struct Csv {
     writer: csv::Writer<Output>,
@@ -89,7 +89,7 @@ impl Exporter for Csv {
     fn finish(&mut self, summary: &Summary) -> io::Result<()> {
         self.header()?;
         self.writer.flush()?;
-        shared::diag!("summary: {}", summary.json());
+        workpool::diag!("summary: {}", summary.json());
         Ok(())
     }
 }

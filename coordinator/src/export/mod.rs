@@ -8,8 +8,8 @@ mod table;
 use std::io::{self, Write};
 
 use crate::cli::Format;
-use crate::pool::{Order, Record};
 use crate::report::Summary;
+use workpool::pool::{Order, Record};
 
 /// Buffered output: exporters write records into it, and the caller flushes whenever no
 /// further outcome is ready, so a burst of a million outcomes costs few writes while a slow

@@ -11,8 +11,8 @@ use super::Output;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table as Grid};
 
 use super::{Exporter, Layout};
-use crate::pool::{Order, Record};
 use crate::report::{self, Summary};
+use workpool::pool::{Order, Record};
 
 pub struct Table {
     out: Output,

@@ -6,11 +6,11 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
+use crate::codec::BATCH_BYTES_TARGET;
+use crate::outcome::Arrival;
+use crate::{ErrorKind, Input, Outcome, Task, TaskError, Value};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rand::Rng;
-use shared::codec::BATCH_BYTES_TARGET;
-use shared::outcome::Arrival;
-use shared::{ErrorKind, Input, Outcome, Task, TaskError, Value};
 
 use super::{
     backend_for, Backend, BackendKind, Chunk, Event, Order, PoolConfig, PoolError, Runner,
@@ -322,7 +322,7 @@ impl Pool {
                 );
                 match started {
                     Ok(runner) => self.slots[slot] = Slot::new(runner, generation),
-                    Err(err) => shared::diag!("warning: cannot restart worker {slot}: {err}"),
+                    Err(err) => crate::diag!("warning: cannot restart worker {slot}: {err}"),
                 }
             }
         }
@@ -342,7 +342,7 @@ impl Pool {
             outstanding: 0,
             mean_run_us: None,
             started: Instant::now(),
-            started_ns: shared::clock::monotonic_ns(),
+            started_ns: crate::clock::monotonic_ns(),
             stats: Stats {
                 failed_starts: std::mem::take(&mut self.failed_starts),
                 ..Stats::default()
@@ -683,7 +683,7 @@ where
             *head_started = Some(Instant::now());
         }
         let start_ns = if self.pool.config.context.trace {
-            shared::clock::monotonic_ns()
+            crate::clock::monotonic_ns()
         } else {
             0
         };
@@ -751,7 +751,7 @@ where
         let latency_bound = self.pool.backend.kind() == BackendKind::Process
             && self.pool.slots.iter().all(|s| s.inflight.len() <= 1);
         let spin = if latency_bound { SPIN } else { Duration::ZERO };
-        let event = match shared::recv_spinning(&self.pool.events, spin, timeout) {
+        let event = match crate::recv_spinning(&self.pool.events, spin, timeout) {
             Ok(event) => event,
             Err(RecvTimeoutError::Timeout) => {
                 self.expire_late_tasks();
@@ -943,7 +943,7 @@ where
     /// The phases of a traced task's round trip, up to the scheduler taking its outcome.
     fn phases(&self, sent: SendTimes, outcome: &Outcome, arrival: Arrival) -> Option<Box<Phases>> {
         let trace = outcome.trace.filter(|_| self.tracing())?;
-        let now = shared::clock::monotonic_ns();
+        let now = crate::clock::monotonic_ns();
         let us = |from: u64, to: u64| to.saturating_sub(from) as f64 / 1000.0;
         let mut p = Phases {
             queued_us: us(self.started_ns, sent.start_ns),
@@ -1012,7 +1012,7 @@ where
             phases,
             arrived_ns,
         } = attempt;
-        let arrived_ns = arrived_ns.unwrap_or_else(shared::clock::monotonic_ns);
+        let arrived_ns = arrived_ns.unwrap_or_else(crate::clock::monotonic_ns);
         let result = match (result, self.pool.config.first) {
             // A task that was already running when `--first` was reached: it ran, but the
             // records honour N (the summary counts it).
@@ -1074,7 +1074,7 @@ where
                 self.reorder.insert(record.index, record);
                 while let Some(mut record) = self.reorder.remove(&self.next_emit) {
                     if let Some(p) = &mut record.phases {
-                        let now = shared::clock::monotonic_ns();
+                        let now = crate::clock::monotonic_ns();
                         p.reorder_us = now.saturating_sub(p.settled_ns) as f64 / 1000.0;
                         p.total_us += p.reorder_us;
                     }
@@ -1093,7 +1093,7 @@ where
             return Duration::ZERO;
         }
         let exp = base.saturating_mul(1u32 << (task.attempt - 1).min(20));
-        let jitter = shared::seed::rng(
+        let jitter = crate::seed::rng(
             self.pool.config.context.seed,
             &task.index.to_le_bytes(),
             u64::from(task.attempt),
@@ -1163,9 +1163,7 @@ where
                 self.stats.workers_replaced += 1;
             }
             Err(err) => {
-                shared::diag!(
-                    "warning: cannot replace worker {slot_index} after it {after}: {err}"
-                );
+                crate::diag!("warning: cannot replace worker {slot_index} after it {after}: {err}");
                 if self.pool.slots.iter().all(|s| s.runner.is_none()) {
                     self.fail_everything(&format!("no worker left: {err}"));
                 }
@@ -1198,7 +1196,7 @@ where
     /// The backend is gone (a broker that cannot be reached): every task in flight or
     /// still to run fails, as no runner can be started again.
     fn abandon_everything(&mut self, reason: &str) {
-        shared::diag!("error: {reason}");
+        crate::diag!("error: {reason}");
         let mut tasks: Vec<Task> = Vec::new();
         for slot in &mut self.pool.slots {
             slot.runner = None;

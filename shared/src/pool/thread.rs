@@ -8,9 +8,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::outcome::Arrival;
+use crate::{workload, Context, Task};
 use crossbeam_channel::Sender;
-use shared::outcome::Arrival;
-use shared::{workload, Context, Task};
 
 use super::{Backend, BackendKind, Event, EventSink, PoolError, Runner};
 

@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::clock::monotonic_ns;
+use crate::codec::{self, Frame};
+use crate::outcome::Arrival;
+use crate::protocol::{Bootstrap, Hello, ToCoordinator, ToWorkerRef, PROTOCOL_VERSION};
+use crate::{Context, Task};
 use crossbeam_channel::Sender;
 use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
-use shared::clock::monotonic_ns;
-use shared::codec::{self, Frame};
-use shared::outcome::Arrival;
-use shared::protocol::{Bootstrap, Hello, ToCoordinator, ToWorkerRef, PROTOCOL_VERSION};
-use shared::{Context, Task};
 
 use super::{Backend, BackendKind, Event, EventSink, PoolError, Runner, Started};
 
@@ -294,7 +294,7 @@ fn accept_with_deadline(
             let accepted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 server.accept().map(|(_, bootstrap)| bootstrap)
             }));
-            let _ = done.send(accepted.map_err(|panic| shared::workload::panic_message(&*panic)));
+            let _ = done.send(accepted.map_err(|panic| crate::workload::panic_message(&*panic)));
         })
         .map_err(|err| format!("cannot start accept thread: {err}"))?;
     let started = Instant::now();
@@ -340,7 +340,7 @@ fn read_outcomes(from_worker: IpcReceiver<Frame>, sink: EventSink) {
                 }
                 Err(err) => {
                     // Never trusted, and worth a line in the log: it is a bug or an attack.
-                    shared::diag!(
+                    crate::diag!(
                         "warning: worker {} sent a corrupt frame ({err}); replacing it",
                         sink.slot
                     );

@@ -10,9 +10,9 @@ mod thread;
 
 use std::time::Duration;
 
+use crate::outcome::Arrival;
+use crate::{Context, Outcome};
 use crossbeam_channel::Sender;
-use shared::outcome::Arrival;
-use shared::{Context, Outcome};
 
 pub use process::{EchoPeer, WorkerBinary};
 pub use scheduler::{Interrupter, Phases, Planned, Pool, Record, Stats};
@@ -20,7 +20,8 @@ pub use sequential::running_batch;
 pub use thread::THREAD_NAME_PREFIX;
 
 /// Which backend runs the tasks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum BackendKind {
     /// One worker OS process per slot (Python's `ProcessPoolExecutor`).
@@ -46,7 +47,8 @@ impl BackendKind {
 }
 
 /// In which order outcomes are handed out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum Order {
     /// Input order, like `executor.map`.
@@ -87,7 +89,7 @@ pub struct PoolConfig {
     /// Where the worker binary is (process backend only).
     pub worker_bin: Option<WorkerBinary>,
     /// The broker (redis backend only).
-    pub broker: Option<shared::broker::BrokerUrl>,
+    pub broker: Option<crate::broker::BrokerUrl>,
 }
 
 /// Something that went wrong with the pool itself, not with a task.
@@ -116,7 +118,7 @@ pub enum PoolError {
     #[error("cannot start thread: {0}")]
     Thread(#[source] std::io::Error),
     #[error(transparent)]
-    Broker(#[from] shared::broker::BrokerError),
+    Broker(#[from] crate::broker::BrokerError),
 }
 
 impl PoolError {
@@ -203,7 +205,7 @@ pub(crate) trait Runner: Send {
     fn pid(&self) -> u32;
     /// Hands over a batch; it runs after the batches sent before it. Returns when the
     /// batch was encoded (monotonic ns), for runners that encode.
-    fn send(&mut self, tasks: &[shared::Task]) -> Result<Option<u64>, String>;
+    fn send(&mut self, tasks: &[crate::Task]) -> Result<Option<u64>, String>;
     /// Stops the runner now, whatever it is doing, and says how it ended if it had died.
     fn kill(&mut self) -> Option<String>;
     /// Asks the runner to finish and waits for it.

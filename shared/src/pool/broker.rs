@@ -1,5 +1,5 @@
 //! The `redis` backend: batches go to a Redis Streams broker, and `worker --broker`
-//! processes on any host take them (see `shared::broker` for the layout).
+//! processes on any host take them (see `crate::broker` for the layout).
 //!
 //! To the scheduler the broker is `-w` virtual slots. A slot's "send" publishes a batch to
 //! the shared tasks stream; one reader thread takes the run's results stream and routes
@@ -15,12 +15,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
-use shared::broker::{
+use crate::broker::{
     self, Body, BrokerError, BrokerUrl, Entry, Kept, OutcomeEntry, Route, RunSpec, TaskEntryRef,
 };
-use shared::outcome::Arrival;
-use shared::{codec, Context, Task};
+use crate::outcome::Arrival;
+use crate::{codec, Context, Task};
+use crossbeam_channel::Sender;
 
 use super::{Backend, BackendKind, Event, PoolError, Runner};
 
@@ -174,7 +174,7 @@ impl Drop for RedisBackend {
         self.stop_reader.store(true, Ordering::SeqCst);
         let shared = &self.shared;
         if let Err(err) = shared.publishing(|con| broker::drop_run(&shared.url, con, &shared.run)) {
-            shared::diag!(
+            crate::diag!(
                 "warning: cannot remove run {} from the broker (it expires in {:?}): {err}",
                 shared.run,
                 broker::RUN_TTL
@@ -211,7 +211,7 @@ impl Runner for BrokerSlot {
             tasks,
         };
         let frame = codec::encode(&entry).map_err(|e| e.to_string())?;
-        let encoded_ns = shared::clock::monotonic_ns();
+        let encoded_ns = crate::clock::monotonic_ns();
         let id = shared
             .publishing(|con| broker::publish(&shared.url, con, broker::TASKS_STREAM, &frame))
             .map_err(|e| e.to_string())?;
@@ -229,7 +229,7 @@ impl Runner for BrokerSlot {
         let ids: Vec<String> = self.published.drain(..).collect();
         let shared = &self.shared;
         if let Err(err) = shared.publishing(|con| broker::delete_entries(&shared.url, con, &ids)) {
-            shared::diag!("warning: cannot withdraw batches from the broker: {err}");
+            crate::diag!("warning: cannot withdraw batches from the broker: {err}");
         }
         None
     }
@@ -260,7 +260,7 @@ fn read_results(
                 Ok(Kept::Lost) => match register_again(shared, &mut con) {
                     Ok(()) if events.send(Event::Republish).is_ok() => {}
                     Ok(()) => return,
-                    Err(err) => shared::diag!("warning: cannot register the run again: {err}"),
+                    Err(err) => crate::diag!("warning: cannot register the run again: {err}"),
                 },
                 Ok(Kept::Altered) => {
                     let reason = format!(
@@ -271,14 +271,14 @@ fn read_results(
                     let _ = events.send(Event::BackendDown { reason });
                     return;
                 }
-                Err(err) => shared::diag!("warning: cannot renew the run on the broker: {err}"),
+                Err(err) => crate::diag!("warning: cannot renew the run on the broker: {err}"),
             }
         }
         if !warned && quiet_since.elapsed() > NO_WORKER_WARNING {
             quiet_since = Instant::now();
             if let Ok(0) = broker::live_consumers(url, &mut con, NO_WORKER_WARNING) {
                 warned = true;
-                shared::diag!(
+                crate::diag!(
                     "warning: no worker is taking tasks from the broker at {url}: start \
                      `worker --broker URL` on any host that reaches it"
                 );
@@ -313,7 +313,7 @@ fn read_results(
             quiet_since = Instant::now();
         }
         for Entry { id, body } in entries {
-            let received_ns = shared::clock::monotonic_ns();
+            let received_ns = crate::clock::monotonic_ns();
             let frame = match body {
                 Body::Frame(frame) => frame,
                 Body::Refused(reason) => {
@@ -325,9 +325,7 @@ fn read_results(
                     continue;
                 }
                 Body::Foreign => {
-                    shared::diag!(
-                        "warning: ignoring outcome entry {id}: workpool did not write it"
-                    );
+                    crate::diag!("warning: ignoring outcome entry {id}: workpool did not write it");
                     after = id;
                     continue;
                 }
@@ -335,7 +333,7 @@ fn read_results(
             let entry: OutcomeEntry = match broker::decode_entry(&id, &frame) {
                 Ok(entry) => entry,
                 Err(err) => {
-                    shared::diag!("warning: ignoring a corrupt outcome entry: {err}");
+                    crate::diag!("warning: ignoring a corrupt outcome entry: {err}");
                     after = id;
                     continue;
                 }
@@ -350,7 +348,7 @@ fn read_results(
                 outcomes: entry.outcomes,
                 arrival: Arrival {
                     received_ns,
-                    decoded_ns: shared::clock::monotonic_ns(),
+                    decoded_ns: crate::clock::monotonic_ns(),
                 },
                 pid: std::num::NonZeroU32::new(entry.pid),
             };
@@ -370,7 +368,7 @@ fn reconnect(
 ) -> Result<redis::Connection, String> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(50);
-    shared::diag!("warning: lost the broker connection ({first}); reconnecting");
+    crate::diag!("warning: lost the broker connection ({first}); reconnecting");
     while started.elapsed() < RECONNECT_FOR && !stop.load(Ordering::SeqCst) {
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_secs(1));
@@ -394,7 +392,7 @@ fn reconnect(
 /// Registers a run the broker has forgotten (it restarted without persistence, or the key
 /// was deleted); the caller then publishes its unfinished batches again.
 fn register_again(shared: &Shared, con: &mut redis::Connection) -> Result<(), BrokerError> {
-    shared::diag!(
+    crate::diag!(
         "warning: the broker at {} lost this run (restarted without persistence, or its \
          key was deleted): registering it again and publishing its unfinished batches again",
         shared.url
