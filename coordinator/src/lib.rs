@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod builtin;
 pub mod cli;
 pub mod demo;
 pub mod export;

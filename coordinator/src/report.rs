@@ -1,11 +1,12 @@
 //! What a run reports: each record as JSON (the schema every export shares) and the
 //! run's summary.
 
+use crate::builtin::{Input, Record, Value};
 use serde::Serialize;
 use serde_json::{json, Map, Value as Json};
-use workpool::{workload, Input, Value};
+use workpool::workload;
 
-use workpool::pool::{BackendKind, Order, Record, Stats};
+use workpool::pool::{BackendKind, Order, Stats};
 
 /// The input of a task as it appears in exports.
 pub fn input_json(input: &Input) -> Json {

@@ -28,12 +28,14 @@ use std::time::Duration;
 use redis::Value as Reply;
 use serde::{Deserialize, Serialize};
 
+use crate::codec::Frame;
 use crate::codec::{self, CodecError};
-use crate::{Context, Outcome, Task};
+use crate::protocol::RunSettings;
+use crate::task::Signature;
 
 /// Bumped whenever an entry's layout changes; it leads every [`TaskEntry`] so that a
 /// worker of another build can recognise an entry it must not run.
-pub const BROKER_PROTOCOL: u32 = 2;
+pub const BROKER_PROTOCOL: u32 = 3;
 
 pub const TASKS_STREAM: &str = "workpool:tasks";
 pub const GROUP: &str = "workers";
@@ -74,7 +76,12 @@ pub struct TaskEntry {
     pub protocol: u32,
     pub run: String,
     pub route: Route,
-    pub tasks: Vec<Task>,
+    /// Each task's index and attempt, in the batch's order: enough to fail the batch
+    /// without knowing its task type.
+    pub keys: Vec<(u64, u32)>,
+    /// The encoded `Vec<Job<Input>>` of the run's task type (see [`crate::protocol::Job`]),
+    /// decoded by the code serving that type.
+    pub tasks: Frame,
 }
 
 /// The run a task entry belongs to, read from its leading fields only (the protocol and
@@ -92,7 +99,9 @@ pub struct TaskEntryRef<'a> {
     pub protocol: u32,
     pub run: &'a str,
     pub route: Route,
-    pub tasks: &'a [Task],
+    pub keys: &'a [(u64, u32)],
+    #[serde(with = "serde_bytes")]
+    pub tasks: &'a [u8],
 }
 
 /// One entry of a run's results stream: the outcomes of one batch, in the batch's order.
@@ -103,7 +112,8 @@ pub struct OutcomeEntry {
     pub consumer: String,
     /// Its process id (on its own host).
     pub pid: u32,
-    pub outcomes: Vec<Outcome>,
+    /// The encoded `Vec<Outcome<Output>>` of the run's task type.
+    pub outcomes: Frame,
 }
 
 /// [`OutcomeEntry`] by reference, for publishing without copying the outcomes (same frame).
@@ -112,14 +122,20 @@ pub struct OutcomeEntryRef<'a> {
     pub route: Route,
     pub consumer: &'a str,
     pub pid: u32,
-    pub outcomes: &'a [Outcome],
+    #[serde(with = "serde_bytes")]
+    pub outcomes: &'a [u8],
 }
 
 /// A run's settings, written once by its coordinator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSpec {
     pub protocol: u32,
-    pub context: Context,
+    /// The run's task type, as its coordinator's build has it.
+    pub task: Signature,
+    /// The encoded task value every task of the run is run with.
+    pub task_value: Frame,
+    /// The pool's settings of the run.
+    pub settings: RunSettings,
     /// `--timeout`: enforced by the worker, the only one that knows when a task started.
     pub timeout_ms: Option<u64>,
 }
@@ -1057,21 +1073,20 @@ mod tests {
             generation: 2,
             epoch: 1,
         };
-        let tasks = vec![Task {
-            index: 9,
-            attempt: 1,
-            input: crate::Input::Io { ms: 5 },
-        }];
+        let tasks = vec![1u8, 2, 3];
+        let keys = vec![(9, 1)];
         let owned = TaskEntry {
             protocol: BROKER_PROTOCOL,
             run: "r".into(),
             route,
-            tasks: tasks.clone(),
+            keys: keys.clone(),
+            tasks: Frame::from(tasks.clone()),
         };
         let borrowed = TaskEntryRef {
             protocol: BROKER_PROTOCOL,
             run: "r",
             route,
+            keys: &keys,
             tasks: &tasks,
         };
         let a = codec::encode(&owned).unwrap();
@@ -1087,18 +1102,12 @@ mod tests {
             generation: 0,
             epoch: 4,
         };
-        let outcomes = vec![Outcome {
-            index: 3,
-            attempt: 2,
-            result: Ok(crate::Value::Io { slept_ms: 5 }),
-            run_us: 5000,
-            trace: None,
-        }];
+        let outcomes = vec![7u8; 40];
         let owned = OutcomeEntry {
             route,
             consumer: "w".into(),
             pid: 7,
-            outcomes: outcomes.clone(),
+            outcomes: Frame::from(outcomes.clone()),
         };
         let borrowed = OutcomeEntryRef {
             route,

@@ -25,7 +25,8 @@ use anyhow::{Context as _, Result};
 use crate::cli::{BenchArgs, Suite};
 use crate::machine::Machine;
 pub use model::{Measurement, Report};
-use workpool::pool::{BackendKind, Chunk, Pool, PoolConfig, WorkerBinary};
+use workpool::pool::{BackendKind, Chunk, Pool, PoolBuilder, WorkerBinary};
+use workpool::Task;
 
 /// Settings every suite reads.
 pub struct Bench {
@@ -43,39 +44,42 @@ pub struct Bench {
 }
 
 impl Bench {
-    /// A started pool for one configuration.
-    pub fn pool(
+    /// The settings of a pool for one configuration.
+    pub fn builder(
         &self,
         backend: BackendKind,
         workers: usize,
         chunk: Chunk,
         inflight: Option<usize>,
-        context: workpool::Context,
-    ) -> Result<Pool> {
-        Pool::start(PoolConfig {
-            backend,
-            workers,
-            order: workpool::pool::Order::Input,
-            chunk,
-            inflight,
-            retries: 0,
-            backoff: std::time::Duration::ZERO,
-            context,
-            timeout: None,
-            first: None,
-            fail_fast: false,
-            worker_bin: Some(self.bin.clone()),
-            broker: self
-                .broker
-                .clone()
-                .filter(|_| backend == BackendKind::Redis),
-        })
-        .context("cannot start a pool to measure")
+    ) -> PoolBuilder {
+        let builder = PoolBuilder::new()
+            .backend(backend)
+            .workers(workers)
+            .chunk(chunk)
+            .inflight(inflight.unwrap_or(0))
+            .backoff(std::time::Duration::ZERO)
+            .worker_program(self.bin.clone());
+        match &self.broker {
+            Some(url) if backend == BackendKind::Redis => builder.broker(url.clone()),
+            _ => builder,
+        }
+    }
+
+    /// A started pool of `task` for one configuration.
+    pub fn pool<T: Task>(
+        &self,
+        backend: BackendKind,
+        workers: usize,
+        chunk: Chunk,
+        inflight: Option<usize>,
+        task: T,
+    ) -> Result<Pool<T>> {
+        start(self.builder(backend, workers, chunk, inflight), task)
     }
 
     /// A one-worker pool that takes one task at a time: what latency is measured on.
-    pub fn one_at_a_time(&self, backend: BackendKind, context: workpool::Context) -> Result<Pool> {
-        self.pool(backend, 1, Chunk::Fixed(1), Some(1), context)
+    pub fn one_at_a_time<T: Task>(&self, backend: BackendKind, task: T) -> Result<Pool<T>> {
+        self.pool(backend, 1, Chunk::Fixed(1), Some(1), task)
     }
 
     /// Runs `f` `warmup` times unmeasured, then `runs` times, returning its results.
@@ -85,6 +89,13 @@ impl Bench {
         }
         (0..self.runs).map(|_| f()).collect()
     }
+}
+
+/// Starts a pool to measure.
+pub fn start<T: Task>(builder: PoolBuilder, task: T) -> Result<Pool<T>> {
+    builder
+        .build(task)
+        .context("cannot start a pool to measure")
 }
 
 /// Milliseconds since `t`.

@@ -6,8 +6,8 @@ use std::io;
 use super::Output;
 
 use super::{Exporter, Layout};
+use crate::builtin::Record;
 use crate::report::{self, Summary};
-use workpool::pool::Record;
 
 pub struct Csv {
     writer: csv::Writer<Output>,

@@ -5,8 +5,8 @@ use std::io::{self, Write};
 use super::Output;
 
 use super::Exporter;
+use crate::builtin::Record;
 use crate::report::{record_json, Summary};
-use workpool::pool::Record;
 
 /// `{"outcomes": [...], "summary": {...}}`, written element by element.
 pub struct Json {

@@ -7,9 +7,10 @@ mod table;
 
 use std::io::{self, Write};
 
+use crate::builtin::Record;
 use crate::cli::Format;
 use crate::report::Summary;
-use workpool::pool::{Order, Record};
+use workpool::pool::Order;
 
 /// Buffered output: exporters write records into it, and the caller flushes whenever no
 /// further outcome is ready, so a burst of a million outcomes costs few writes while a slow

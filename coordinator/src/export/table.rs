@@ -11,8 +11,9 @@ use super::Output;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table as Grid};
 
 use super::{Exporter, Layout};
+use crate::builtin::Record;
 use crate::report::{self, Summary};
-use workpool::pool::{Order, Record};
+use workpool::pool::Order;
 
 pub struct Table {
     out: Output,

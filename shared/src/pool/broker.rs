@@ -15,14 +15,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use std::marker::PhantomData;
+
+use crossbeam_channel::Sender;
+use serde::de::DeserializeOwned;
+
+use super::{Backend, Capabilities, Event, PoolError, Runner};
 use crate::broker::{
     self, Body, BrokerError, BrokerUrl, Entry, Kept, OutcomeEntry, Route, RunSpec, TaskEntryRef,
 };
 use crate::outcome::Arrival;
-use crate::{codec, Context, Task};
-use crossbeam_channel::Sender;
-
-use super::{Backend, BackendKind, Event, PoolError, Runner};
+use crate::protocol::{Job, RunSettings};
+use crate::task::Signature;
+use crate::{codec, Outcome, Task};
 
 /// How long connecting may take before the broker counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -50,25 +55,30 @@ struct Shared {
     spec: RunSpec,
 }
 
-pub(crate) struct RedisBackend {
+pub(crate) struct RedisBackend<T> {
     shared: Arc<Shared>,
     stop_reader: Arc<AtomicBool>,
     reader_started: bool,
+    task: PhantomData<fn() -> T>,
 }
 
-impl RedisBackend {
+impl<T: Task> RedisBackend<T> {
     /// Connects and registers the run: its settings are what workers run its tasks with.
     pub fn new(
         url: BrokerUrl,
-        context: Context,
+        task: &T,
+        settings: RunSettings,
         timeout: Option<Duration>,
-    ) -> Result<RedisBackend, PoolError> {
+    ) -> Result<RedisBackend<T>, PoolError> {
+        let task_value = codec::encode(task).map_err(|err| PoolError::Setup(err.to_string()))?;
         let mut con = url.connect(CONNECT_TIMEOUT, Some(IO_TIMEOUT))?;
         broker::ensure_group(&url, &mut con)?;
         let run = run_id();
         let spec = RunSpec {
             protocol: broker::BROKER_PROTOCOL,
-            context,
+            task: Signature::of::<T>(),
+            task_value,
+            settings,
             timeout_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
         };
         broker::put_spec(&url, &mut con, &run, &spec)?;
@@ -82,10 +92,11 @@ impl RedisBackend {
             }),
             stop_reader: Arc::new(AtomicBool::new(false)),
             reader_started: false,
+            task: PhantomData,
         })
     }
 
-    fn start_reader(&mut self, events: &Sender<Event>) -> Result<(), PoolError> {
+    fn start_reader(&mut self, events: &Sender<Event<T::Output>>) -> Result<(), PoolError> {
         let con = self.shared.url.connect(CONNECT_TIMEOUT, Some(IO_TIMEOUT))?;
         let (shared, stop, events) = (
             Arc::clone(&self.shared),
@@ -112,17 +123,27 @@ fn run_id() -> String {
     format!("{host}-{}-{secs}-{nonce:08x}", std::process::id())
 }
 
-impl Backend for RedisBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Redis
+impl<T: Task> Backend<T> for RedisBackend<T> {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            max_slots: None,
+            // The slots are many and only bound what waits on the broker; its workers
+            // prefetch on their own.
+            fixed_depth: Some(1),
+            batching_helps: true,
+            batches_interleave: true,
+            enforces_timeouts: true,
+            kills_runners: false,
+            spin_for_outcomes: false,
+        }
     }
 
     fn start(
         &mut self,
         slot: usize,
         generation: u64,
-        events: &Sender<Event>,
-    ) -> Result<Box<dyn Runner>, PoolError> {
+        events: &Sender<Event<T::Output>>,
+    ) -> Result<Box<dyn Runner<T>>, PoolError> {
         if !self.reader_started {
             self.start_reader(events)?;
         }
@@ -136,14 +157,6 @@ impl Backend for RedisBackend {
 
     fn begin_run(&mut self) {
         self.shared.epoch.fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn batches_interleave(&self) -> bool {
-        true
-    }
-
-    fn enforces_timeouts(&self) -> bool {
-        true
     }
 }
 
@@ -168,7 +181,7 @@ impl Shared {
     }
 }
 
-impl Drop for RedisBackend {
+impl<T> Drop for RedisBackend<T> {
     /// Ends the run on the broker: workers skip whatever of it is left.
     fn drop(&mut self) {
         self.stop_reader.store(true, Ordering::SeqCst);
@@ -192,14 +205,18 @@ struct BrokerSlot {
     published: VecDeque<String>,
 }
 
-impl Runner for BrokerSlot {
+impl<T: Task> Runner<T> for BrokerSlot {
     fn pid(&self) -> u32 {
         // The tasks run in remote processes, whose pids come with each outcome.
         std::process::id()
     }
 
-    fn send(&mut self, tasks: &[Task]) -> Result<Option<u64>, String> {
+    fn send(&mut self, jobs: &[Job<T::Input>]) -> Result<Option<u64>, String> {
         let shared = &self.shared;
+        // The batch travels encoded inside the entry, so that a worker handles entries
+        // without knowing their task type, and decodes them with the code serving it.
+        let tasks = codec::encode(&jobs).map_err(|e| e.to_string())?;
+        let keys: Vec<(u64, u32)> = jobs.iter().map(|j| (j.index, j.attempt)).collect();
         let entry = TaskEntryRef {
             protocol: broker::BROKER_PROTOCOL,
             run: &shared.run,
@@ -208,7 +225,8 @@ impl Runner for BrokerSlot {
                 generation: self.generation,
                 epoch: shared.epoch.load(Ordering::SeqCst),
             },
-            tasks,
+            keys: &keys,
+            tasks: &tasks,
         };
         let frame = codec::encode(&entry).map_err(|e| e.to_string())?;
         let encoded_ns = crate::clock::monotonic_ns();
@@ -240,11 +258,11 @@ impl Runner for BrokerSlot {
 /// The reader thread: routes each outcome entry of the run to its slot until told to stop.
 /// If the broker cannot be reached for [`RECONNECT_FOR`], or has forgotten the run (it
 /// restarted without persistence), the run's outstanding tasks are given up.
-fn read_results(
+fn read_results<O: DeserializeOwned>(
     shared: &Shared,
     mut con: redis::Connection,
     stop: &AtomicBool,
-    events: &Sender<Event>,
+    events: &Sender<Event<O>>,
 ) {
     let url = &shared.url;
     let mut after = "0".to_string();
@@ -330,7 +348,11 @@ fn read_results(
                     continue;
                 }
             };
-            let entry: OutcomeEntry = match broker::decode_entry(&id, &frame) {
+            let decoded = broker::decode_entry::<OutcomeEntry>(&id, &frame).and_then(|entry| {
+                let outcomes = broker::decode_entry::<Vec<Outcome<O>>>(&id, &entry.outcomes)?;
+                Ok((entry, outcomes))
+            });
+            let (entry, outcomes) = match decoded {
                 Ok(entry) => entry,
                 Err(err) => {
                     crate::diag!("warning: ignoring a corrupt outcome entry: {err}");
@@ -345,7 +367,7 @@ fn read_results(
             let event = Event::Outcomes {
                 slot: entry.route.slot as usize,
                 generation: entry.route.generation,
-                outcomes: entry.outcomes,
+                outcomes,
                 arrival: Arrival {
                     received_ns,
                     decoded_ns: crate::clock::monotonic_ns(),

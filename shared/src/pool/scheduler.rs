@@ -6,15 +6,14 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::codec::BATCH_BYTES_TARGET;
-use crate::outcome::Arrival;
-use crate::{ErrorKind, Input, Outcome, Task, TaskError, Value};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rand::Rng;
 
-use super::{
-    backend_for, Backend, BackendKind, Chunk, Event, Order, PoolConfig, PoolError, Runner,
-};
+use super::{Backend, Capabilities, Chunk, Event, Order, PoolBuilder, PoolError, Runner};
+use crate::codec::BATCH_BYTES_TARGET;
+use crate::outcome::Arrival;
+use crate::protocol::Job;
+use crate::{ErrorKind, Outcome, Task, TaskError};
 
 /// The largest batch `--chunk auto` makes.
 const MAX_AUTO_CHUNK: usize = 1024;
@@ -44,13 +43,16 @@ pub const INTERRUPT_LIST_LIMIT: u64 = 100_000;
 /// once per this many records.
 const DRAIN_POLL_EVERY: u64 = 4096;
 
-/// The final outcome of one task, as the user sees it.
+/// The final outcome of one task, as the user sees it: `I` is the task type's input and
+/// `O` its output.
 #[derive(Debug, Clone)]
-pub struct Record {
+pub struct Record<I, O> {
     /// Position in the input.
     pub index: u64,
-    pub input: Input,
-    pub result: Result<Value, TaskError>,
+    /// The task's input, given back.
+    pub input: I,
+    /// What the last attempt produced, or why the task has no output.
+    pub result: Result<O, TaskError>,
     /// Attempts made, the last one included.
     pub attempts: u32,
     /// The slot of the worker that produced the final attempt's outcome.
@@ -66,10 +68,33 @@ pub struct Record {
     pub phases: Option<Box<Phases>>,
 }
 
+impl<I, O> Record<I, O> {
+    /// The same record with its input and output converted (a move, no copy).
+    pub fn map<I2, O2>(
+        self,
+        input: impl FnOnce(I) -> I2,
+        output: impl FnOnce(O) -> O2,
+    ) -> Record<I2, O2> {
+        Record {
+            index: self.index,
+            input: input(self.input),
+            result: self.result.map(output),
+            attempts: self.attempts,
+            worker: self.worker,
+            pid: self.pid,
+            elapsed_ms: self.elapsed_ms,
+            finished_ms: self.finished_ms,
+            phases: self.phases,
+        }
+    }
+}
+
 /// Counters of one run.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Stats {
+    /// Tasks taken from the input.
     pub tasks: u64,
+    /// Tasks that succeeded.
     pub succeeded: u64,
     /// Tasks that ended with an error, cancelled ones not included.
     pub failed: u64,
@@ -104,38 +129,32 @@ pub struct Stats {
     pub interrupted: bool,
 }
 
-/// What a run takes from its input: a task's input, and the attempt it starts at.
-pub trait Planned {
-    fn into_parts(self) -> (Input, u32);
-}
+/// The inputs of a run, each at its first attempt: what [`Pool::map`] runs.
+#[derive(Debug, Clone)]
+pub struct FirstAttempts<I>(I);
 
-/// A new task: its first attempt.
-impl Planned for Input {
-    fn into_parts(self) -> (Input, u32) {
-        (self, 1)
+impl<I: Iterator> Iterator for FirstAttempts<I> {
+    type Item = (I::Item, u32);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|input| (input, 1))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
     }
 }
 
-/// A task some earlier attempts were made at elsewhere (a broker worker runs the
-/// coordinator's attempt N locally as attempt N, so what depends on the attempt, such as a
-/// simulated failure, is the same wherever it runs).
-impl Planned for (Input, u32) {
-    fn into_parts(self) -> (Input, u32) {
-        (self.0, self.1.max(1))
-    }
-}
-
-/// A pool of started runners, reusable across runs.
-pub struct Pool {
-    config: PoolConfig,
-    backend: Box<dyn Backend>,
-    /// The backend's `batches_interleave`, read once: it is asked for every outcome.
-    interleave: bool,
-    /// The backend's `enforces_timeouts`, read once.
-    runners_time_out: bool,
-    slots: Vec<Slot>,
-    events: Receiver<Event>,
-    sender: Sender<Event>,
+/// A pool of started workers running task type `T`, reusable across runs. Build one with
+/// [`PoolBuilder`]; dropping it stops its workers.
+pub struct Pool<T: Task> {
+    config: PoolBuilder,
+    backend: Box<dyn Backend<T>>,
+    /// What the backend can do, read once: some of it is asked for every outcome.
+    caps: Capabilities,
+    slots: Vec<Slot<T>>,
+    events: Receiver<Event<T::Output>>,
+    sender: Sender<Event<T::Output>>,
     /// Start-up failures not yet counted in a run's [`Stats`].
     failed_starts: u64,
     start_time: Duration,
@@ -144,13 +163,13 @@ pub struct Pool {
 /// Starts the runner of `slot`, trying again with growing pauses when it fails to start
 /// (killed during its handshake, the machine out of processes for a moment). Each failure
 /// is counted; an error that another try cannot mend is returned at once.
-fn start_with_retries(
-    backend: &mut dyn Backend,
+fn start_with_retries<T: Task>(
+    backend: &mut dyn Backend<T>,
     slot: usize,
     generation: u64,
-    events: &Sender<Event>,
+    events: &Sender<Event<T::Output>>,
     failed_starts: &mut u64,
-) -> Result<Box<dyn Runner>, PoolError> {
+) -> Result<Box<dyn Runner<T>>, PoolError> {
     let mut pause = RESTART_PAUSE;
     let mut tries = 0;
     loop {
@@ -170,12 +189,12 @@ fn start_with_retries(
     }
 }
 
-struct Slot {
-    runner: Option<Box<dyn Runner>>,
+struct Slot<T: Task> {
+    runner: Option<Box<dyn Runner<T>>>,
     generation: u64,
     pid: u32,
     /// Batches sent and not yet fully answered, oldest first; the worker runs them in order.
-    inflight: VecDeque<Batch>,
+    inflight: VecDeque<Batch<T::Input>>,
     /// When the task at the head of `inflight` started: the worker runs its queue in order,
     /// so that is when the batch reached an idle worker or the previous outcome arrived.
     head_started: Option<Instant>,
@@ -183,8 +202,8 @@ struct Slot {
 
 /// A batch in flight, kept for retries, for the records' inputs, and (when tracing) for
 /// when it left.
-struct Batch {
-    tasks: VecDeque<Task>,
+struct Batch<I> {
+    tasks: VecDeque<Job<I>>,
     sent: SendTimes,
 }
 
@@ -230,8 +249,8 @@ pub struct Phases {
     settled_ns: u64,
 }
 
-impl Slot {
-    fn new(runner: Box<dyn Runner>, generation: u64) -> Slot {
+impl<T: Task> Slot<T> {
+    fn new(runner: Box<dyn Runner<T>>, generation: u64) -> Slot<T> {
         Slot {
             pid: runner.pid(),
             runner: Some(runner),
@@ -242,16 +261,17 @@ impl Slot {
     }
 }
 
-impl Pool {
+impl<T: Task> Pool<T> {
     /// Starts every runner and waits until each has answered.
-    pub fn start(config: PoolConfig) -> Result<Pool, PoolError> {
+    pub(crate) fn start(config: PoolBuilder, task: T) -> Result<Pool<T>, PoolError> {
         let started = Instant::now();
-        let mut backend = backend_for(&config)?;
+        let mut backend = config.backend_for(task)?;
+        let caps = backend.capabilities();
         let (sender, events) = crossbeam_channel::unbounded();
-        let workers = match backend.kind() {
-            BackendKind::Sequential => 1,
-            _ => config.workers.max(1),
-        };
+        let workers = config
+            .resolved_workers()
+            .min(caps.max_slots.unwrap_or(usize::MAX))
+            .max(1);
         let mut failed_starts = 0;
         let mut slots = Vec::with_capacity(workers);
         for (slot, first_try) in backend.start_all(workers, &sender)?.into_iter().enumerate() {
@@ -269,8 +289,7 @@ impl Pool {
         }
         Ok(Pool {
             config,
-            interleave: backend.batches_interleave(),
-            runners_time_out: backend.enforces_timeouts(),
+            caps,
             backend,
             slots,
             events,
@@ -285,6 +304,7 @@ impl Pool {
         self.start_time
     }
 
+    /// How many workers (or broker slots) the pool has.
     pub fn workers(&self) -> usize {
         self.slots.len()
     }
@@ -296,14 +316,52 @@ impl Pool {
     }
 
     /// A handle that stops the current run from another thread (a signal handler).
-    pub fn interrupter(&self) -> Interrupter {
+    pub fn interrupter(&self) -> Interrupter<T::Output> {
         Interrupter(self.sender.clone())
     }
 
-    /// Runs every input, handing outcomes out as a stream (see [`Run`]).
-    pub fn map<I: Iterator>(&mut self, inputs: I) -> Run<'_, I>
+    /// Runs every input, handing out one [`Record`] per input in input order, each as
+    /// soon as it and every earlier one are known (Python's `executor.map`). The inputs
+    /// are read lazily: only a bounded window of them is in memory at once.
+    pub fn map<I>(&mut self, inputs: I) -> Run<'_, T, FirstAttempts<I::IntoIter>>
     where
-        I::Item: Planned,
+        I: IntoIterator<Item = T::Input>,
+    {
+        self.start_run(FirstAttempts(inputs.into_iter()), Order::Input)
+    }
+
+    /// Runs every input, handing out one [`Record`] per input as each task ends
+    /// (Python's `as_completed`).
+    pub fn as_completed<I>(&mut self, inputs: I) -> Run<'_, T, FirstAttempts<I::IntoIter>>
+    where
+        I: IntoIterator<Item = T::Input>,
+    {
+        self.start_run(FirstAttempts(inputs.into_iter()), Order::Completion)
+    }
+
+    /// [`Pool::map`] or [`Pool::as_completed`], as [`PoolBuilder::order`] says.
+    pub fn run<I>(&mut self, inputs: I) -> Run<'_, T, FirstAttempts<I::IntoIter>>
+    where
+        I: IntoIterator<Item = T::Input>,
+    {
+        let order = self.config.order;
+        self.start_run(FirstAttempts(inputs.into_iter()), order)
+    }
+
+    /// Runs tasks some attempts at which were made elsewhere: a broker worker runs the
+    /// coordinator's attempt N locally as attempt N, so that what depends on the attempt
+    /// is the same wherever it runs.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn run_attempts<I>(&mut self, inputs: I) -> Run<'_, T, I>
+    where
+        I: Iterator<Item = (T::Input, u32)>,
+    {
+        self.start_run(inputs, Order::Input)
+    }
+
+    fn start_run<I>(&mut self, inputs: I, order: Order) -> Run<'_, T, I>
+    where
+        I: Iterator<Item = (T::Input, u32)>,
     {
         // A run stopped early leaves killed runners behind; a new run starts with a full pool.
         while let Ok(event) = self.events.try_recv() {
@@ -328,6 +386,7 @@ impl Pool {
         }
         let (lo, hi) = inputs.size_hint();
         Run {
+            order,
             stop: None,
             drain: None,
             remaining_hint: (Some(lo) == hi).then_some(lo),
@@ -365,17 +424,23 @@ impl Pool {
     }
 }
 
-impl Drop for Pool {
+impl<T: Task> Drop for Pool<T> {
     fn drop(&mut self) {
         self.shutdown_all();
     }
 }
 
 /// Stops a run from another thread: the run cancels what is left and ends.
-#[derive(Clone)]
-pub struct Interrupter(Sender<Event>);
+pub struct Interrupter<O>(Sender<Event<O>>);
 
-impl Interrupter {
+impl<O> Clone for Interrupter<O> {
+    fn clone(&self) -> Self {
+        Interrupter(self.0.clone())
+    }
+}
+
+impl<O> Interrupter<O> {
+    /// Stops the current run: the tasks not yet ended are reported `cancelled`.
     pub fn interrupt(&self) {
         let _ = self.0.send(Event::Interrupted);
     }
@@ -383,11 +448,10 @@ impl Interrupter {
 
 /// One run over a pool: an iterator of [`Record`]s, exactly one per input, in the
 /// configured order, each handed out as soon as it is known.
-pub struct Run<'p, I: Iterator>
-where
-    I::Item: Planned,
-{
-    pool: &'p mut Pool,
+pub struct Run<'p, T: Task, I> {
+    pool: &'p mut Pool<T>,
+    /// The order records are handed out in.
+    order: Order,
     /// Set when the run must stop early: the reason given to the cancelled tasks.
     stop: Option<String>,
     /// Once the run stopped early or lost every runner: the error every task still in the
@@ -398,13 +462,13 @@ where
     exhausted: bool,
     next_index: u64,
     /// Tasks to send before new inputs: retries whose time has come, work of lost runners.
-    ready: VecDeque<Task>,
+    ready: VecDeque<Job<T::Input>>,
     /// Retries waiting out their backoff.
-    delayed: BinaryHeap<Reverse<Delayed>>,
+    delayed: BinaryHeap<Reverse<Delayed<T::Input>>>,
     /// Input order: finished records waiting for earlier ones.
-    reorder: BTreeMap<u64, Record>,
+    reorder: BTreeMap<u64, Record<T::Input, T::Output>>,
     /// Records ready to hand out.
-    completed: VecDeque<Record>,
+    completed: VecDeque<Record<T::Input, T::Output>>,
     next_emit: u64,
     /// Tasks taken from the input and not yet reported.
     outstanding: u64,
@@ -439,9 +503,9 @@ impl Attempt {
     }
 }
 
-struct Delayed {
+struct Delayed<I> {
     at: Instant,
-    task: Task,
+    task: Job<I>,
 }
 
 /// How the inputs never read end, once no task can run any more.
@@ -451,30 +515,27 @@ struct Drain {
     limit: Option<u64>,
 }
 
-impl PartialEq for Delayed {
+impl<I> PartialEq for Delayed<I> {
     fn eq(&self, other: &Self) -> bool {
         self.at == other.at
     }
 }
-impl Eq for Delayed {}
-impl PartialOrd for Delayed {
+impl<I> Eq for Delayed<I> {}
+impl<I> PartialOrd for Delayed<I> {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for Delayed {
+impl<I> Ord for Delayed<I> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.at.cmp(&other.at)
     }
 }
 
-impl<I: Iterator> Iterator for Run<'_, I>
-where
-    I::Item: Planned,
-{
-    type Item = Record;
+impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Iterator for Run<'_, T, I> {
+    type Item = Record<T::Input, T::Output>;
 
-    fn next(&mut self) -> Option<Record> {
+    fn next(&mut self) -> Option<Self::Item> {
         loop {
             if let Some(record) = self.completed.pop_front() {
                 return Some(record);
@@ -501,10 +562,7 @@ where
     }
 }
 
-impl<I: Iterator> Run<'_, I>
-where
-    I::Item: Planned,
-{
+impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
     /// Counters so far; final once the iterator has ended.
     pub fn stats(&self) -> Stats {
         self.stats.clone()
@@ -522,7 +580,7 @@ where
     }
 
     fn tracing(&self) -> bool {
-        self.pool.config.context.trace
+        self.pool.config.trace
     }
 
     fn is_finished(&mut self) -> bool {
@@ -541,16 +599,15 @@ where
         }
     }
 
-    fn next_input(&mut self) -> Option<Task> {
+    fn next_input(&mut self) -> Option<Job<T::Input>> {
         if self.exhausted {
             return None;
         }
         match self.inputs.next() {
-            Some(planned) => {
-                let (input, attempt) = planned.into_parts();
-                let task = Task {
+            Some((input, attempt)) => {
+                let task = Job {
                     index: self.next_index,
-                    attempt,
+                    attempt: attempt.max(1),
                     input,
                 };
                 self.next_index += 1;
@@ -573,12 +630,8 @@ where
         if let Some(n) = self.pool.config.inflight {
             return n.max(1);
         }
-        // A broker's slots are many and only bound what waits on it; its workers prefetch.
-        if matches!(
-            self.pool.backend.kind(),
-            BackendKind::Sequential | BackendKind::Redis
-        ) {
-            return 1;
+        if let Some(depth) = self.pool.caps.fixed_depth {
+            return depth;
         }
         match self.mean_run_us {
             Some(us) if us < PIPELINE_BELOW_US => 2,
@@ -594,8 +647,8 @@ where
     fn chunk_size(&self) -> usize {
         let wanted = match self.pool.config.chunk {
             Chunk::Fixed(n) => return n.max(1),
-            // Inline, a batch buys nothing: one task at a time keeps outcomes streaming.
-            Chunk::Auto if self.pool.backend.kind() == BackendKind::Sequential => return 1,
+            // Where a batch buys nothing, one task at a time keeps outcomes streaming.
+            Chunk::Auto if !self.pool.caps.batching_helps => return 1,
             Chunk::Auto => match self.mean_run_us {
                 None => 1,
                 Some(us) => (AUTO_BATCH_TARGET_US / us.max(0.05)) as usize,
@@ -639,7 +692,7 @@ where
             .map(|(i, _)| i)
     }
 
-    fn take_batch(&mut self, chunk: usize) -> Vec<Task> {
+    fn take_batch(&mut self, chunk: usize) -> Vec<Job<T::Input>> {
         // The capacity is not sized by --chunk alone: a huge chunk over a short input
         // would reserve memory that is never used.
         let mut batch = Vec::with_capacity(chunk.min(MAX_AUTO_CHUNK));
@@ -649,7 +702,7 @@ where
                 Some(task) => task,
                 None => {
                     let ahead = self.next_index.saturating_sub(self.next_emit);
-                    if self.pool.config.order == Order::Input && ahead >= REORDER_WINDOW {
+                    if self.order == Order::Input && ahead >= REORDER_WINDOW {
                         break;
                     }
                     match self.next_input() {
@@ -658,13 +711,13 @@ where
                     }
                 }
             };
-            bytes += task.input.payload_len();
+            bytes += T::input_bytes(&task.input);
             batch.push(task);
         }
         batch
     }
 
-    fn send(&mut self, slot_index: usize, batch: Vec<Task>) {
+    fn send(&mut self, slot_index: usize, batch: Vec<Job<T::Input>>) {
         let Slot {
             runner,
             inflight,
@@ -682,7 +735,7 @@ where
         if inflight.is_empty() {
             *head_started = Some(Instant::now());
         }
-        let start_ns = if self.pool.config.context.trace {
+        let start_ns = if self.pool.config.trace {
             crate::clock::monotonic_ns()
         } else {
             0
@@ -722,7 +775,7 @@ where
             .pool
             .config
             .timeout
-            .filter(|_| !self.pool.runners_time_out)?;
+            .filter(|_| !self.pool.caps.enforces_timeouts)?;
         self.pool
             .slots
             .iter()
@@ -748,7 +801,7 @@ where
         // round trip is what the run waits on: at most one batch per worker in flight.
         // Not with threads (the runner needs the other core) and not when batches are
         // pipelined (the workers need every core, and events come often anyway).
-        let latency_bound = self.pool.backend.kind() == BackendKind::Process
+        let latency_bound = self.pool.caps.spin_for_outcomes
             && self.pool.slots.iter().all(|s| s.inflight.len() <= 1);
         let spin = if latency_bound { SPIN } else { Duration::ZERO };
         let event = match crate::recv_spinning(&self.pool.events, spin, timeout) {
@@ -778,17 +831,18 @@ where
             if at > Instant::now() {
                 break;
             }
-            let how = match self.pool.backend.kind() {
-                BackendKind::Process => "worker killed and replaced",
+            let how = if self.pool.caps.kills_runners {
+                "worker killed and replaced"
+            } else {
                 // See thread.rs: a thread cannot be stopped from outside.
-                _ => "its thread cannot be killed: abandoned and replaced",
+                "its thread cannot be killed: abandoned and replaced"
             };
             let reason = format!("task ran longer than the {limit:?} timeout; {how}");
             self.lose_as(slot, ErrorKind::Timeout, reason);
         }
     }
 
-    fn handle(&mut self, event: Event) {
+    fn handle(&mut self, event: Event<T::Output>) {
         match event {
             Event::Outcomes {
                 slot,
@@ -810,7 +864,7 @@ where
                             self.finish_attempt(ran_on, task, outcome, phases, arrived_ns);
                         }
                         // At-least-once delivery: this task was settled already.
-                        None if self.pool.interleave => {
+                        None if self.pool.caps.batches_interleave => {
                             self.stats.duplicates += 1;
                         }
                         None => {
@@ -858,7 +912,7 @@ where
     /// reports every task already taken from the input as `cancelled`, in input order, and
     /// leaves the inputs never read to [`Run::drain_one`].
     fn cancel_everything(&mut self, reason: &str) {
-        let mut tasks: Vec<Task> = Vec::new();
+        let mut tasks: Vec<Job<T::Input>> = Vec::new();
         for slot in &mut self.pool.slots {
             if slot.inflight.is_empty() {
                 continue;
@@ -913,9 +967,13 @@ where
 
     /// Matches an outcome against the task the runner should have finished next: the
     /// head of its oldest batch, or of any of its batches where they interleave.
-    fn pop_inflight(&mut self, slot: usize, outcome: &Outcome) -> Option<(Task, SendTimes)> {
+    fn pop_inflight(
+        &mut self,
+        slot: usize,
+        outcome: &Outcome<T::Output>,
+    ) -> Option<(Job<T::Input>, SendTimes)> {
         let inflight = &mut self.pool.slots[slot].inflight;
-        let answers = |batch: &Batch| {
+        let answers = |batch: &Batch<T::Input>| {
             batch
                 .tasks
                 .front()
@@ -923,7 +981,7 @@ where
         };
         let position = if inflight.front().is_some_and(answers) {
             0
-        } else if self.pool.interleave {
+        } else if self.pool.caps.batches_interleave {
             inflight.iter().position(answers)?
         } else {
             return None;
@@ -941,7 +999,12 @@ where
     }
 
     /// The phases of a traced task's round trip, up to the scheduler taking its outcome.
-    fn phases(&self, sent: SendTimes, outcome: &Outcome, arrival: Arrival) -> Option<Box<Phases>> {
+    fn phases(
+        &self,
+        sent: SendTimes,
+        outcome: &Outcome<T::Output>,
+        arrival: Arrival,
+    ) -> Option<Box<Phases>> {
         let trace = outcome.trace.filter(|_| self.tracing())?;
         let now = crate::clock::monotonic_ns();
         let us = |from: u64, to: u64| to.saturating_sub(from) as f64 / 1000.0;
@@ -965,8 +1028,8 @@ where
     fn finish_attempt(
         &mut self,
         ran_on: (u32, u32),
-        task: Task,
-        outcome: Outcome,
+        task: Job<T::Input>,
+        outcome: Outcome<T::Output>,
         phases: Option<Box<Phases>>,
         arrived_ns: u64,
     ) {
@@ -986,14 +1049,19 @@ where
 
     /// Reports a task's final result, or schedules another attempt if the failure is
     /// transient and retries remain.
-    fn settle(&mut self, task: Task, result: Result<Value, TaskError>, attempt: Attempt) {
+    fn settle(
+        &mut self,
+        task: Job<T::Input>,
+        result: Result<T::Output, TaskError>,
+        attempt: Attempt,
+    ) {
         if let Err(err) = &result {
             if err.kind.is_transient() && task.attempt <= self.pool.config.retries {
                 let delay = self.backoff(&task);
                 self.stats.retries += 1;
                 self.delayed.push(Reverse(Delayed {
                     at: Instant::now() + delay,
-                    task: Task {
+                    task: Job {
                         attempt: task.attempt + 1,
                         ..task
                     },
@@ -1005,7 +1073,12 @@ where
     }
 
     /// Reports a task's final result and hands it to the output in the configured order.
-    fn record(&mut self, task: Task, result: Result<Value, TaskError>, attempt: Attempt) {
+    fn record(
+        &mut self,
+        task: Job<T::Input>,
+        result: Result<T::Output, TaskError>,
+        attempt: Attempt,
+    ) {
         let Attempt {
             ran_on,
             elapsed_ms,
@@ -1059,7 +1132,7 @@ where
             finished_ms: arrived_ns.saturating_sub(self.started_ns) as f64 / 1e6,
             phases,
         };
-        match self.pool.config.order {
+        match self.order {
             Order::Completion => self.completed.push_back(record),
             // The next record in line skips the reorder buffer: the common case.
             Order::Input if record.index == self.next_emit && record.phases.is_none() => {
@@ -1087,14 +1160,14 @@ where
 
     /// Exponential backoff with jitter: base * 2^(attempt-1), times a factor in [0.5, 1.5)
     /// so that tasks failing together do not retry in lockstep.
-    fn backoff(&self, task: &Task) -> Duration {
+    fn backoff(&self, task: &Job<T::Input>) -> Duration {
         let base = self.pool.config.backoff;
         if base.is_zero() {
             return Duration::ZERO;
         }
         let exp = base.saturating_mul(1u32 << (task.attempt - 1).min(20));
         let jitter = crate::seed::rng(
-            self.pool.config.context.seed,
+            self.pool.config.seed,
             &task.index.to_le_bytes(),
             u64::from(task.attempt),
         )
@@ -1119,7 +1192,8 @@ where
         let exit = slot.runner.as_mut().and_then(|r| r.kill());
         slot.runner = None;
         let pid = slot.pid;
-        let mut queued: VecDeque<Task> = slot.inflight.drain(..).flat_map(|b| b.tasks).collect();
+        let mut queued: VecDeque<Job<T::Input>> =
+            slot.inflight.drain(..).flat_map(|b| b.tasks).collect();
         let message = match (kind, exit) {
             (ErrorKind::Timeout, _) | (_, None) => {
                 format!("worker {slot_index} (pid {pid}): {reason}")
@@ -1174,7 +1248,7 @@ where
     /// Sends every batch in flight again, to the same runner: for a backend whose
     /// batches may be answered more than once, so the first answer wins.
     fn republish(&mut self) {
-        if !self.pool.interleave {
+        if !self.pool.caps.batches_interleave {
             return;
         }
         for index in 0..self.pool.slots.len() {
@@ -1197,7 +1271,7 @@ where
     /// still to run fails, as no runner can be started again.
     fn abandon_everything(&mut self, reason: &str) {
         crate::diag!("error: {reason}");
-        let mut tasks: Vec<Task> = Vec::new();
+        let mut tasks: Vec<Job<T::Input>> = Vec::new();
         for slot in &mut self.pool.slots {
             slot.runner = None;
             slot.generation += 1;
@@ -1226,8 +1300,8 @@ where
 
     /// Every task taken from the input but not handed to a runner: ready, or waiting out a
     /// backoff. The window bounds them; the input itself is left to [`Run::drain_one`].
-    fn take_unstarted(&mut self) -> Vec<Task> {
-        let mut tasks: Vec<Task> = self.ready.drain(..).collect();
+    fn take_unstarted(&mut self) -> Vec<Job<T::Input>> {
+        let mut tasks: Vec<Job<T::Input>> = self.ready.drain(..).collect();
         tasks.extend(self.delayed.drain().map(|Reverse(d)| d.task));
         tasks
     }
