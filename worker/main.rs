@@ -2,6 +2,10 @@
 //! (which starts it with its connection in the environment, or `--connect` by hand) or to a
 //! Redis broker (`--broker`). All the serving is the library's; this is flags and exit codes.
 
+// The doc comments of `Args` are the --help text, which writes optional parts of a URL in
+// square brackets: they are not links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::process::ExitCode;
 use std::thread;
 

@@ -1,6 +1,10 @@
 //! The command line as clap sees it: flags and their help, nothing validated beyond types.
 //! [`crate::app`] turns it into settings.
 
+// The doc comments here are the --help text, which writes optional parts of a URL in
+// square brackets: they are not links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::path::PathBuf;
 
 use clap::builder::RangedU64ValueParser;

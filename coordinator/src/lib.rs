@@ -1,5 +1,5 @@
 //! The coordinator: command line, plan, pool, reports and exports. The binary in `main.rs`
-//! is a thin shell over [`app::run`]; tests and benchmarks call this library directly.
+//! is a thin shell over [`app::main`]; tests and benchmarks call this library directly.
 
 pub mod app;
 pub mod bench;

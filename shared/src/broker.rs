@@ -37,7 +37,9 @@ use crate::task::Signature;
 /// worker of another build can recognise an entry it must not run.
 pub const BROKER_PROTOCOL: u32 = 3;
 
+/// The stream every run's task entries go to.
 pub const TASKS_STREAM: &str = "workpool:tasks";
+/// The consumer group of the workers reading [`TASKS_STREAM`].
 pub const GROUP: &str = "workers";
 /// Where task entries that cannot be read or run end up (see the module doc).
 pub const DEAD_STREAM: &str = "workpool:dead";
@@ -65,16 +67,22 @@ pub fn results_key(run: &str) -> String {
 /// number within its pool (a previous run's late duplicates are ignored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
+    /// The scheduler's slot that published the batch.
     pub slot: u32,
+    /// The slot's generation when it did.
     pub generation: u64,
+    /// The coordinator's run number within its pool.
     pub epoch: u64,
 }
 
 /// One entry of the tasks stream: a batch of one run, run in order by one worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskEntry {
+    /// [`BROKER_PROTOCOL`] of the coordinator that wrote it.
     pub protocol: u32,
+    /// The run it belongs to.
     pub run: String,
+    /// Where its outcomes go back to.
     pub route: Route,
     /// Each task's index and attempt, in the batch's order: enough to fail the batch
     /// without knowing its task type.
@@ -96,10 +104,15 @@ pub fn run_of(frame: &[u8]) -> Option<String> {
 /// [`TaskEntry`] by reference, for publishing a batch without copying it (same frame).
 #[derive(Debug, Serialize)]
 pub struct TaskEntryRef<'a> {
+    /// See [`TaskEntry::protocol`].
     pub protocol: u32,
+    /// See [`TaskEntry::run`].
     pub run: &'a str,
+    /// See [`TaskEntry::route`].
     pub route: Route,
+    /// See [`TaskEntry::keys`].
     pub keys: &'a [(u64, u32)],
+    /// See [`TaskEntry::tasks`].
     #[serde(with = "serde_bytes")]
     pub tasks: &'a [u8],
 }
@@ -107,6 +120,7 @@ pub struct TaskEntryRef<'a> {
 /// One entry of a run's results stream: the outcomes of one batch, in the batch's order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutcomeEntry {
+    /// The route of the batch it answers.
     pub route: Route,
     /// The consumer name of the worker that ran the batch.
     pub consumer: String,
@@ -119,9 +133,13 @@ pub struct OutcomeEntry {
 /// [`OutcomeEntry`] by reference, for publishing without copying the outcomes (same frame).
 #[derive(Debug, Serialize)]
 pub struct OutcomeEntryRef<'a> {
+    /// See [`OutcomeEntry::route`].
     pub route: Route,
+    /// See [`OutcomeEntry::consumer`].
     pub consumer: &'a str,
+    /// See [`OutcomeEntry::pid`].
     pub pid: u32,
+    /// See [`OutcomeEntry::outcomes`].
     #[serde(with = "serde_bytes")]
     pub outcomes: &'a [u8],
 }
@@ -129,6 +147,7 @@ pub struct OutcomeEntryRef<'a> {
 /// A run's settings, written once by its coordinator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSpec {
+    /// [`BROKER_PROTOCOL`] of the coordinator that wrote it.
     pub protocol: u32,
     /// The run's task type, as its coordinator's build has it.
     pub task: Signature,
@@ -142,13 +161,18 @@ pub struct RunSpec {
 
 /// Something that went wrong talking to the broker. Never carries the password.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // The fields say what the messages say.
 pub enum BrokerError {
+    /// The URL cannot be used.
     #[error("invalid broker URL {url}: {reason}")]
     Url { url: String, reason: String },
+    /// No connection.
     #[error("cannot reach the broker at {url}: {reason}")]
     Unreachable { url: String, reason: String },
+    /// The password or user was refused.
     #[error("the broker at {url} refused the credentials: {reason}")]
     Auth { url: String, reason: String },
+    /// A command failed.
     #[error("broker command {command} failed: {reason}")]
     Command {
         command: &'static str,
@@ -156,6 +180,7 @@ pub enum BrokerError {
         /// The server's error code (`NOGROUP`, `WRONGTYPE`...), if it gave one.
         code: Option<String>,
     },
+    /// An entry could not be decoded.
     #[error("broker entry {id}: {source}")]
     Frame {
         id: String,
@@ -165,6 +190,7 @@ pub enum BrokerError {
     /// A key of workpool's holds something workpool did not write there.
     #[error("the broker key {key} {reason}")]
     Corrupt { key: String, reason: String },
+    /// A message could not be encoded.
     #[error(transparent)]
     Codec(#[from] CodecError),
 }
@@ -454,7 +480,9 @@ pub fn publish(
 /// One stream entry as read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
+    /// The entry's stream id.
     pub id: String,
+    /// What it holds.
     pub body: Body,
 }
 
@@ -658,6 +686,7 @@ return 1
 
 /// A task entry a worker gives up: it cannot be read, or its run cannot be served.
 pub struct Burial<'a> {
+    /// The entry's id in the tasks stream.
     pub id: &'a str,
     /// Its run, if it could be read: that run's coordinator is told `reason`.
     pub run: Option<&'a str>,
@@ -670,7 +699,7 @@ pub struct Burial<'a> {
 }
 
 /// Publishes a batch's outcomes to its run's results stream (while the run is live) and
-/// acknowledges and deletes the task entry in one step (see [`SETTLE_SCRIPT`]): an entry is
+/// acknowledges and deletes the task entry in one step (see `SETTLE_SCRIPT`): an entry is
 /// finished exactly when its outcomes are out. An empty `frame` only acknowledges (an
 /// entry of a run that is gone).
 pub fn finish(

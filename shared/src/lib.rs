@@ -1,3 +1,5 @@
+#![warn(missing_docs)]
+
 //! workpool runs *your* tasks on a pool of worker processes, threads, or hosts connected
 //! through a Redis broker, with crash isolation, timeouts that kill, retries with backoff,
 //! results in input or completion order, and bounded memory over a lazy input.
@@ -89,3 +91,9 @@ pub fn recv_spinning<T>(
         std::hint::spin_loop();
     }
 }
+
+/// The "Your own tasks" section of the README, compiled and run as a doctest so that the
+/// example a user copies always builds and works.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/library.md")]
+pub struct YourOwnTasks;

@@ -5,6 +5,7 @@
 //! `redis-server` must be installed (Debian: `apt-get install redis-server`); without it
 //! these tests fail rather than skip, so a missing install step cannot go unnoticed.
 
+mod examples;
 mod fixtures;
 mod garbage;
 mod recovery;

@@ -1,11 +1,17 @@
 //! The pool: one scheduler over four backends. Scheduling (ordering, batching, retries,
-//! back-pressure) is written once in [`scheduler`]; a backend only says how a batch of tasks
+//! back-pressure) is written once in the scheduler; a backend only says how a batch of tasks
 //! reaches the code that runs it and how outcomes come back.
 
+mod batching;
 #[cfg(feature = "redis")]
 mod broker;
 mod builder;
+#[cfg(test)]
+mod mock;
 mod process;
+mod recovery;
+mod reorder;
+mod retry;
 mod scheduler;
 mod sequential;
 mod thread;

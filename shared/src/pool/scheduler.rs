@@ -1,40 +1,30 @@
 //! Scheduling, written once for every backend: which task goes to which runner and when,
-//! batching, retries with backoff, replacing lost runners, and handing outcomes out in input
-//! or completion order while keeping the work in flight bounded.
+//! matching outcomes to tasks, and the run's stop rules. The parts it is built from are
+//! modules of their own, each tested alone: the batching policy ([`super::batching`]),
+//! the reorder buffer ([`super::reorder`]), the retry queue ([`super::retry`]) and the
+//! recovery of a lost runner ([`super::recovery`]); [`super::mock`] drives it whole.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use rand::Rng;
 
-use super::{Backend, Capabilities, Chunk, Event, Order, PoolBuilder, PoolError, Runner};
+use super::batching::{BatchPolicy, MAX_AUTO_CHUNK};
+use super::recovery::{leftovers, loss_message, start_with_retries, Leftovers};
+use super::reorder::ReorderBuffer;
+use super::retry::{backoff, RetryQueue};
+use super::{Backend, Capabilities, Event, Order, PoolBuilder, PoolError, Runner};
 use crate::codec::BATCH_BYTES_TARGET;
 use crate::outcome::Arrival;
 use crate::protocol::Job;
 use crate::{ErrorKind, Outcome, Task, TaskError};
 
-/// The largest batch `--chunk auto` makes.
-const MAX_AUTO_CHUNK: usize = 1024;
-/// `--chunk auto` aims a batch at this much run time: long enough to amortise a round trip
-/// (tens of microseconds), short enough to keep outcomes streaming and the load balanced.
-const AUTO_BATCH_TARGET_US: f64 = 2_000.0;
-/// Tasks longer than this go one batch per worker at a time: prefetching would only hold
-/// them back from an idle worker.
-const PIPELINE_BELOW_US: f64 = 5_000.0;
 /// How many tasks past the oldest unreported one input order may start: it bounds the
 /// reorder buffer when one early task is slow.
 const REORDER_WINDOW: u64 = 16_384;
-/// Starting a replacement runner is tried this often before its slot is given up...
-const RESTART_TRIES: u32 = 5;
-/// ...with this pause after the first failure, doubled after each further one.
-const RESTART_PAUSE: Duration = Duration::from_millis(10);
 /// How long the scheduler spins for the next event before sleeping, on the process
 /// backend: a sleeping thread takes longer to wake on a VM than a tiny task's round trip.
 const SPIN: Duration = Duration::from_micros(50);
-/// The longest backoff between two attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// After an interrupt, at most this many tasks never read from the input are still listed
 /// as `cancelled`; the rest are only counted (`not_started`), so that Ctrl-C on a run of a
 /// billion tasks ends in seconds rather than writing a billion records.
@@ -105,7 +95,7 @@ pub struct Stats {
     /// Tasks that succeeded after `--first` had been reached (they were already running):
     /// reported `cancelled`, so that exactly `--first` records are successes.
     pub succeeded_beyond_first: u64,
-    /// After an interrupt: inputs never read and not listed (see [`INTERRUPT_LIST_LIMIT`]),
+    /// After an interrupt: inputs never read and not listed (at most 100,000 are listed),
     /// when the input's length is known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_started: Option<u64>,
@@ -158,35 +148,6 @@ pub struct Pool<T: Task> {
     /// Start-up failures not yet counted in a run's [`Stats`].
     failed_starts: u64,
     start_time: Duration,
-}
-
-/// Starts the runner of `slot`, trying again with growing pauses when it fails to start
-/// (killed during its handshake, the machine out of processes for a moment). Each failure
-/// is counted; an error that another try cannot mend is returned at once.
-fn start_with_retries<T: Task>(
-    backend: &mut dyn Backend<T>,
-    slot: usize,
-    generation: u64,
-    events: &Sender<Event<T::Output>>,
-    failed_starts: &mut u64,
-) -> Result<Box<dyn Runner<T>>, PoolError> {
-    let mut pause = RESTART_PAUSE;
-    let mut tries = 0;
-    loop {
-        match backend.start(slot, generation, events) {
-            Ok(runner) => return Ok(runner),
-            Err(err) if err.is_permanent() => return Err(err),
-            Err(err) => {
-                *failed_starts += 1;
-                tries += 1;
-                if tries == RESTART_TRIES {
-                    return Err(err);
-                }
-                std::thread::sleep(pause);
-                pause *= 2;
-            }
-        }
-    }
 }
 
 struct Slot<T: Task> {
@@ -265,7 +226,16 @@ impl<T: Task> Pool<T> {
     /// Starts every runner and waits until each has answered.
     pub(crate) fn start(config: PoolBuilder, task: T) -> Result<Pool<T>, PoolError> {
         let started = Instant::now();
-        let mut backend = config.backend_for(task)?;
+        let backend = config.backend_for(task)?;
+        Pool::with_backend(config, backend, started)
+    }
+
+    /// Starts every runner of `backend` (a mock one, in tests).
+    pub(crate) fn with_backend(
+        config: PoolBuilder,
+        mut backend: Box<dyn Backend<T>>,
+        started: Instant,
+    ) -> Result<Pool<T>, PoolError> {
         let caps = backend.capabilities();
         let (sender, events) = crossbeam_channel::unbounded();
         let workers = config
@@ -299,7 +269,7 @@ impl<T: Task> Pool<T> {
         })
     }
 
-    /// Time from the start of [`Pool::start`] until every runner was ready.
+    /// Time from the start of [`PoolBuilder::build`] until every runner was ready.
     pub fn start_time(&self) -> Duration {
         self.start_time
     }
@@ -394,12 +364,11 @@ impl<T: Task> Pool<T> {
             exhausted: false,
             next_index: 0,
             ready: VecDeque::new(),
-            delayed: BinaryHeap::new(),
-            reorder: BTreeMap::new(),
+            delayed: RetryQueue::new(),
+            reorder: ReorderBuffer::new(),
             completed: VecDeque::new(),
-            next_emit: 0,
             outstanding: 0,
-            mean_run_us: None,
+            policy: BatchPolicy::new(self.config.chunk, self.config.inflight, &self.caps),
             started: Instant::now(),
             started_ns: crate::clock::monotonic_ns(),
             stats: Stats {
@@ -464,16 +433,15 @@ pub struct Run<'p, T: Task, I> {
     /// Tasks to send before new inputs: retries whose time has come, work of lost runners.
     ready: VecDeque<Job<T::Input>>,
     /// Retries waiting out their backoff.
-    delayed: BinaryHeap<Reverse<Delayed<T::Input>>>,
+    delayed: RetryQueue<Job<T::Input>>,
     /// Input order: finished records waiting for earlier ones.
-    reorder: BTreeMap<u64, Record<T::Input, T::Output>>,
+    reorder: ReorderBuffer<Record<T::Input, T::Output>>,
     /// Records ready to hand out.
     completed: VecDeque<Record<T::Input, T::Output>>,
-    next_emit: u64,
     /// Tasks taken from the input and not yet reported.
     outstanding: u64,
-    /// Exponential moving average of task run time, for `--chunk auto`.
-    mean_run_us: Option<f64>,
+    /// Batch sizes and queue depths, from the run times measured so far.
+    policy: BatchPolicy,
     started: Instant,
     /// The same moment on the clock traces use.
     started_ns: u64,
@@ -503,33 +471,11 @@ impl Attempt {
     }
 }
 
-struct Delayed<I> {
-    at: Instant,
-    task: Job<I>,
-}
-
 /// How the inputs never read end, once no task can run any more.
 struct Drain {
     error: TaskError,
     /// How many more may be listed before the rest is only counted (after an interrupt).
     limit: Option<u64>,
-}
-
-impl<I> PartialEq for Delayed<I> {
-    fn eq(&self, other: &Self) -> bool {
-        self.at == other.at
-    }
-}
-impl<I> Eq for Delayed<I> {}
-impl<I> PartialOrd for Delayed<I> {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl<I> Ord for Delayed<I> {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.at.cmp(&other.at)
-    }
 }
 
 impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Iterator for Run<'_, T, I> {
@@ -625,49 +571,14 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         }
     }
 
-    /// Batches a worker may have queued at once.
-    fn depth(&self) -> usize {
-        if let Some(n) = self.pool.config.inflight {
-            return n.max(1);
-        }
-        if let Some(depth) = self.pool.caps.fixed_depth {
-            return depth;
-        }
-        match self.mean_run_us {
-            Some(us) if us < PIPELINE_BELOW_US => 2,
-            Some(_) => 1,
-            // Nothing measured yet: fixed chunks are taken to be for short tasks.
-            None => match self.pool.config.chunk {
-                Chunk::Fixed(_) => 2,
-                Chunk::Auto => 1,
-            },
-        }
-    }
-
-    fn chunk_size(&self) -> usize {
-        let wanted = match self.pool.config.chunk {
-            Chunk::Fixed(n) => return n.max(1),
-            // Where a batch buys nothing, one task at a time keeps outcomes streaming.
-            Chunk::Auto if !self.pool.caps.batching_helps => return 1,
-            Chunk::Auto => match self.mean_run_us {
-                None => 1,
-                Some(us) => (AUTO_BATCH_TARGET_US / us.max(0.05)) as usize,
-            },
-        };
-        // Near the end, smaller batches keep every worker busy until the last task.
-        let balance = match self.remaining_hint {
-            Some(left) => left / (self.pool.slots.len() * 2).max(1),
-            None => MAX_AUTO_CHUNK,
-        };
-        wanted.min(balance).clamp(1, MAX_AUTO_CHUNK)
-    }
-
     /// Sends work to the least-loaded runners until each has its queue full or nothing is
     /// ready to go.
     fn dispatch(&mut self) {
         self.release_due_retries();
-        let depth = self.depth();
-        let chunk = self.chunk_size();
+        let depth = self.policy.depth();
+        let chunk = self
+            .policy
+            .chunk_size(self.remaining_hint, self.pool.slots.len());
         while let Some(slot) = self.least_loaded(depth) {
             let batch = self.take_batch(chunk);
             if batch.is_empty() {
@@ -701,7 +612,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
             let task = match self.ready.pop_front() {
                 Some(task) => task,
                 None => {
-                    let ahead = self.next_index.saturating_sub(self.next_emit);
+                    let ahead = self.next_index.saturating_sub(self.reorder.next_index());
                     if self.order == Order::Input && ahead >= REORDER_WINDOW {
                         break;
                     }
@@ -762,10 +673,8 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
 
     fn release_due_retries(&mut self) {
         let now = Instant::now();
-        while self.delayed.peek().is_some_and(|d| d.0.at <= now) {
-            if let Some(Reverse(d)) = self.delayed.pop() {
-                self.ready.push_back(d.task);
-            }
+        while let Some(job) = self.delayed.pop_due(now) {
+            self.ready.push_back(job);
         }
     }
 
@@ -787,7 +696,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
     fn wait_for_event(&mut self) {
         let now = Instant::now();
         let wake = [
-            self.delayed.peek().map(|d| d.0.at),
+            self.delayed.next_due(),
             self.next_deadline().map(|(at, _)| at),
         ]
         .into_iter()
@@ -1034,10 +943,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         arrived_ns: u64,
     ) {
         let run_us = outcome.run_us as f64;
-        self.mean_run_us = Some(match self.mean_run_us {
-            None => run_us,
-            Some(mean) => mean * 0.9 + run_us * 0.1,
-        });
+        self.policy.observe(run_us);
         let attempt = Attempt {
             ran_on: Some(ran_on),
             elapsed_ms: run_us / 1000.0,
@@ -1057,15 +963,14 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
     ) {
         if let Err(err) = &result {
             if err.kind.is_transient() && task.attempt <= self.pool.config.retries {
-                let delay = self.backoff(&task);
+                let config = &self.pool.config;
+                let delay = backoff(config.backoff, config.seed, task.index, task.attempt);
                 self.stats.retries += 1;
-                self.delayed.push(Reverse(Delayed {
-                    at: Instant::now() + delay,
-                    task: Job {
-                        attempt: task.attempt + 1,
-                        ..task
-                    },
-                }));
+                let retry = Job {
+                    attempt: task.attempt + 1,
+                    ..task
+                };
+                self.delayed.push(Instant::now() + delay, retry);
                 return;
             }
         }
@@ -1135,44 +1040,25 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         match self.order {
             Order::Completion => self.completed.push_back(record),
             // The next record in line skips the reorder buffer: the common case.
-            Order::Input if record.index == self.next_emit && record.phases.is_none() => {
+            Order::Input if self.reorder.is_next(record.index) && record.phases.is_none() => {
                 self.completed.push_back(record);
-                self.next_emit += 1;
-                while let Some(record) = self.reorder.remove(&self.next_emit) {
+                self.reorder.skip();
+                while let Some(record) = self.reorder.pop_ready() {
                     self.completed.push_back(record);
-                    self.next_emit += 1;
                 }
             }
             Order::Input => {
                 self.reorder.insert(record.index, record);
-                while let Some(mut record) = self.reorder.remove(&self.next_emit) {
+                while let Some(mut record) = self.reorder.pop_ready() {
                     if let Some(p) = &mut record.phases {
                         let now = crate::clock::monotonic_ns();
                         p.reorder_us = now.saturating_sub(p.settled_ns) as f64 / 1000.0;
                         p.total_us += p.reorder_us;
                     }
                     self.completed.push_back(record);
-                    self.next_emit += 1;
                 }
             }
         }
-    }
-
-    /// Exponential backoff with jitter: base * 2^(attempt-1), times a factor in [0.5, 1.5)
-    /// so that tasks failing together do not retry in lockstep.
-    fn backoff(&self, task: &Job<T::Input>) -> Duration {
-        let base = self.pool.config.backoff;
-        if base.is_zero() {
-            return Duration::ZERO;
-        }
-        let exp = base.saturating_mul(1u32 << (task.attempt - 1).min(20));
-        let jitter = crate::seed::rng(
-            self.pool.config.seed,
-            &task.index.to_le_bytes(),
-            u64::from(task.attempt),
-        )
-        .random_range(0.5..1.5);
-        exp.mul_f64(jitter).min(MAX_BACKOFF)
     }
 
     /// A runner is gone: reap it, fail the task it was running (retried if allowed), put
@@ -1192,15 +1078,10 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         let exit = slot.runner.as_mut().and_then(|r| r.kill());
         slot.runner = None;
         let pid = slot.pid;
-        let mut queued: VecDeque<Job<T::Input>> =
-            slot.inflight.drain(..).flat_map(|b| b.tasks).collect();
-        let message = match (kind, exit) {
-            (ErrorKind::Timeout, _) | (_, None) => {
-                format!("worker {slot_index} (pid {pid}): {reason}")
-            }
-            (_, Some(exit)) => format!("worker {slot_index} (pid {pid}) {exit} ({reason})"),
-        };
-        if let Some(running) = queued.pop_front() {
+        let Leftovers { running, queued } = leftovers(slot.inflight.drain(..).map(|b| b.tasks));
+        let timed_out = kind == ErrorKind::Timeout;
+        let message = loss_message(slot_index, pid, timed_out, exit, &reason);
+        if let Some(running) = running {
             let err = TaskError::new(kind, message.clone());
             let attempt = Attempt {
                 ran_on: Some((slot_index as u32, pid)),
@@ -1302,7 +1183,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
     /// backoff. The window bounds them; the input itself is left to [`Run::drain_one`].
     fn take_unstarted(&mut self) -> Vec<Job<T::Input>> {
         let mut tasks: Vec<Job<T::Input>> = self.ready.drain(..).collect();
-        tasks.extend(self.delayed.drain().map(|Reverse(d)| d.task));
+        tasks.extend(self.delayed.drain());
         tasks
     }
 }

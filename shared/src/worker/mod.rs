@@ -39,7 +39,7 @@ pub mod env {
     /// `worker`, with [`BROKER`] set: the program serves a Redis broker instead of
     /// returning from [`Worker::serve_if_worker`](super::Worker::serve_if_worker).
     pub const ROLE: &str = "WORKPOOL_ROLE";
-    /// The broker URL (redis://[:PASSWORD@]HOST[:PORT][/DB] or rediss://...).
+    /// The broker URL (`redis://[:PASSWORD@]HOST[:PORT][/DB]` or `rediss://...`).
     pub const BROKER: &str = "WORKPOOL_BROKER";
 }
 
