@@ -19,14 +19,6 @@ use workpool::{Attempt, ErrorKind, Task, TaskError, Worker};
 #[derive(Serialize, Deserialize)]
 struct HashFile;
 
-/// What hashing a file gives.
-#[derive(Debug, Serialize, Deserialize)]
-struct Digest {
-    bytes: u64,
-    /// FNV-1a, 64 bits: enough to tell files apart here, and no dependency.
-    fnv1a: u64,
-}
-
 impl Task for HashFile {
     const NAME: &'static str = "hash-file";
     type Input = PathBuf;
@@ -36,6 +28,14 @@ impl Task for HashFile {
         hash(path)
             .map_err(|err| TaskError::new(ErrorKind::Io, format!("{}: {err}", path.display())))
     }
+}
+
+/// What hashing a file gives.
+#[derive(Debug, Serialize, Deserialize)]
+struct Digest {
+    bytes: u64,
+    /// FNV-1a, 64 bits: enough to tell files apart here, and no dependency.
+    fnv1a: u64,
 }
 
 /// FNV-1a of a file's bytes, read in blocks.

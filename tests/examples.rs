@@ -166,21 +166,11 @@ pub(crate) fn assert_flaky(out: &Output, count: u64, crash: bool) {
 }
 
 #[test]
-fn flaky_on_processes() {
-    let out = run_example(
-        "flaky",
-        &["--backend", "process", "-w", "2", "--timeout-ms", "300"],
-    );
-    assert_flaky(&out, 20, false);
-}
-
-#[test]
-fn flaky_on_threads() {
-    let out = run_example(
-        "flaky",
-        &["--backend", "thread", "-w", "2", "--timeout-ms", "300"],
-    );
-    assert_flaky(&out, 20, false);
+fn flaky_on_processes_and_threads() {
+    for backend in ["process", "thread"] {
+        let args = ["--backend", backend, "-w", "2", "--timeout-ms", "300"];
+        assert_flaky(&run_example("flaky", &args), 20, false);
+    }
 }
 
 /// The built-in `noop` task with a fault at each of the first four indexes, on the same

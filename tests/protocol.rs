@@ -12,7 +12,7 @@ use workpool::protocol::{
     Bootstrap, Hello, Job, RunSettings, SetupRef, ToCoordinator, ToWorker, PROTOCOL_VERSION,
 };
 use workpool::task::Signature;
-use workpool::workload::{Cpu, CpuInput, CpuOutput};
+use workpool::workload::{Cpu, CpuInput};
 use workpool::{Outcome, Task};
 
 use crate::common::WORKER;
@@ -119,14 +119,14 @@ impl Peer {
     }
 
     /// Receives outcomes until `count` have arrived (a batch may come back in parts).
-    fn recv_outcomes(&self, count: usize) -> Vec<Outcome<CpuOutput>> {
+    fn recv_outcomes(&self, count: usize) -> Vec<Outcome<u64>> {
         let mut outcomes = Vec::new();
         while outcomes.len() < count {
             let frame = self
                 .from_worker
                 .try_recv_timeout(DEADLINE)
                 .unwrap_or_else(|err| panic!("no outcomes from the worker: {err:?}"));
-            match codec::decode::<ToCoordinator<CpuOutput>>(&frame)
+            match codec::decode::<ToCoordinator<u64>>(&frame)
                 .expect("outcome frame does not decode")
             {
                 ToCoordinator::Outcomes(batch) => outcomes.extend(batch),
@@ -173,7 +173,7 @@ fn worker_handshake_task_and_shutdown() {
     let outcome = &outcomes[0];
     assert_eq!((outcome.index, outcome.attempt), (0, 1), "{outcome:?}");
     // 0 + 1 + 4 + ... + 81
-    assert_eq!(outcome.result, Ok(CpuOutput { total: 285 }));
+    assert_eq!(outcome.result, Ok(285));
 
     peer.send(&ToWorker::<CpuInput>::Shutdown);
     let status = peer.child.wait_with_deadline("after Shutdown");

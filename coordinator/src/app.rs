@@ -273,17 +273,18 @@ fn watch_for_interrupts<O: Send + 'static>(
 const STUCK_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Exits with code 130 if the sequential backend is still in the same batch after
-/// [`STUCK_GRACE`]; runs on a thread of its own so that a second interrupt still exits at
+/// [`STUCK_GRACE`], or in one it began after the interrupt (the signal came just before
+/// the batch started, so the run could not hear it either: once the run has heard it, no
+/// batch starts); runs on a thread of its own so that a second interrupt still exits at
 /// once.
 fn exit_if_stuck_inline() {
-    let Some(batch) = workpool::pool::running_batch() else {
-        return;
-    };
+    let before = workpool::pool::running_batch();
     let _ = std::thread::Builder::new()
         .name("workpool-stuck".into())
         .spawn(move || {
             std::thread::sleep(STUCK_GRACE);
-            if workpool::pool::running_batch() == Some(batch) {
+            let now = workpool::pool::running_batch();
+            if now.is_some() && before.is_none_or(|batch| Some(batch) == now) {
                 workpool::diag!(
                     "interrupted: a task is running in the coordinator's own thread \
                      (--backend sequential) and cannot be stopped; exiting without the summary"

@@ -7,8 +7,7 @@ use workpool::workload::fault::Fault;
 use workpool::workload::fetch::Quote;
 use workpool::workload::files::FileStats;
 use workpool::workload::{
-    Cpu, CpuInput, CpuOutput, Fetch, FetchInput, FilePath, Files, Io, IoInput, IoOutput, Noop,
-    NoopInput, NoopOutput,
+    Cpu, CpuInput, Fetch, FetchInput, FilePath, Files, Io, IoInput, Noop, NoopInput, NoopOutput,
 };
 use workpool::Task;
 
@@ -79,10 +78,8 @@ impl Builtin for Io {
     fn input(input: IoInput) -> Input {
         Input::Io { ms: input.ms }
     }
-    fn value(output: IoOutput) -> Value {
-        Value::Io {
-            slept_ms: output.slept_ms,
-        }
+    fn value(slept_ms: u64) -> Value {
+        Value::Io { slept_ms }
     }
 }
 
@@ -90,10 +87,8 @@ impl Builtin for Cpu {
     fn input(input: CpuInput) -> Input {
         Input::Cpu { iters: input.iters }
     }
-    fn value(output: CpuOutput) -> Value {
-        Value::Cpu {
-            total: output.total,
-        }
+    fn value(total: u64) -> Value {
+        Value::Cpu { total }
     }
 }
 

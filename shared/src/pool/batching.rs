@@ -88,13 +88,9 @@ mod tests {
 
     fn caps(fixed_depth: Option<usize>, batching_helps: bool) -> Capabilities {
         Capabilities {
-            max_slots: None,
             fixed_depth,
             batching_helps,
-            batches_interleave: false,
-            enforces_timeouts: false,
-            kills_runners: true,
-            spin_for_outcomes: false,
+            ..Capabilities::LOCAL
         }
     }
 

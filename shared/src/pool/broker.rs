@@ -20,7 +20,7 @@ use std::marker::PhantomData;
 use crossbeam_channel::Sender;
 use serde::de::DeserializeOwned;
 
-use super::{Backend, Capabilities, Event, PoolError, Runner};
+use super::{Backend, Capabilities, Event, Events, PoolError, Runner, Started};
 use crate::broker::{
     self, Body, BrokerError, BrokerUrl, Entry, Kept, OutcomeEntry, Route, RunSpec, TaskEntryRef,
 };
@@ -126,24 +126,16 @@ fn run_id() -> String {
 impl<T: Task> Backend<T> for RedisBackend<T> {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            max_slots: None,
             // The slots are many and only bound what waits on the broker; its workers
             // prefetch on their own.
             fixed_depth: Some(1),
-            batching_helps: true,
             batches_interleave: true,
             enforces_timeouts: true,
-            kills_runners: false,
-            spin_for_outcomes: false,
+            ..Capabilities::LOCAL
         }
     }
 
-    fn start(
-        &mut self,
-        slot: usize,
-        generation: u64,
-        events: &Sender<Event<T::Output>>,
-    ) -> Result<Box<dyn Runner<T>>, PoolError> {
+    fn start(&mut self, slot: usize, generation: u64, events: &Events<T>) -> Started<T> {
         if !self.reader_started {
             self.start_reader(events)?;
         }

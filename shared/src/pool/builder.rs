@@ -1,5 +1,6 @@
 //! The pool's settings, set one by one from documented defaults and checked once.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{process, sequential, thread, Backend, BackendKind, Chunk, Order, Pool, PoolError};
@@ -60,86 +61,59 @@ impl Default for PoolBuilder {
     }
 }
 
+/// Writes setters that each set the field of their name and return the builder.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $type:ty;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, $name: $type) -> Self {
+                self.$name = $name;
+                self
+            }
+        )*
+    };
+}
+
 impl PoolBuilder {
     /// A builder with every default.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Where tasks run [default: [`BackendKind::Process`]].
-    pub fn backend(mut self, backend: BackendKind) -> Self {
-        self.backend = backend;
-        self
-    }
-
-    /// Worker processes or threads, or broker slots; 0 chooses [default: 0, the logical
-    /// CPUs, at most [`MAX_WORKERS`]].
-    pub fn workers(mut self, workers: usize) -> Self {
-        self.workers = workers;
-        self
-    }
-
-    /// The order [`Pool::run`] hands records out in [default: [`Order::Input`]];
-    /// [`Pool::map`] and [`Pool::as_completed`] choose their own.
-    pub fn order(mut self, order: Order) -> Self {
-        self.order = order;
-        self
-    }
-
-    /// Tasks per message to a worker [default: [`Chunk::Auto`]].
-    pub fn chunk(mut self, chunk: Chunk) -> Self {
-        self.chunk = chunk;
-        self
+    setters! {
+        /// Where tasks run [default: [`BackendKind::Process`]].
+        backend: BackendKind;
+        /// Worker processes or threads, or broker slots; 0 chooses [default: 0, the logical
+        /// CPUs, at most [`MAX_WORKERS`]].
+        workers: usize;
+        /// The order [`Pool::run`] hands records out in [default: [`Order::Input`]];
+        /// [`Pool::map`] and [`Pool::as_completed`] choose their own.
+        order: Order;
+        /// Tasks per message to a worker [default: [`Chunk::Auto`]].
+        chunk: Chunk;
+        /// Further attempts at a task after a transient failure [default: 0].
+        retries: u32;
+        /// Base delay of the exponential backoff between attempts, jittered [default: 100ms].
+        backoff: Duration;
+        /// The longest a task may run: its worker is killed (a thread abandoned) and
+        /// replaced, and the task ends `timeout` (retried if retries are left) [default:
+        /// none].
+        timeout: Option<Duration>;
+        /// Stop a run after this many successes [default: none].
+        first: Option<u64>;
+        /// Stop a run at its first failure [default: false].
+        fail_fast: bool;
+        /// The seed tasks see in [`Attempt::seed`](crate::Attempt::seed), and the backoff's
+        /// jitter derives from [default: 0].
+        seed: u64;
+        /// Timestamp every task's journey into [`Record::phases`](crate::Record::phases)
+        /// [default: false].
+        trace: bool;
     }
 
     /// Batches queued at a worker before it answers the first; 0 chooses [default: 0].
     pub fn inflight(mut self, batches: usize) -> Self {
         self.inflight = (batches > 0).then_some(batches);
-        self
-    }
-
-    /// Further attempts at a task after a transient failure [default: 0].
-    pub fn retries(mut self, retries: u32) -> Self {
-        self.retries = retries;
-        self
-    }
-
-    /// Base delay of the exponential backoff between attempts, jittered [default: 100ms].
-    pub fn backoff(mut self, backoff: Duration) -> Self {
-        self.backoff = backoff;
-        self
-    }
-
-    /// The longest a task may run: its worker is killed (a thread abandoned) and
-    /// replaced, and the task ends `timeout` (retried if retries are left) [default: none].
-    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Stop a run after this many successes [default: none].
-    pub fn first(mut self, successes: Option<u64>) -> Self {
-        self.first = successes;
-        self
-    }
-
-    /// Stop a run at its first failure [default: false].
-    pub fn fail_fast(mut self, fail_fast: bool) -> Self {
-        self.fail_fast = fail_fast;
-        self
-    }
-
-    /// The seed tasks see in [`Attempt::seed`](crate::Attempt::seed), and the backoff's
-    /// jitter derives from [default: 0].
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-
-    /// Timestamp every task's journey into [`Record::phases`](crate::Record::phases)
-    /// [default: false].
-    pub fn trace(mut self, trace: bool) -> Self {
-        self.trace = trace;
         self
     }
 
@@ -221,8 +195,12 @@ impl PoolBuilder {
                 };
                 Box::new(process::ProcessBackend::new(program, &task, settings)?)
             }
-            BackendKind::Thread => Box::new(thread::ThreadBackend::new(task, settings)),
-            BackendKind::Sequential => Box::new(sequential::SequentialBackend::new(task, settings)),
+            BackendKind::Thread => Box::new(thread::ThreadBackend {
+                task: Arc::new((task, settings)),
+            }),
+            BackendKind::Sequential => Box::new(sequential::SequentialBackend {
+                task: Arc::new((task, settings)),
+            }),
             #[cfg(feature = "redis")]
             BackendKind::Redis => {
                 let url = self.broker.clone().ok_or_else(|| {

@@ -16,10 +16,7 @@ use crate::outcome::Arrival;
 use crate::protocol::Job;
 use crate::{Attempt, ErrorKind, Outcome, Task, TaskError};
 
-/// The task type the mock pretends to run: the square of its input.
-#[derive(Serialize, Deserialize)]
-struct Square;
-
+/// The mock never runs its task; what it answers is the square of the input.
 impl Task for Square {
     const NAME: &'static str = "square";
     type Input = u64;
@@ -28,6 +25,10 @@ impl Task for Square {
         Ok(n * n)
     }
 }
+
+/// The task type the mock pretends to run.
+#[derive(Serialize, Deserialize)]
+struct Square;
 
 /// What a mock runner does with one task it is sent.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -206,13 +207,8 @@ impl Runner<Square> for MockRunner {
 /// The capabilities of a backend that delivers in order and can kill its runners.
 fn in_order() -> Capabilities {
     Capabilities {
-        max_slots: None,
-        fixed_depth: None,
-        batching_helps: true,
-        batches_interleave: false,
-        enforces_timeouts: false,
         kills_runners: true,
-        spin_for_outcomes: false,
+        ..Capabilities::LOCAL
     }
 }
 
@@ -222,6 +218,22 @@ fn at_least_once() -> Capabilities {
         batches_interleave: true,
         ..in_order()
     }
+}
+
+/// A script that does `act` with the attempts in `when`, and answers everything else.
+fn only(when: &'static [(u64, u32)], act: Act) -> impl Fn(u64, u32) -> Act + Send + Sync {
+    move |index, attempt| {
+        if when.contains(&(index, attempt)) {
+            act
+        } else {
+            Act::Answer
+        }
+    }
+}
+
+/// A script that does `act` with every attempt at task `index`, and answers the rest.
+fn always(index: u64, act: Act) -> impl Fn(u64, u32) -> Act + Send + Sync {
+    move |i, _| if i == index { act } else { Act::Answer }
 }
 
 /// One test's pool: a builder with tests' defaults, the mock's capabilities and script.
@@ -317,7 +329,7 @@ fn every_input_ends_once_in_input_order() {
 
 #[test]
 fn a_crash_fails_the_running_task_and_its_queued_ones_run_on_the_replacement() {
-    let mut setup = Setup::new(|i, _| if i == 1 { Act::Crash } else { Act::Answer });
+    let mut setup = Setup::new(always(1, Act::Crash));
     setup.builder = setup.builder.workers(1).chunk(Chunk::Fixed(3));
     let (records, stats, log) = setup.run(5, Order::Input);
     let crashed = (1, Err(ErrorKind::WorkerCrashed), 1);
@@ -339,29 +351,8 @@ fn a_crash_fails_the_running_task_and_its_queued_ones_run_on_the_replacement() {
 }
 
 #[test]
-fn a_crash_is_retried_when_retries_allow() {
-    let mut setup = Setup::new(|i, a| {
-        if (i, a) == (1, 1) {
-            Act::Crash
-        } else {
-            Act::Answer
-        }
-    });
-    setup.builder = setup.builder.retries(1);
-    let (records, stats, _) = setup.run(4, Order::Input);
-    assert_eq!(endings(&records), [ok(0, 1), ok(1, 2), ok(2, 1), ok(3, 1)]);
-    assert_eq!((stats.retries, stats.workers_replaced), (1, 1));
-}
-
-#[test]
 fn a_hung_task_times_out_and_its_runner_is_killed_and_replaced() {
-    let mut setup = Setup::new(|i, a| {
-        if (i, a) == (2, 1) {
-            Act::Hang
-        } else {
-            Act::Answer
-        }
-    });
+    let mut setup = Setup::new(only(&[(2, 1)], Act::Hang));
     setup.builder = setup.builder.timeout(Some(Duration::from_millis(20)));
     let (records, stats, log) = setup.run(4, Order::Input);
     assert_eq!(endings(&records)[2], (2, Err(ErrorKind::Timeout), 1));
@@ -374,13 +365,7 @@ fn a_hung_task_times_out_and_its_runner_is_killed_and_replaced() {
 
 #[test]
 fn a_timeout_is_retried_and_a_runner_that_cannot_be_killed_is_abandoned() {
-    let mut setup = Setup::new(|i, a| {
-        if (i, a) == (0, 1) {
-            Act::Hang
-        } else {
-            Act::Answer
-        }
-    });
+    let mut setup = Setup::new(only(&[(0, 1)], Act::Hang));
     setup.caps.kills_runners = false;
     setup.builder = setup
         .builder
@@ -400,7 +385,7 @@ fn a_timeout_is_retried_and_a_runner_that_cannot_be_killed_is_abandoned() {
 fn runners_that_enforce_timeouts_are_not_timed_out_by_the_scheduler() {
     // The runner holds task 0 until the next batch: longer than the timeout, which the
     // runner (a broker's worker) enforces itself.
-    let mut setup = Setup::new(|i, _| if i == 0 { Act::Hold } else { Act::Answer });
+    let mut setup = Setup::new(always(0, Act::Hold));
     setup.caps.enforces_timeouts = true;
     setup.caps.batches_interleave = true;
     setup.builder = setup
@@ -427,7 +412,7 @@ fn duplicates_from_an_at_least_once_backend_are_dropped() {
 
 #[test]
 fn a_duplicate_from_an_in_order_backend_means_a_broken_runner() {
-    let mut setup = Setup::new(|i, _| if i == 1 { Act::Twice } else { Act::Answer });
+    let mut setup = Setup::new(always(1, Act::Twice));
     setup.builder = setup.builder.workers(1);
     let (records, stats, _) = setup.run(3, Order::Input);
     assert_eq!(endings(&records), [ok(0, 1), ok(1, 1), ok(2, 1)]);
@@ -436,7 +421,7 @@ fn a_duplicate_from_an_in_order_backend_means_a_broken_runner() {
 
 #[test]
 fn interleaved_batches_are_matched_where_the_backend_may_interleave() {
-    let mut setup = Setup::new(|i, _| if i == 0 { Act::Hold } else { Act::Answer });
+    let mut setup = Setup::new(always(0, Act::Hold));
     setup.caps = at_least_once();
     setup.builder = setup.builder.workers(1).inflight(2);
     let (records, stats, _) = setup.run(4, Order::Input);
@@ -453,13 +438,7 @@ fn interleaved_batches_are_matched_where_the_backend_may_interleave() {
 
 #[test]
 fn interleaved_outcomes_from_an_in_order_backend_mean_a_broken_runner() {
-    let mut setup = Setup::new(|i, a| {
-        if (i, a) == (0, 1) {
-            Act::Hold
-        } else {
-            Act::Answer
-        }
-    });
+    let mut setup = Setup::new(only(&[(0, 1)], Act::Hold));
     setup.builder = setup.builder.workers(1).inflight(2);
     let (records, stats, _) = setup.run(3, Order::Input);
     // Task 0 was running when its runner answered for task 1: the runner is replaced,
@@ -470,18 +449,23 @@ fn interleaved_outcomes_from_an_in_order_backend_mean_a_broken_runner() {
 }
 
 #[test]
-fn late_outcomes_of_a_replaced_runner_are_ignored() {
-    let mut setup = Setup::new(|i, a| {
-        if (i, a) == (2, 1) {
-            Act::CrashThenLate
-        } else {
-            Act::Answer
-        }
-    });
-    setup.builder = setup.builder.retries(1);
-    let (records, stats, _) = setup.run(4, Order::Input);
-    assert_eq!(endings(&records), [ok(0, 1), ok(1, 1), ok(2, 2), ok(3, 1)]);
-    assert_eq!((stats.duplicates, stats.retries), (0, 1));
+fn a_crash_is_retried_and_late_outcomes_of_the_lost_runner_are_ignored() {
+    for (index, act) in [(1, Act::Crash), (2, Act::CrashThenLate)] {
+        let script = move |i, a| {
+            if (i, a) == (index, 1) {
+                act
+            } else {
+                Act::Answer
+            }
+        };
+        let mut setup = Setup::new(script);
+        setup.builder = setup.builder.retries(1);
+        let (records, stats, _) = setup.run(4, Order::Input);
+        let expected: Vec<_> = (0..4).map(|i| ok(i, 1 + u32::from(i == index))).collect();
+        assert_eq!(endings(&records), expected, "{act:?}");
+        let counts = (stats.retries, stats.workers_replaced, stats.duplicates);
+        assert_eq!(counts, (1, 1, 0), "{act:?}");
+    }
 }
 
 #[test]
@@ -524,13 +508,7 @@ fn first_n_stops_the_run_with_exactly_n_successes() {
 
 #[test]
 fn fail_fast_stops_at_the_first_failure() {
-    let mut setup = Setup::new(|i, _| {
-        if i == 3 {
-            Act::Fail(ErrorKind::Io)
-        } else {
-            Act::Answer
-        }
-    });
+    let mut setup = Setup::new(always(3, Act::Fail(ErrorKind::Io)));
     setup.builder = setup.builder.workers(1).fail_fast(true);
     let (records, stats, _) = setup.run(20, Order::Input);
     assert_each_once(&records, 20);
@@ -563,13 +541,7 @@ fn an_interrupt_cancels_what_is_left() {
 
 #[test]
 fn a_pool_serves_several_runs() {
-    let mut setup = Setup::new(|i, a| {
-        if (i, a) == (1, 1) {
-            Act::Crash
-        } else {
-            Act::Answer
-        }
-    });
+    let mut setup = Setup::new(only(&[(1, 1)], Act::Crash));
     setup.builder = setup.builder.retries(1);
     let (mut pool, log) = setup.pool();
     for _ in 0..3 {
@@ -586,7 +558,7 @@ fn a_pool_serves_several_runs() {
 
 #[test]
 fn when_no_runner_can_be_started_every_task_left_fails() {
-    let mut setup = Setup::new(|i, _| if i == 2 { Act::Crash } else { Act::Answer });
+    let mut setup = Setup::new(always(2, Act::Crash));
     setup.builder = setup.builder.workers(1);
     setup.no_replacements = true;
     let (records, stats, _) = setup.run(6, Order::Input);

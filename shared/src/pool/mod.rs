@@ -241,6 +241,9 @@ pub(crate) trait Runner<T: Task>: Send {
 /// A runner, or why its start failed.
 pub(crate) type Started<T> = Result<Box<dyn Runner<T>>, PoolError>;
 
+/// Where the runners of a pool of task type `T` post their events.
+pub(crate) type Events<T> = Sender<Event<<T as Task>::Output>>;
+
 /// What a backend can and cannot do: the scheduler asks these questions, never which
 /// backend it is talking to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,6 +272,20 @@ pub(crate) struct Capabilities {
     pub spin_for_outcomes: bool,
 }
 
+impl Capabilities {
+    /// Runners of this process or its children that answer in order, cannot be killed,
+    /// and gain from batches: what each backend starts from, saying what it does more.
+    pub(crate) const LOCAL: Capabilities = Capabilities {
+        max_slots: None,
+        fixed_depth: None,
+        batching_helps: true,
+        batches_interleave: false,
+        enforces_timeouts: false,
+        kills_runners: false,
+        spin_for_outcomes: false,
+    };
+}
+
 /// Starts runners for one backend.
 pub(crate) trait Backend<T: Task> {
     /// What the backend can do; read once when the pool starts.
@@ -278,17 +295,12 @@ pub(crate) trait Backend<T: Task> {
     fn start_all(
         &mut self,
         count: usize,
-        events: &Sender<Event<T::Output>>,
+        events: &Events<T>,
     ) -> Result<Vec<Started<T>>, PoolError> {
         Ok((0..count).map(|slot| self.start(slot, 0, events)).collect())
     }
     /// Starts (or restarts) the runner of one slot.
-    fn start(
-        &mut self,
-        slot: usize,
-        generation: u64,
-        events: &Sender<Event<T::Output>>,
-    ) -> Result<Box<dyn Runner<T>>, PoolError>;
+    fn start(&mut self, slot: usize, generation: u64, events: &Events<T>) -> Started<T>;
     /// A new run over the pool starts: late outcomes of the last one must not count.
     fn begin_run(&mut self) {}
 }

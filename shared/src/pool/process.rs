@@ -14,7 +14,7 @@ use crossbeam_channel::Sender;
 use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
 use serde::de::DeserializeOwned;
 
-use super::{Backend, Capabilities, Event, EventSink, PoolError, Runner, Started};
+use super::{Backend, Capabilities, Event, EventSink, Events, PoolError, Runner, Started};
 use crate::clock::monotonic_ns;
 use crate::codec::{self, Frame};
 use crate::outcome::Arrival;
@@ -265,20 +265,16 @@ struct Pending {
 impl<T: Task> Backend<T> for ProcessBackend<T> {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            max_slots: None,
-            fixed_depth: None,
-            batching_helps: true,
-            batches_interleave: false,
-            enforces_timeouts: false,
             kills_runners: true,
             spin_for_outcomes: true,
+            ..Capabilities::LOCAL
         }
     }
 
     fn start_all(
         &mut self,
         count: usize,
-        events: &Sender<Event<T::Output>>,
+        events: &Events<T>,
     ) -> Result<Vec<Started<T>>, PoolError> {
         check_fd_limit(count)?;
         // Spawn every process first, so they all start up in parallel, then collect hellos.
@@ -291,12 +287,7 @@ impl<T: Task> Backend<T> for ProcessBackend<T> {
             .collect())
     }
 
-    fn start(
-        &mut self,
-        slot: usize,
-        generation: u64,
-        events: &Sender<Event<T::Output>>,
-    ) -> Result<Box<dyn Runner<T>>, PoolError> {
+    fn start(&mut self, slot: usize, generation: u64, events: &Events<T>) -> Started<T> {
         let pending = self.spawn(slot)?;
         self.join(pending, slot, generation, events)
     }

@@ -160,15 +160,7 @@ mod tests {
 
     impl Backend<Unit> for FailingStarts {
         fn capabilities(&self) -> Capabilities {
-            Capabilities {
-                max_slots: None,
-                fixed_depth: None,
-                batching_helps: true,
-                batches_interleave: false,
-                enforces_timeouts: false,
-                kills_runners: true,
-                spin_for_outcomes: false,
-            }
+            Capabilities::LOCAL
         }
         fn start(
             &mut self,

@@ -8,9 +8,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crossbeam_channel::Sender;
-
-use super::{Backend, Capabilities, Event, EventSink, PoolError, Runner};
+use super::{Backend, Capabilities, EventSink, Events, Runner, Started};
 use crate::outcome::Arrival;
 use crate::protocol::{Job, RunSettings};
 use crate::{execute, Task};
@@ -31,15 +29,8 @@ pub fn running_batch() -> Option<u64> {
 }
 
 pub(crate) struct SequentialBackend<T> {
-    task: Arc<(T, RunSettings)>,
-}
-
-impl<T: Task> SequentialBackend<T> {
-    pub fn new(task: T, settings: RunSettings) -> Self {
-        SequentialBackend {
-            task: Arc::new((task, settings)),
-        }
-    }
+    /// Shared with the runner of each generation.
+    pub task: Arc<(T, RunSettings)>,
 }
 
 impl<T: Task> Backend<T> for SequentialBackend<T> {
@@ -48,19 +39,11 @@ impl<T: Task> Backend<T> for SequentialBackend<T> {
             max_slots: Some(1),
             fixed_depth: Some(1),
             batching_helps: false,
-            batches_interleave: false,
-            enforces_timeouts: false,
-            kills_runners: false,
-            spin_for_outcomes: false,
+            ..Capabilities::LOCAL
         }
     }
 
-    fn start(
-        &mut self,
-        slot: usize,
-        generation: u64,
-        events: &Sender<Event<T::Output>>,
-    ) -> Result<Box<dyn Runner<T>>, PoolError> {
+    fn start(&mut self, slot: usize, generation: u64, events: &Events<T>) -> Started<T> {
         Ok(Box::new(InlineRunner {
             task: Arc::clone(&self.task),
             sink: EventSink {

@@ -10,21 +10,14 @@ use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 
-use super::{Backend, Capabilities, Event, EventSink, PoolError, Runner};
+use super::{Backend, Capabilities, EventSink, Events, PoolError, Runner, Started};
 use crate::outcome::Arrival;
 use crate::protocol::{Job, RunSettings};
 use crate::{execute, Task};
 
 pub(crate) struct ThreadBackend<T> {
-    task: Arc<(T, RunSettings)>,
-}
-
-impl<T: Task> ThreadBackend<T> {
-    pub fn new(task: T, settings: RunSettings) -> Self {
-        ThreadBackend {
-            task: Arc::new((task, settings)),
-        }
-    }
+    /// Shared by every thread of the pool.
+    pub task: Arc<(T, RunSettings)>,
 }
 
 /// Threads of the pool carry this prefix, which the coordinator's panic hook recognises:
@@ -33,23 +26,10 @@ pub const THREAD_NAME_PREFIX: &str = "workpool-worker-";
 
 impl<T: Task> Backend<T> for ThreadBackend<T> {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            max_slots: None,
-            fixed_depth: None,
-            batching_helps: true,
-            batches_interleave: false,
-            enforces_timeouts: false,
-            kills_runners: false,
-            spin_for_outcomes: false,
-        }
+        Capabilities::LOCAL
     }
 
-    fn start(
-        &mut self,
-        slot: usize,
-        generation: u64,
-        events: &Sender<Event<T::Output>>,
-    ) -> Result<Box<dyn Runner<T>>, PoolError> {
+    fn start(&mut self, slot: usize, generation: u64, events: &Events<T>) -> Started<T> {
         let (batches, inbox) = crossbeam_channel::unbounded::<Vec<Job<T::Input>>>();
         let abandoned = Arc::new(AtomicBool::new(false));
         let sink = EventSink {

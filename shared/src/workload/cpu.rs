@@ -11,31 +11,23 @@ pub struct Cpu {
     pub gil: bool,
 }
 
+/// Returns the wrapping sum of squares.
+impl Task for Cpu {
+    const NAME: &'static str = "cpu";
+    type Input = CpuInput;
+    type Output = u64;
+
+    fn run(&self, input: &CpuInput, _: &Attempt) -> Result<u64, TaskError> {
+        let _gil = super::gil::hold(self.gil);
+        Ok(sum_of_squares(input.iters))
+    }
+}
+
 /// One `cpu` task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CpuInput {
     /// Iterations of the loop.
     pub iters: u64,
-}
-
-/// What a `cpu` task returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CpuOutput {
-    /// The wrapping sum of squares.
-    pub total: u64,
-}
-
-impl Task for Cpu {
-    const NAME: &'static str = "cpu";
-    type Input = CpuInput;
-    type Output = CpuOutput;
-
-    fn run(&self, input: &CpuInput, _: &Attempt) -> Result<CpuOutput, TaskError> {
-        let _gil = super::gil::hold(self.gil);
-        Ok(CpuOutput {
-            total: sum_of_squares(input.iters),
-        })
-    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]

@@ -11,27 +11,21 @@ use crate::{Attempt, Task, TaskError};
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Io;
 
+/// Returns how long it slept, in milliseconds.
+impl Task for Io {
+    const NAME: &'static str = "io";
+    type Input = IoInput;
+    type Output = u64;
+
+    fn run(&self, input: &IoInput, _: &Attempt) -> Result<u64, TaskError> {
+        std::thread::sleep(Duration::from_millis(input.ms));
+        Ok(input.ms)
+    }
+}
+
 /// One `io` task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IoInput {
     /// How long to sleep, in milliseconds.
     pub ms: u64,
-}
-
-/// What an `io` task returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IoOutput {
-    /// How long the task slept, in milliseconds.
-    pub slept_ms: u64,
-}
-
-impl Task for Io {
-    const NAME: &'static str = "io";
-    type Input = IoInput;
-    type Output = IoOutput;
-
-    fn run(&self, input: &IoInput, _: &Attempt) -> Result<IoOutput, TaskError> {
-        std::thread::sleep(Duration::from_millis(input.ms));
-        Ok(IoOutput { slept_ms: input.ms })
-    }
 }

@@ -10,10 +10,10 @@ mod gil;
 pub mod io;
 pub mod noop;
 
-pub use cpu::{cpu_closed_form, sum_of_squares, Cpu, CpuInput, CpuOutput};
+pub use cpu::{cpu_closed_form, sum_of_squares, Cpu, CpuInput};
 pub use fetch::{Fetch, FetchInput};
 pub use files::{FilePath, Files};
-pub use io::{Io, IoInput, IoOutput};
+pub use io::{Io, IoInput};
 pub use noop::{noop_payload, Noop, NoopInput, NoopOutput};
 
 /// Adds every built-in workload to a worker: what the `worker` binary serves.
