@@ -85,6 +85,24 @@ impl Signature {
         }
     }
 
+    /// Why a worker serving `served` cannot run tasks of type `wanted`, if it cannot: the
+    /// type is not among them, or is, as another build has it.
+    pub fn refusal(served: &[Signature], wanted: &Signature) -> Option<String> {
+        match served.iter().find(|s| s.name == wanted.name) {
+            Some(theirs) => theirs
+                .difference(wanted)
+                .map(|difference| format!("{difference}: they are of other builds")),
+            None => {
+                let names: Vec<&str> = served.iter().map(|s| s.name.as_str()).collect();
+                Some(format!(
+                    "it serves the task types [{}], not `{}`",
+                    names.join(", "),
+                    wanted.name
+                ))
+            }
+        }
+    }
+
     /// How `self` (the worker's) differs from `wanted` (the coordinator's), if it does.
     pub fn difference(&self, wanted: &Signature) -> Option<String> {
         let what = ["task type", "input type", "output type"];
@@ -99,5 +117,47 @@ impl Signature {
                     self.name
                 )
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signature(name: &str, input: &str) -> Signature {
+        Signature {
+            name: name.into(),
+            types: ["t".into(), input.into(), "o".into()],
+        }
+    }
+
+    #[test]
+    fn a_worker_is_refused_with_what_differs() {
+        let served = [signature("hash", "PathBuf"), signature("count", "String")];
+        assert_eq!(
+            Signature::refusal(&served, &signature("hash", "PathBuf")),
+            None
+        );
+        let other_build = Signature::refusal(&served, &signature("hash", "String"));
+        assert_eq!(
+            other_build.as_deref(),
+            Some(
+                "task `hash`: the worker's input type is PathBuf, this program's String: \
+                 they are of other builds"
+            )
+        );
+        let unknown = Signature::refusal(&served, &signature("resize", "Image"));
+        assert_eq!(
+            unknown.as_deref(),
+            Some("it serves the task types [hash, count], not `resize`")
+        );
+    }
+
+    #[test]
+    #[cfg(feature = "workloads")]
+    fn a_signature_names_the_types_of_this_build() {
+        let sig = Signature::of::<crate::workload::Io>();
+        assert_eq!(sig.name, "io");
+        assert!(sig.types[1].ends_with("IoInput"), "{sig:?}");
     }
 }

@@ -11,13 +11,22 @@ use crate::Task;
 /// How to build a [`Pool`]: every setting has a default, so set only what matters.
 ///
 /// ```no_run
-/// # use workpool::{BackendKind, PoolBuilder};
-/// # use workpool::workload::Io;
+/// # use workpool::{Attempt, BackendKind, PoolBuilder, Task, TaskError};
+/// # #[derive(serde::Serialize, serde::Deserialize)]
+/// # struct Sleep;
+/// # impl Task for Sleep {
+/// #     const NAME: &'static str = "sleep";
+/// #     type Input = u64;
+/// #     type Output = ();
+/// #     fn run(&self, ms: &u64, _: &Attempt) -> Result<(), TaskError> {
+/// #         Ok(std::thread::sleep(std::time::Duration::from_millis(*ms)))
+/// #     }
+/// # }
 /// let pool = PoolBuilder::new()
 ///     .backend(BackendKind::Thread)
 ///     .workers(8)
 ///     .retries(2)
-///     .build(Io)?;
+///     .build(Sleep)?;
 /// # Ok::<(), workpool::PoolError>(())
 /// ```
 #[derive(Debug, Clone)]

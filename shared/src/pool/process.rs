@@ -190,25 +190,16 @@ impl<T: Task> ProcessBackend<T> {
 
     /// Refuses a worker that does not serve this pool's task type as this build has it.
     fn check_tasks(&self, id: u32, served: &[Signature]) -> Result<(), PoolError> {
-        let refuse = |reason: String| PoolError::Incompatible { id, reason };
-        match served.iter().find(|s| s.name == self.wanted.name) {
-            Some(theirs) => match theirs.difference(&self.wanted) {
-                Some(difference) => Err(refuse(format!(
-                    "{difference}; the worker at {} is from another build: rebuild both",
+        match Signature::refusal(served, &self.wanted) {
+            None => Ok(()),
+            Some(reason) => Err(PoolError::Incompatible {
+                id,
+                reason: format!(
+                    "the worker at {}: {reason} (build both from the same source, with the \
+                     task type registered by `Worker::task` in the worker's `main`)",
                     self.bin.path.display()
-                ))),
-                None => Ok(()),
-            },
-            None => {
-                let names: Vec<&str> = served.iter().map(|s| s.name.as_str()).collect();
-                Err(refuse(format!(
-                    "the worker at {} serves the task types [{}], not `{}`: register it \
-                     with `Worker::task` in the worker's `main`",
-                    self.bin.path.display(),
-                    names.join(", "),
-                    self.wanted.name
-                )))
-            }
+                ),
+            }),
         }
     }
 }

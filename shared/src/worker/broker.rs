@@ -267,21 +267,10 @@ pub(super) struct Served {
 /// Starts what runs the batches of one run of a served task type.
 pub(super) type RunnerFactory = fn(&RunSpec, &Isolation) -> Result<Box<dyn RunBatches>, String>;
 
-/// Why a run cannot be served by any of `served`, if it cannot.
+/// Why a run cannot be served by this worker, if it cannot.
 fn refusal(served: &[Served], spec: &RunSpec) -> Option<String> {
-    match served.iter().find(|s| s.signature.name == spec.task.name) {
-        Some(ours) => ours.signature.difference(&spec.task).map(|difference| {
-            format!("{difference}: the coordinator and this worker are of other builds")
-        }),
-        None => {
-            let names: Vec<&str> = served.iter().map(|s| s.signature.name.as_str()).collect();
-            Some(format!(
-                "this worker serves the task types [{}], not `{}`",
-                names.join(", "),
-                spec.task.name
-            ))
-        }
-    }
+    let signatures: Vec<_> = served.iter().map(|s| s.signature.clone()).collect();
+    crate::task::Signature::refusal(&signatures, &spec.task)
 }
 
 /// Runs the batches of one run, whatever its task type: one dynamic call per batch, and
