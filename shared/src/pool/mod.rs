@@ -9,6 +9,7 @@ mod builder;
 #[cfg(test)]
 mod mock;
 mod process;
+mod record;
 mod recovery;
 mod reorder;
 mod retry;
@@ -24,7 +25,8 @@ use crate::{Outcome, Task};
 
 pub use builder::PoolBuilder;
 pub use process::{describe_exit, EchoPeer, WorkerBinary};
-pub use scheduler::{FirstAttempts, Interrupter, Phases, Pool, Record, Run, Stats};
+pub use record::{Phases, Record, Stats};
+pub use scheduler::{FirstAttempts, Interrupter, Pool, Run};
 pub use sequential::running_batch;
 pub use thread::THREAD_NAME_PREFIX;
 
