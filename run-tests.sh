@@ -74,7 +74,10 @@ if command -v rustup >/dev/null 2>&1; then
 fi
 
 cargo fmt --all -- --check
-cargo clippy --all-targets -- -D warnings
+# Every crate of the workspace, the library with and without its optional features.
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+cargo clippy -p workpool --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --all-features
 
 # A test that cannot run here (e.g. network namespaces need root) says so with a line that
 # starts "SKIPPED"; those lines are repeated at the end, where nobody can miss them.
@@ -82,7 +85,7 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 if [ -t 2 ]; then export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-always}"; fi
 set +e
-cargo test --all 2>&1 | tee "$log"
+cargo test --workspace --all-features 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 if grep -q "^SKIPPED " "$log"; then

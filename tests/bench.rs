@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::Value as Json;
 
 use crate::common::{assert_contains, assert_exit, coordinator, output, stderr};
-use workpool::bench::units;
+use workpool_cli::bench::units;
 
 const SUITES: [&str; 9] = [
     "floor",

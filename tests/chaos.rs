@@ -143,8 +143,12 @@ fn proc_stat(pid: i32) -> Option<(String, char, i32)> {
 /// Whether `pid` runs our worker binary (a zombie has no command line any more).
 fn runs_worker(pid: i32) -> bool {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let cmdline = String::from_utf8_lossy(&cmdline);
-    cmdline.contains(WORKER) && cmdline.contains("--connect")
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    // A pool's worker is started with its coordinator's server in its environment.
+    String::from_utf8_lossy(&cmdline).contains(WORKER)
+        && environ
+            .split(|&b| b == 0)
+            .any(|var| var.starts_with(b"WORKPOOL_CONNECT="))
 }
 
 /// The live worker processes whose parent is `parent`, ascending: children running the

@@ -1,15 +1,19 @@
 //! The wire protocol, tested by playing the coordinator's side against the real `worker`
 //! binary: the bootstrap handshake, a batch and its outcomes, shutdown, and what a worker
-//! does with a frame it cannot read.
+//! does with a frame it cannot read or a task type it does not serve.
 
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
-use shared::codec::{self, Frame};
-use shared::protocol::{Bootstrap, Hello, ToCoordinator, ToWorker, PROTOCOL_VERSION};
-use shared::{Context, Input, Outcome, Task, Value};
+use workpool::codec::{self, Frame};
+use workpool::protocol::{
+    Bootstrap, Hello, Job, RunSettings, SetupRef, ToCoordinator, ToWorker, PROTOCOL_VERSION,
+};
+use workpool::task::Signature;
+use workpool::workload::{Cpu, CpuInput};
+use workpool::{Outcome, Task};
 
 use crate::common::WORKER;
 
@@ -107,7 +111,7 @@ impl Peer {
         text
     }
 
-    fn send(&self, message: &ToWorker) {
+    fn send(&self, message: &impl serde::Serialize) {
         let frame = codec::encode(message).expect("encode");
         self.to_worker
             .send(frame)
@@ -115,46 +119,63 @@ impl Peer {
     }
 
     /// Receives outcomes until `count` have arrived (a batch may come back in parts).
-    fn recv_outcomes(&self, count: usize) -> Vec<Outcome> {
+    fn recv_outcomes(&self, count: usize) -> Vec<Outcome<u64>> {
         let mut outcomes = Vec::new();
         while outcomes.len() < count {
             let frame = self
                 .from_worker
                 .try_recv_timeout(DEADLINE)
                 .unwrap_or_else(|err| panic!("no outcomes from the worker: {err:?}"));
-            match codec::decode::<ToCoordinator>(&frame).expect("outcome frame does not decode") {
+            match codec::decode::<ToCoordinator<u64>>(&frame)
+                .expect("outcome frame does not decode")
+            {
                 ToCoordinator::Outcomes(batch) => outcomes.extend(batch),
             }
         }
         outcomes
+    }
+
+    /// Tells the worker the run is of the `cpu` task type.
+    fn set_up_cpu(&self) {
+        self.send(&SetupRef {
+            name: Cpu::NAME,
+            settings: &RunSettings::default(),
+            task: &Cpu::default(),
+        });
     }
 }
 
 #[test]
 fn worker_handshake_task_and_shutdown() {
     let mut peer = Peer::start(7);
+    let Hello {
+        protocol,
+        worker_id,
+        pid,
+        tasks,
+    } = &peer.hello;
     assert_eq!(
-        peer.hello,
-        Hello {
-            protocol: PROTOCOL_VERSION,
-            worker_id: 7,
-            pid: peer.child.0.id(),
-        }
+        (*protocol, *worker_id, *pid),
+        (PROTOCOL_VERSION, 7, peer.child.0.id())
     );
-    peer.send(&ToWorker::Setup(Context::default()));
-    peer.send(&ToWorker::Tasks(vec![Task {
+    // The worker binary serves every built-in workload, as this build has them.
+    let names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["noop", "io", "cpu", "fetch", "files"]);
+    assert!(tasks.contains(&Signature::of::<Cpu>()), "{tasks:?}");
+    peer.set_up_cpu();
+    peer.send(&ToWorker::Tasks(vec![Job {
         index: 0,
         attempt: 1,
-        input: Input::Cpu { iters: 10 },
+        input: CpuInput { iters: 10 },
     }]));
     let outcomes = peer.recv_outcomes(1);
     assert_eq!(outcomes.len(), 1, "{outcomes:?}");
     let outcome = &outcomes[0];
     assert_eq!((outcome.index, outcome.attempt), (0, 1), "{outcome:?}");
     // 0 + 1 + 4 + ... + 81
-    assert_eq!(outcome.result, Ok(Value::Cpu { total: 285 }));
+    assert_eq!(outcome.result, Ok(285));
 
-    peer.send(&ToWorker::Shutdown);
+    peer.send(&ToWorker::<CpuInput>::Shutdown);
     let status = peer.child.wait_with_deadline("after Shutdown");
     assert!(
         status.success(),
@@ -165,11 +186,11 @@ fn worker_handshake_task_and_shutdown() {
 #[test]
 fn worker_exits_with_an_error_on_a_corrupt_frame() {
     let mut peer = Peer::start(1);
-    peer.send(&ToWorker::Setup(Context::default()));
+    peer.set_up_cpu();
     // Fixed pseudo-random bytes, so a failure can be replayed.
-    let bytes = shared::workload::noop_payload(0x9E37_79B9_7F4A_7C15, 64);
+    let bytes = workpool::workload::noop_payload(0x9E37_79B9_7F4A_7C15, 64);
     assert!(
-        codec::decode::<ToWorker>(&bytes).is_err(),
+        codec::decode::<ToWorker<CpuInput>>(&bytes).is_err(),
         "the garbage decodes as a message; pick another seed"
     );
     peer.to_worker
@@ -202,5 +223,27 @@ fn worker_exits_when_the_coordinator_hangs_up() {
     assert!(
         status.success(),
         "worker ended with {status} after a hang-up"
+    );
+}
+
+#[test]
+fn worker_refuses_a_task_type_it_does_not_serve() {
+    let mut peer = Peer::start(3);
+    peer.send(&SetupRef {
+        name: "hash-files",
+        settings: &RunSettings::default(),
+        task: &(),
+    });
+    let status = peer
+        .child
+        .wait_with_deadline("after a setup of an unknown task type");
+    let stderr = peer.stderr();
+    assert!(
+        !status.success(),
+        "worker ended with {status}; stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("hash-files") && stderr.contains("noop, io, cpu, fetch, files"),
+        "stderr should name what it serves and what was asked: {stderr}"
     );
 }

@@ -9,6 +9,7 @@ mod broker;
 mod chaos;
 mod cleanup;
 mod errors;
+mod examples;
 mod exports;
 mod faults;
 mod files;

@@ -1,22 +1,18 @@
-//! The `worker` process: joins its coordinator over ipc-channel, then runs the batches of
-//! tasks it receives and sends their outcomes back, until told to stop or orphaned.
+//! The `worker` binary: serves the built-in workloads, to a coordinator's process pool
+//! (which starts it with its connection in the environment, or `--connect` by hand) or to a
+//! Redis broker (`--broker`). All the serving is the library's; this is flags and exit codes.
+
+// The doc comments of `Args` are the --help text, which writes optional parts of a URL in
+// square brackets: they are not links.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use std::process::ExitCode;
 use std::thread;
 
-use anyhow::{bail, Context as _};
 use clap::Parser;
-use ipc_channel::ipc::{self, IpcSender};
-use shared::clock::monotonic_ns;
-use shared::codec::{self, Frame};
-use shared::outcome::Arrival;
-use shared::protocol::{Bootstrap, Hello, ToCoordinator, ToWorker, PROTOCOL_VERSION};
-use shared::workload;
-
-mod broker;
-
-/// How long the runner spins for its next batch before sleeping (see `recv_spinning`).
-const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+use workpool::worker::broker::{self, Isolation};
+use workpool::worker::{die_with_parent, quiet_panics, Connection};
+use workpool::Worker;
 
 /// A workpool worker process. The coordinator starts it with --connect for its local
 /// process pool; start it by hand with --broker to serve runs of `--backend redis` from
@@ -104,94 +100,52 @@ enum Isolate {
 }
 
 fn main() -> ExitCode {
+    let worker = workpool::workload::register(Worker::new());
+    // Started by a coordinator's process backend: serves it and exits here.
+    worker.serve_if_worker();
     let args = Args::parse();
-    // A task's panic becomes a `panicked` outcome carrying its message; printing it here
-    // as well would scribble over the coordinator's terminal.
-    std::panic::set_hook(Box::new(|_| {}));
+    quiet_panics();
     if let Some(url) = &args.broker {
         // Started by hand, a broker worker outlives its shell; started by a program that
         // says so, it dies with that program.
         if args.parent.is_some() {
             die_with_parent(args.parent);
         }
-        return serve_broker(&args, url);
+        return serve_broker(&worker, &args, url);
     }
     die_with_parent(args.parent);
-    match serve(&args) {
+    let connection = Connection {
+        server: args.connect.clone().unwrap_or_default(),
+        id: args.id,
+        echo: args.echo,
+    };
+    match worker.serve(&connection) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            shared::diag!("worker {}: {err:#}", args.id);
+            workpool::diag!("worker {}: {err}", args.id);
             ExitCode::FAILURE
         }
     }
 }
 
-/// Asks the kernel to kill this process when its parent dies, so that even a SIGKILLed
-/// coordinator leaves no worker behind.
-fn die_with_parent(parent: Option<u32>) {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and touches no memory.
-        unsafe {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        }
-        // The parent may have died before the prctl call took effect.
-        if let Some(parent) = parent {
-            if std::os::unix::process::parent_id() != parent {
-                std::process::exit(1);
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = parent;
-}
-
-/// The version this worker announces. `WORKPOOL_TEST_PROTOCOL` makes it claim another
-/// one, so tests can check that the coordinator refuses a worker from another build.
-fn protocol_version() -> u32 {
-    std::env::var("WORKPOOL_TEST_PROTOCOL")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(PROTOCOL_VERSION)
-}
-
-/// Test hook: `WORKPOOL_TEST_FRAME` = `garbage`, `truncated` or `oversized` makes this
-/// worker send a bad frame in place of its outcomes, so tests can check that the
-/// coordinator treats such a worker as crashed and never trusts what it sent.
-fn corrupt_for_tests(frame: Frame, corruption: &str) -> Frame {
-    let mut bytes = frame.into_vec();
-    match corruption {
-        "garbage" => bytes = vec![0xEE; 64],
-        "truncated" => bytes.truncate(bytes.len() / 2),
-        // Outcomes, one outcome, index 0, attempt 1, Ok, Value::Noop, then a payload
-        // length of u64::MAX: decoding must refuse it without allocating.
-        "oversized" => {
-            bytes = vec![0, 1, 0, 1, 0, 0, 0xFD];
-            bytes.extend_from_slice(&u64::MAX.to_le_bytes());
-        }
-        _ => {}
-    }
-    Frame::from(bytes)
-}
-
 /// `--broker`: exit code 2 when the broker cannot be reached or refuses us at start (a
 /// set-up error, as the coordinator's), 1 when serving fails later.
-fn serve_broker(args: &Args, url: &str) -> ExitCode {
+fn serve_broker(worker: &Worker, args: &Args, url: &str) -> ExitCode {
     let isolation = match args.isolate {
-        Isolate::Thread => broker::Isolation::Thread,
+        Isolate::Thread => Isolation::Thread,
         // The children are this very executable, started with --connect.
         Isolate::Process => match std::env::current_exe() {
-            Ok(path) => broker::Isolation::Process(workpool::pool::WorkerBinary {
+            Ok(path) => Isolation::Process(workpool::pool::WorkerBinary {
                 path,
                 source: "this worker",
             }),
             Err(err) => {
-                shared::diag!("worker: error: cannot find this executable's path: {err}");
+                workpool::diag!("worker: error: cannot find this executable's path: {err}");
                 return ExitCode::from(2);
             }
         },
     };
-    let settings = shared::broker::BrokerUrl::parse(url).map(|url| broker::Settings {
+    let settings = workpool::broker::BrokerUrl::parse(url).map(|url| broker::Settings {
         isolation,
         url,
         concurrency: args
@@ -203,108 +157,21 @@ fn serve_broker(args: &Args, url: &str) -> ExitCode {
             .min(MAX_CONCURRENCY as usize),
         lease: args.lease,
         max_deliveries: args.max_deliveries,
-        name: args.name.clone().unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map_or_else(|_| "host".to_string(), |h| h.trim().to_string());
-            format!("{host}-{}", std::process::id())
-        }),
+        name: args.name.clone().unwrap_or_else(broker::default_name),
     });
     let result = match settings {
-        Ok(settings) => broker::serve(settings),
+        Ok(settings) => worker.serve_broker(settings),
         Err(err) => Err(broker::ServeError::Start(err)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err @ broker::ServeError::Start(_)) => {
-            shared::diag!("worker: error: {err}");
+            workpool::diag!("worker: error: {err}");
             ExitCode::from(2)
         }
         Err(err) => {
-            shared::diag!("worker: error: {err:#}");
+            workpool::diag!("worker: error: {err}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn serve(args: &Args) -> anyhow::Result<()> {
-    let connect = args.connect.clone().unwrap_or_default();
-    let bootstrap = IpcSender::<Bootstrap>::connect(connect.clone())
-        .with_context(|| format!("cannot connect to coordinator at {connect}"))?;
-    let (to_worker, tasks) = ipc::channel::<Frame>().context("cannot create task channel")?;
-    let (outcomes, from_worker) =
-        ipc::channel::<Frame>().context("cannot create outcome channel")?;
-    let hello = codec::encode(&Hello {
-        protocol: protocol_version(),
-        worker_id: args.id,
-        pid: std::process::id(),
-    })?;
-    bootstrap
-        .send(Bootstrap {
-            hello,
-            to_worker,
-            from_worker,
-        })
-        .context("handshake with coordinator failed")?;
-    drop(bootstrap);
-    if args.echo {
-        while let Ok(frame) = tasks.recv() {
-            outcomes.send(frame).context("cannot echo")?;
-        }
-        return Ok(());
-    }
-
-    // Frames are read on their own thread so the coordinator's sends never wait for a
-    // running batch to finish; the queue holds at most the few batches it has in flight.
-    let (queue, inbox) = crossbeam_channel::unbounded::<(ToWorker, Arrival)>();
-    let reader = thread::Builder::new()
-        .name("worker-reader".into())
-        .spawn(move || -> anyhow::Result<()> {
-            // A receive error means the coordinator hung up: stop quietly.
-            while let Ok(frame) = tasks.recv() {
-                let received_ns = monotonic_ns();
-                let message = codec::decode::<ToWorker>(&frame)
-                    .context("coordinator sent a corrupt frame")?;
-                let arrival = Arrival {
-                    received_ns,
-                    decoded_ns: monotonic_ns(),
-                };
-                if queue.send((message, arrival)).is_err() {
-                    break;
-                }
-            }
-            Ok(())
-        })
-        .context("cannot start reader thread")?;
-
-    let corruption = std::env::var("WORKPOOL_TEST_FRAME").unwrap_or_default();
-    let mut ctx = shared::Context::default();
-    let mut send_error = None;
-    while let Ok((message, arrival)) =
-        shared::recv_spinning(&inbox, SPIN, std::time::Duration::from_secs(86_400 * 365))
-    {
-        match message {
-            ToWorker::Setup(setup) => ctx = setup,
-            ToWorker::Tasks(batch) => {
-                workload::run_batch(&ctx, &batch, arrival, |done| {
-                    if send_error.is_none() {
-                        let sent = codec::encode(&ToCoordinator::Outcomes(done))
-                            .map(|frame| corrupt_for_tests(frame, &corruption))
-                            .map_err(anyhow::Error::from)
-                            .and_then(|frame| outcomes.send(frame).map_err(Into::into));
-                        send_error = sent.err();
-                    }
-                    send_error.is_none()
-                });
-                if let Some(err) = send_error.take() {
-                    // The coordinator is gone or the frame could not be built.
-                    return Err(err.context("cannot send outcomes"));
-                }
-            }
-            ToWorker::Shutdown => return Ok(()),
-        }
-    }
-    match reader.join() {
-        Ok(result) => result,
-        Err(_) => bail!("reader thread panicked"),
     }
 }

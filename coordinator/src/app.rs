@@ -8,12 +8,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 
+use crate::builtin::Builtin;
 use crate::cli::{Cli, Command, RunOptions, Workload};
-use crate::export::{self, Layout};
-use crate::plan::Plan;
-use crate::pool::{BackendKind, Pool, PoolConfig, WorkerBinary, MAX_WORKERS};
+use crate::export::{self, Exporter, Layout};
+use crate::plan::{Plan, Tasks, Typed};
 use crate::progress::Progress;
 use crate::report::Summary;
+use workpool::pool::{BackendKind, PoolBuilder, Stats, WorkerBinary, MAX_WORKERS};
 
 /// Exit codes, as `coordinator --help` lists them.
 pub mod exit {
@@ -40,7 +41,7 @@ pub fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) if is_broken_pipe(&err) => ExitCode::from(exit::OK),
         Err(err) => {
-            shared::diag!("error: {err:#}");
+            workpool::diag!("error: {err:#}");
             ExitCode::from(exit::USAGE)
         }
     }
@@ -60,11 +61,11 @@ fn dispatch(cli: &Cli) -> Result<u8> {
 fn run(workload: &Workload) -> Result<u8> {
     let opts = workload.options();
     let plan = Plan::from_cli(workload)?;
-    let mut config = pool_config(opts, plan.context.clone())?;
+    let mut config = pool_config(opts)?;
     // Never more workers than there can be tasks in flight.
-    let (lo, hi) = plan.inputs.size_hint();
-    if Some(lo) == hi && lo > 0 {
-        config.workers = config.workers.min(lo);
+    if let Some(len) = plan.len.filter(|&len| len > 0) {
+        let workers = config.resolved_workers().min(len);
+        config = config.workers(workers);
     }
     let destination = match &opts.output {
         Some(path) => path.display().to_string(),
@@ -77,57 +78,35 @@ fn run(workload: &Workload) -> Result<u8> {
     };
     let layout = Layout {
         workload: plan.workload,
-        order: config.order,
+        order: opts.order,
         quiet: opts.quiet,
     };
-    let mut exporter = export::exporter(opts.format, export::output(sink), layout);
-    let (lo, hi) = plan.inputs.size_hint();
-    let progress = Progress::new(
-        opts.progress,
-        opts.quiet,
-        (Some(lo) == hi).then_some(lo as u64),
-    );
+    let exporter = export::exporter(opts.format, export::output(sink), layout);
+    let progress = Progress::new(opts.progress, opts.quiet, plan.len.map(|n| n as u64));
+    let mut output = Output {
+        exporter,
+        progress,
+        destination,
+    };
 
     let started = Instant::now();
-    let (backend, order) = (config.backend, config.order);
-    let broker = config.broker.as_ref().map(|url| url.redacted());
-    let mut pool = Pool::start(config).context("cannot start the pool")?;
-    let pool_start_ms = pool.start_time().as_secs_f64() * 1000.0;
-    let workers = pool.workers();
-    let interrupter = pool.interrupter();
-    watch_for_interrupts(interrupter.clone(), backend)?;
-    let mut run = pool.map(plan.inputs);
-    // Once the reader of the output is gone (`| head`), the run is stopped and nothing
-    // more is written; the exit code still says whether every task that ended succeeded
-    // (the ones the stop cancelled never ended).
-    let mut reader_gone = false;
-    while let Some(record) = run.next() {
-        progress.inc();
-        if reader_gone {
-            continue;
-        }
-        let written = exporter.record(&record).and_then(|()| {
-            if run.has_ready() || never_ran(&record) {
-                Ok(())
-            } else {
-                progress.suspend(|| exporter.flush())
-            }
-        });
-        match written {
-            Ok(()) => {}
-            Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {
-                // No point running tasks whose outcomes would be written into nothing.
-                reader_gone = true;
-                interrupter.interrupt();
-            }
-            Err(err) => return Err(err).with_context(|| format!("cannot write {destination}")),
-        }
-    }
-    let stats = run.stats();
+    let broker = config.broker_redacted();
+    let ran = match plan.tasks {
+        Tasks::Noop(tasks) => drive(tasks, &config, &mut output)?,
+        Tasks::Io(tasks) => drive(tasks, &config, &mut output)?,
+        Tasks::Cpu(tasks) => drive(tasks, &config, &mut output)?,
+        Tasks::Fetch(tasks) => drive(tasks, &config, &mut output)?,
+        Tasks::Files(tasks) => drive(tasks, &config, &mut output)?,
+    };
     let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
-    pool.shutdown();
+    let Output {
+        mut exporter,
+        progress,
+        destination,
+    } = output;
     progress.finish();
-    if reader_gone {
+    let stats = ran.stats;
+    if ran.reader_gone {
         return Ok(if stats.failed > 0 {
             exit::TASK_FAILED
         } else {
@@ -140,12 +119,12 @@ fn run(workload: &Workload) -> Result<u8> {
         broker,
         ..Summary::new(
             plan.workload,
-            backend,
-            workers,
-            order,
+            opts.backend,
+            ran.workers,
+            opts.order,
             stats,
             wall_ms,
-            pool_start_ms,
+            ran.pool_start_ms,
         )
     };
     let code = if interrupted {
@@ -167,14 +146,82 @@ fn run(workload: &Workload) -> Result<u8> {
     }
 }
 
+/// Where a run's records go.
+struct Output {
+    exporter: Box<dyn Exporter>,
+    progress: Progress,
+    destination: String,
+}
+
+/// What [`drive`] learnt of the pool and the run.
+struct Ran {
+    stats: Stats,
+    workers: usize,
+    pool_start_ms: f64,
+    /// The reader of the output went away (`| head`): the run was stopped.
+    reader_gone: bool,
+}
+
+/// Runs one workload's tasks on a pool made for its task type, writing each record as it
+/// comes.
+fn drive<T: Builtin>(tasks: Typed<T>, config: &PoolBuilder, output: &mut Output) -> Result<Ran> {
+    let backend = config.backend_kind();
+    let mut pool = config.build(tasks.task).context("cannot start the pool")?;
+    let pool_start_ms = pool.start_time().as_secs_f64() * 1000.0;
+    let workers = pool.workers();
+    let interrupter = pool.interrupter();
+    watch_for_interrupts(interrupter.clone(), backend)?;
+    let mut run = pool.run(tasks.inputs);
+    // Once the reader of the output is gone (`| head`), the run is stopped and nothing
+    // more is written; the exit code still says whether every task that ended succeeded
+    // (the ones the stop cancelled never ended).
+    let mut reader_gone = false;
+    let Output {
+        exporter,
+        progress,
+        destination,
+    } = output;
+    while let Some(record) = run.next() {
+        progress.inc();
+        if reader_gone {
+            continue;
+        }
+        let record = T::record(record);
+        let written = exporter.record(&record).and_then(|()| {
+            if run.has_ready() || never_ran(&record) {
+                Ok(())
+            } else {
+                progress.suspend(|| exporter.flush())
+            }
+        });
+        match written {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {
+                // No point running tasks whose outcomes would be written into nothing.
+                reader_gone = true;
+                interrupter.interrupt();
+            }
+            Err(err) => return Err(err).with_context(|| format!("cannot write {destination}")),
+        }
+    }
+    let stats = run.stats();
+    pool.shutdown();
+    Ok(Ran {
+        stats,
+        workers,
+        pool_start_ms,
+        reader_gone,
+    })
+}
+
 /// A task the run reports `cancelled` without it having reached a worker: after a stop
 /// (`--first`, `--fail-fast`, an interrupt) these follow one another without waiting, by
 /// the million, so they are left to fill the output's buffer rather than flushed one by
 /// one (a write per record took most of the time of such a stop). Every other record is
 /// flushed when the next one is not ready, so a slow run shows it the moment it arrives.
-fn never_ran(record: &crate::pool::Record) -> bool {
+fn never_ran(record: &crate::builtin::Record) -> bool {
     record.worker.is_none()
-        && matches!(&record.result, Err(err) if err.kind == shared::ErrorKind::Cancelled)
+        && matches!(&record.result, Err(err) if err.kind == workpool::ErrorKind::Cancelled)
 }
 
 /// Opens `--output` without destroying an input: the file is opened without truncating it,
@@ -216,7 +263,10 @@ fn create_output(path: &Path, inputs: &[PathBuf]) -> Result<File> {
 /// sequential backend a task runs in this very thread and cannot be stopped: if one is
 /// still running a moment after the interrupt, the process exits with the records so far
 /// (each was flushed before the next task started) but without the summary.
-fn watch_for_interrupts(interrupter: crate::pool::Interrupter, backend: BackendKind) -> Result<()> {
+fn watch_for_interrupts<O: Send + 'static>(
+    interrupter: workpool::pool::Interrupter<O>,
+    backend: BackendKind,
+) -> Result<()> {
     on_interrupt(
         "interrupted: stopping (interrupt again to exit at once)",
         move || {
@@ -233,18 +283,19 @@ fn watch_for_interrupts(interrupter: crate::pool::Interrupter, backend: BackendK
 const STUCK_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Exits with code 130 if the sequential backend is still in the same batch after
-/// [`STUCK_GRACE`]; runs on a thread of its own so that a second interrupt still exits at
+/// [`STUCK_GRACE`], or in one it began after the interrupt (the signal came just before
+/// the batch started, so the run could not hear it either: once the run has heard it, no
+/// batch starts); runs on a thread of its own so that a second interrupt still exits at
 /// once.
 fn exit_if_stuck_inline() {
-    let Some(batch) = crate::pool::running_batch() else {
-        return;
-    };
+    let before = workpool::pool::running_batch();
     let _ = std::thread::Builder::new()
         .name("workpool-stuck".into())
         .spawn(move || {
             std::thread::sleep(STUCK_GRACE);
-            if crate::pool::running_batch() == Some(batch) {
-                shared::diag!(
+            let now = workpool::pool::running_batch();
+            if now.is_some() && before.is_none_or(|batch| Some(batch) == now) {
+                workpool::diag!(
                     "interrupted: a task is running in the coordinator's own thread \
                      (--backend sequential) and cannot be stopped; exiting without the summary"
                 );
@@ -253,30 +304,14 @@ fn exit_if_stuck_inline() {
         });
 }
 
-/// Calls `first` at the first SIGINT or SIGTERM (after printing `message`), and exits
-/// with code 130 at the second: a graceful stop, and a way out of it.
+/// Calls `first` at the first SIGINT or SIGTERM, and exits with code 130 at the second.
 pub fn on_interrupt(message: &'static str, first: impl Fn() + Send + 'static) -> Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
-        .context("cannot install the interrupt handler")?;
-    std::thread::Builder::new()
-        .name("workpool-signals".into())
-        .spawn(move || {
-            for (count, _) in signals.forever().enumerate() {
-                if count == 0 {
-                    shared::diag!("{message}");
-                    first();
-                } else {
-                    std::process::exit(i32::from(exit::INTERRUPTED));
-                }
-            }
-        })
-        .context("cannot start the signal thread")?;
-    Ok(())
+    workpool::interrupt::on_interrupt(message, first)
+        .context("cannot install the interrupt handler")
 }
 
-/// Validates the pool flags into a [`PoolConfig`].
-fn pool_config(opts: &RunOptions, context: shared::Context) -> Result<PoolConfig> {
+/// Validates the pool flags into a [`PoolBuilder`].
+pub fn pool_config(opts: &RunOptions) -> Result<PoolBuilder> {
     let workers = match opts.workers {
         Some(0) => bail!("--workers must be at least 1"),
         Some(n) if n > MAX_WORKERS => {
@@ -286,13 +321,27 @@ fn pool_config(opts: &RunOptions, context: shared::Context) -> Result<PoolConfig
         None if opts.backend == BackendKind::Redis => REDIS_DEFAULT_SLOTS,
         None => crate::machine::default_workers(),
     };
-    let broker = match (opts.backend, &opts.broker) {
-        (BackendKind::Redis, Some(url)) => Some(shared::broker::BrokerUrl::parse(url)?),
+    let mut config = PoolBuilder::new()
+        .backend(opts.backend)
+        .workers(workers)
+        .order(opts.order)
+        .chunk(opts.chunk)
+        .inflight(opts.inflight.unwrap_or(0))
+        .retries(opts.retries)
+        .backoff(std::time::Duration::from_millis(opts.backoff_ms))
+        .timeout(opts.timeout)
+        .first(opts.first)
+        .fail_fast(opts.fail_fast)
+        .seed(opts.seed);
+    match (opts.backend, &opts.broker) {
+        (BackendKind::Redis, Some(url)) => {
+            config = config.broker(workpool::broker::BrokerUrl::parse(url)?);
+        }
         (BackendKind::Redis, None) => {
             bail!("--backend redis needs --broker URL (or $WORKPOOL_BROKER)")
         }
-        _ => None,
-    };
+        _ => {}
+    }
     if opts.backend == BackendKind::Sequential && opts.timeout.is_some() {
         bail!(
             "--timeout cannot stop a task of --backend sequential, which runs in the \
@@ -300,25 +349,10 @@ fn pool_config(opts: &RunOptions, context: shared::Context) -> Result<PoolConfig
              with a timeout"
         );
     }
-    let worker_bin = match opts.backend {
-        BackendKind::Process => Some(WorkerBinary::locate(opts.worker_bin.as_deref())?),
-        _ => None,
-    };
-    Ok(PoolConfig {
-        backend: opts.backend,
-        workers,
-        order: opts.order,
-        chunk: opts.chunk,
-        inflight: opts.inflight,
-        retries: opts.retries,
-        backoff: std::time::Duration::from_millis(opts.backoff_ms),
-        context,
-        timeout: opts.timeout,
-        first: opts.first,
-        fail_fast: opts.fail_fast,
-        worker_bin,
-        broker,
-    })
+    if opts.backend == BackendKind::Process {
+        config = config.worker_program(WorkerBinary::locate(opts.worker_bin.as_deref())?);
+    }
+    Ok(config)
 }
 
 /// Batches that may wait on a broker at once unless `-w` says otherwise: enough to keep a
@@ -340,7 +374,7 @@ fn install_panic_hook() {
     std::panic::set_hook(Box::new(move |info| {
         let on_pool_thread = std::thread::current()
             .name()
-            .is_some_and(|n| n.starts_with(crate::pool::THREAD_NAME_PREFIX));
+            .is_some_and(|n| n.starts_with(workpool::pool::THREAD_NAME_PREFIX));
         if !on_pool_thread {
             default(info);
         }

@@ -1,12 +1,16 @@
 //! The command line as clap sees it: flags and their help, nothing validated beyond types.
 //! [`crate::app`] turns it into settings.
 
+// The doc comments here are the --help text, which writes optional parts of a URL in
+// square brackets: they are not links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::path::PathBuf;
 
 use clap::builder::RangedU64ValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::pool::{BackendKind, Chunk, Order};
+use workpool::pool::{BackendKind, Chunk, Order};
 
 /// The largest value of each numeric flag. Each is far beyond any sensible run and low
 /// enough that nothing derived from it (a deadline, an allocation, a retry's wait) can
@@ -34,7 +38,7 @@ pub mod limits {
     /// `gen-data --files`.
     pub const MAX_FILES: u64 = 1_000_000;
     /// `gen-data --rows`: every day from 0001-01-01 to 9999-12-31.
-    pub const MAX_ROWS: u64 = shared::datagen::MAX_DAYS as u64;
+    pub const MAX_ROWS: u64 = workpool::datagen::MAX_DAYS as u64;
     /// `bench --runs`.
     pub const MAX_RUNS: u64 = 1000;
     /// `bench --warmup`.
@@ -192,14 +196,14 @@ pub struct NoopArgs {
     pub count: u64,
     /// Bytes of payload each task carries to the worker and back (at most 16777216).
     #[arg(long, default_value_t = 0, value_name = "BYTES",
-          value_parser = usize_in(0, shared::codec::MAX_PAYLOAD_BYTES as u64))]
+          value_parser = usize_in(0, workpool::codec::MAX_PAYLOAD_BYTES as u64))]
     pub payload: usize,
     /// Make chosen tasks misbehave, to see what the pool does: KIND@INDEX strikes every
     /// attempt of task INDEX, KIND@INDEX/N only its first N attempts (N from 1 to 1000).
     /// KIND is panic, abort, exit, kill (SIGKILL) or hang. INDEX must be below --count,
     /// and each task takes one fault. abort/exit/kill need the process backend.
     #[arg(long, value_delimiter = ',', value_name = "KIND@INDEX[/N]")]
-    pub fault: Vec<shared::workload::fault::FaultSpec>,
+    pub fault: Vec<workpool::workload::fault::FaultSpec>,
     #[command(flatten)]
     pub run: RunOptions,
 }
@@ -275,13 +279,13 @@ pub struct FilesArgs {
     #[arg(required = true, value_name = "PATH")]
     pub inputs: Vec<std::ffi::OsString>,
     /// The column of prices (a Yahoo Finance download has `Close` and `Adj Close`).
-    #[arg(long, default_value = shared::workload::files::DEFAULT_PRICE_COLUMN, value_name = "NAME")]
+    #[arg(long, default_value = workpool::workload::files::DEFAULT_PRICE_COLUMN, value_name = "NAME")]
     pub price_column: String,
     /// A row whose price or volume is missing (empty, null, NaN, or another of pandas'
     /// default missing markers): `error` fails the file, `skip` leaves the row out of the
     /// statistics and counts it in `skipped_rows`.
     #[arg(long, default_value = "error", value_name = "error|skip")]
-    pub missing: shared::workload::files::Missing,
+    pub missing: workpool::workload::files::Missing,
     /// Simulated slow-storage delay before each file is read (the notebook uses 100; at
     /// most 86400000, one day).
     #[arg(long, default_value_t = 0, value_name = "MS", value_parser = u64_in(0, MAX_MS))]
@@ -331,7 +335,7 @@ pub struct GenDataArgs {
     #[arg(long, value_parser = usize_in(1, MAX_ROWS))]
     pub rows: Option<usize>,
     /// Seed of the random prices and volumes.
-    #[arg(long, default_value_t = shared::seed::DEFAULT_SEED)]
+    #[arg(long, default_value_t = workpool::seed::DEFAULT_SEED)]
     pub seed: u64,
 }
 
@@ -508,7 +512,7 @@ pub struct RunOptions {
     #[arg(long, default_value_t = 100, value_name = "MS", value_parser = u64_in(0, MAX_BACKOFF_MS))]
     pub backoff_ms: u64,
     /// Seed of every random quantity; the same seed gives the same data on any backend.
-    #[arg(long, default_value_t = shared::seed::DEFAULT_SEED)]
+    #[arg(long, default_value_t = workpool::seed::DEFAULT_SEED)]
     pub seed: u64,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -610,7 +614,7 @@ fn parse_latency(text: &str) -> Result<(u64, u64), String> {
 
 /// `YYYY-MM-DD` with a four-digit year: the dates `gen-data` can write.
 fn parse_date(text: &str) -> Result<chrono::NaiveDate, String> {
-    use shared::datagen::{FIRST_DATE, LAST_DATE};
+    use workpool::datagen::{FIRST_DATE, LAST_DATE};
     match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         Ok(date) if (FIRST_DATE..=LAST_DATE).contains(&date) => Ok(date),
         Ok(_) => Err(format!("dates go from {FIRST_DATE} to {LAST_DATE}")),
@@ -665,7 +669,7 @@ mod tests {
         (
             &["run", "noop"],
             "--payload",
-            shared::codec::MAX_PAYLOAD_BYTES as u64,
+            workpool::codec::MAX_PAYLOAD_BYTES as u64,
         ),
         (&["run", "io"], "--ms", MAX_MS),
         (&["run", "cpu"], "--iters", MAX_ITERS),

@@ -7,15 +7,17 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
-use shared::datagen::{self, GenSpec};
-use shared::workload::fetch::{FetchSettings, DEFAULT_TICKERS};
-use shared::workload::files::FileSettings;
-use shared::{Context, Input, Value};
+use workpool::datagen::{self, GenSpec};
+use workpool::workload::fetch::{FetchSettings, DEFAULT_TICKERS};
+use workpool::workload::files::FileSettings;
+use workpool::workload::{Cpu, CpuInput, Fetch, FetchInput, FilePath, Files, Io, IoInput};
+
+use crate::builtin::{Builtin, Input, Record, Value};
 
 use crate::app::exit;
 use crate::cli::DemoArgs;
 use crate::machine::Machine;
-use crate::pool::{BackendKind, Chunk, Order, Pool, PoolConfig, Record, WorkerBinary};
+use workpool::pool::{BackendKind, Order, PoolBuilder, WorkerBinary};
 
 /// One measured run of a batch on one backend.
 struct Measured {
@@ -104,34 +106,32 @@ pub fn run(args: &DemoArgs) -> Result<u8> {
 }
 
 impl Demo {
-    fn measure(
+    fn measure<T: Builtin + Clone>(
         &self,
         backend: BackendKind,
         workers: usize,
         order: Order,
-        context: &Context,
-        inputs: Vec<Input>,
+        task: &T,
+        inputs: Vec<T::Input>,
         retries: u32,
     ) -> Result<Measured> {
-        let config = PoolConfig {
-            backend,
-            workers,
-            order,
-            chunk: Chunk::Auto,
-            inflight: None,
-            retries,
-            backoff: std::time::Duration::from_millis(if retries > 0 { 20 } else { 0 }),
-            context: context.clone(),
-            timeout: None,
-            first: None,
-            fail_fast: false,
-            worker_bin: Some(self.bin.clone()),
-            broker: None,
-        };
+        let config = PoolBuilder::new()
+            .backend(backend)
+            .workers(workers)
+            .order(order)
+            .retries(retries)
+            .backoff(std::time::Duration::from_millis(if retries > 0 {
+                20
+            } else {
+                0
+            }))
+            .worker_program(self.bin.clone());
         let started = Instant::now();
-        let mut pool = Pool::start(config).context("cannot start the pool")?;
+        let mut pool = config
+            .build(task.clone())
+            .context("cannot start the pool")?;
         let pool_start_ms = pool.start_time().as_secs_f64() * 1000.0;
-        let records: Vec<Record> = pool.map(inputs.into_iter()).collect();
+        let records: Vec<Record> = pool.run(inputs).map(T::record).collect();
         let wall_s = started.elapsed().as_secs_f64();
         let workers = pool.workers();
         pool.shutdown();
@@ -145,12 +145,12 @@ impl Demo {
     }
 
     /// Runs the batch on all three backends and prints their times side by side.
-    fn compare(
+    fn compare<T: Builtin + Clone>(
         &mut self,
         label: &str,
         workers: usize,
-        context: &Context,
-        inputs: &[Input],
+        task: &T,
+        inputs: &[T::Input],
         retries: u32,
     ) -> Result<Vec<Measured>> {
         let mut runs = Vec::new();
@@ -163,7 +163,7 @@ impl Demo {
                 backend,
                 workers,
                 Order::Input,
-                context,
+                task,
                 inputs.to_vec(),
                 retries,
             )?);
@@ -205,8 +205,8 @@ impl Demo {
     fn io_vs_cpu(&mut self, scale: &Scale, gil: bool) -> Result<()> {
         println!("== Section 1: I/O-bound vs CPU-bound ==");
         println!("8 tasks that each wait {} ms, on 8 workers:", scale.io_ms);
-        let io: Vec<Input> = (0..8).map(|_| Input::Io { ms: scale.io_ms }).collect();
-        let runs = self.compare("io (8 x sleep)", 8, &Context::default(), &io, 0)?;
+        let io: Vec<IoInput> = (0..8).map(|_| IoInput { ms: scale.io_ms }).collect();
+        let runs = self.compare("io (8 x sleep)", 8, &Io, &io, 0)?;
         let thread = speedup_of(&runs, BackendKind::Thread);
         println!(
             "notebook: threads speed up I/O-bound work (about 8x with 8 threads).\n\
@@ -219,13 +219,13 @@ impl Demo {
             "4 tasks of {} iterations of total += i*i, on 4 workers ({} cores here):",
             scale.cpu_iters, self.cores
         );
-        let cpu: Vec<Input> = (0..4)
-            .map(|_| Input::Cpu {
+        let cpu: Vec<CpuInput> = (0..4)
+            .map(|_| CpuInput {
                 iters: scale.cpu_iters,
             })
             .collect();
-        let runs = self.compare("cpu (4 x sum i*i)", 4, &Context::default(), &cpu, 0)?;
-        let expected = shared::workload::cpu_closed_form(scale.cpu_iters);
+        let runs = self.compare("cpu (4 x sum i*i)", 4, &Cpu::default(), &cpu, 0)?;
+        let expected = workpool::workload::cpu_closed_form(scale.cpu_iters);
         let all_right = runs
             .iter()
             .flat_map(|r| &r.records)
@@ -241,11 +241,8 @@ impl Demo {
             if all_right { "yes" } else { "NO" }
         );
         if gil {
-            let context = Context {
-                gil: true,
-                ..Context::default()
-            };
-            let run = self.measure(BackendKind::Thread, 4, Order::Input, &context, cpu, 0)?;
+            let gil = Cpu { gil: true };
+            let run = self.measure(BackendKind::Thread, 4, Order::Input, &gil, cpu, 0)?;
             let seq = self.summary.last().map_or(f64::NAN, |s| s.sequential_s);
             let speedup = seq / run.wall_s;
             println!(
@@ -261,16 +258,9 @@ impl Demo {
         Ok(())
     }
 
-    fn fetch_context(&self, settings: FetchSettings) -> Context {
-        Context {
-            fetch: settings,
-            ..Context::default()
-        }
-    }
-
     fn map(&mut self, scale: &Scale) -> Result<()> {
         println!("== Section 2: executor.map — results in input order ==");
-        let context = self.fetch_context(FetchSettings {
+        let context = Fetch(FetchSettings {
             latency_ms: scale.latency,
             ..FetchSettings::default()
         });
@@ -315,7 +305,7 @@ impl Demo {
     fn as_completed(&mut self, scale: &Scale) -> Result<()> {
         println!("== Section 3: submit + as_completed — results as they finish ==");
         let slow = ["TSLA", "META", "NVDA"];
-        let context = self.fetch_context(FetchSettings {
+        let context = Fetch(FetchSettings {
             latency_ms: (scale.fast_ms, scale.fast_ms),
             slow: slow.iter().map(|s| s.to_string()).collect(),
             slow_ms: scale.slow_ms,
@@ -368,7 +358,7 @@ impl Demo {
 
     fn errors(&mut self, scale: &Scale) -> Result<()> {
         println!("== Section 4 and exercise 2: errors, then retries ==");
-        let context = self.fetch_context(FetchSettings {
+        let context = Fetch(FetchSettings {
             latency_ms: scale.latency,
             // The notebook uses 10%; with 19 tickers that often shows no failure at all.
             fail_rate: 0.25,
@@ -392,7 +382,7 @@ impl Demo {
             )?;
             let (mut ok, mut invalid, mut network) = (0, 0, 0);
             let invalid_once = run.records.iter().all(|r| {
-                !matches!(&r.result, Err(e) if e.kind == shared::ErrorKind::InvalidInput)
+                !matches!(&r.result, Err(e) if e.kind == workpool::ErrorKind::InvalidInput)
                     || r.attempts == 1
             });
             let retried = run.records.iter().filter(|r| r.attempts > 1).count();
@@ -410,11 +400,11 @@ impl Demo {
                     Ok(_) => {}
                     Err(err) => {
                         match err.kind {
-                            shared::ErrorKind::InvalidInput => invalid += 1,
+                            workpool::ErrorKind::InvalidInput => invalid += 1,
                             _ => network += 1,
                         }
                         let kind = match err.kind {
-                            shared::ErrorKind::InvalidInput => "invalid",
+                            workpool::ErrorKind::InvalidInput => "invalid",
                             _ => "network",
                         };
                         println!(
@@ -451,19 +441,11 @@ impl Demo {
             dir.display(),
             scale.file_delay_ms
         );
-        let context = Context {
-            files: FileSettings {
-                io_delay_ms: scale.file_delay_ms,
-                ..FileSettings::default()
-            },
-            ..Context::default()
-        };
-        let inputs: Vec<Input> = written
-            .iter()
-            .map(|p| Input::File {
-                path: p.as_path().into(),
-            })
-            .collect();
+        let context = Files(FileSettings {
+            io_delay_ms: scale.file_delay_ms,
+            ..FileSettings::default()
+        });
+        let inputs: Vec<FilePath> = written.iter().map(|p| p.as_path().into()).collect();
         let runs = self.compare("files (8 CSV)", 4, &context, &inputs, 0)?;
         let mut table = Table::new();
         table.load_preset(UTF8_FULL_CONDENSED);
@@ -652,9 +634,9 @@ fn verdict(holds: bool) -> &'static str {
     }
 }
 
-fn tickers(list: &[&str]) -> Vec<Input> {
+fn tickers(list: &[&str]) -> Vec<FetchInput> {
     list.iter()
-        .map(|t| Input::Fetch {
+        .map(|t| FetchInput {
             ticker: t.to_string(),
         })
         .collect()

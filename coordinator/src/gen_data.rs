@@ -1,7 +1,7 @@
 //! `coordinator gen-data`: the notebook's sample price files, deterministic by seed.
 
 use anyhow::{bail, Context as _, Result};
-use shared::datagen::{self, GenSpec, Tickers};
+use workpool::datagen::{self, GenSpec, Tickers};
 
 use crate::cli::GenDataArgs;
 
@@ -35,7 +35,7 @@ pub fn run(args: &GenDataArgs) -> Result<()> {
     };
     let mut written = 0u64;
     datagen::generate_each(&spec, |_| written += 1)?;
-    shared::diag!(
+    workpool::diag!(
         "wrote {written} files of {days} rows to {}",
         args.dir.display()
     );

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::cli::InfoArgs;
 use crate::machine::Machine;
-use crate::pool::WorkerBinary;
+use workpool::pool::WorkerBinary;
 
 /// Prints the facts; the worker's absence is reported, not an error. A full or closed
 /// standard output is an error to report (the caller treats a closed pipe as success),
@@ -31,7 +31,7 @@ fn print(args: &InfoArgs, out: &mut impl Write) -> std::io::Result<()> {
             "machine": machine,
             "worker": worker,
             "version": env!("CARGO_PKG_VERSION"),
-            "protocol": shared::protocol::PROTOCOL_VERSION,
+            "protocol": workpool::protocol::PROTOCOL_VERSION,
         });
         serde_json::to_writer_pretty(&mut *out, &facts)?;
         writeln!(out)?;
@@ -65,7 +65,7 @@ fn print(args: &InfoArgs, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
         "protocol:   version {}",
-        shared::protocol::PROTOCOL_VERSION
+        workpool::protocol::PROTOCOL_VERSION
     )?;
     Ok(())
 }

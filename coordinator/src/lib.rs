@@ -1,8 +1,9 @@
 //! The coordinator: command line, plan, pool, reports and exports. The binary in `main.rs`
-//! is a thin shell over [`app::run`]; tests and benchmarks call this library directly.
+//! is a thin shell over [`app::main`]; tests and benchmarks call this library directly.
 
 pub mod app;
 pub mod bench;
+pub mod builtin;
 pub mod cli;
 pub mod demo;
 pub mod export;
@@ -10,6 +11,6 @@ pub mod gen_data;
 pub mod info;
 pub mod machine;
 pub mod plan;
-pub mod pool;
+
 pub mod progress;
 pub mod report;

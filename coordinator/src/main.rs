@@ -3,5 +3,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    workpool::app::main()
+    workpool_cli::app::main()
 }

@@ -1,5 +1,6 @@
-//! The plan: what the command line asked for, turned into the run's shared settings and a
-//! lazy stream of task inputs (a million tasks are never all in memory).
+//! The plan: what the command line asked for, turned into the workload's task (the
+//! settings every task of the run shares) and a lazy stream of its inputs (a million tasks
+//! are never all in memory).
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -8,11 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context as _, Result};
-use shared::task::FilePath;
-use shared::workload::fault;
-use shared::workload::fetch::{FetchSettings, DEFAULT_TICKERS};
-use shared::workload::files::FileSettings;
-use shared::{workload, Context, Input};
+use workpool::workload::fetch::{FetchSettings, DEFAULT_TICKERS};
+use workpool::workload::files::FileSettings;
+use workpool::workload::{
+    fault, noop_payload, Cpu, CpuInput, Fetch, FetchInput, FilePath, Files, Io, IoInput, Noop,
+    NoopInput,
+};
+use workpool::Task;
 
 use crate::cli::{FetchArgs, FilesArgs, Workload};
 
@@ -20,8 +23,10 @@ use crate::cli::{FetchArgs, FilesArgs, Workload};
 pub struct Plan {
     /// The workload's name, as on the command line.
     pub workload: &'static str,
-    pub context: Context,
-    pub inputs: Box<dyn Iterator<Item = Input> + Send>,
+    /// The workload's task and inputs.
+    pub tasks: Tasks,
+    /// How many inputs there are, when that is known before reading them.
+    pub len: Option<usize>,
     /// The files the tasks will read, so that `--output` can refuse to overwrite one.
     pub input_files: Arc<[PathBuf]>,
     /// Set when an input file turned out bad part-way (the inputs then end there): the
@@ -46,24 +51,42 @@ impl InputError {
     }
 }
 
+/// The task of one workload and its inputs, read lazily.
+pub struct Typed<T: Task> {
+    /// The settings every task of the run shares.
+    pub task: T,
+    /// The inputs, in input order.
+    pub inputs: Box<dyn Iterator<Item = T::Input> + Send>,
+}
+
+impl<T: Task> Typed<T> {
+    fn new(task: T, inputs: impl Iterator<Item = T::Input> + Send + 'static) -> Self {
+        Typed {
+            task,
+            inputs: Box::new(inputs),
+        }
+    }
+}
+
+/// The run's task type: one variant per workload, so each runs on a pool made for it.
+pub enum Tasks {
+    Noop(Typed<Noop>),
+    Io(Typed<Io>),
+    Cpu(Typed<Cpu>),
+    Fetch(Typed<Fetch>),
+    Files(Typed<Files>),
+}
+
 impl Plan {
     pub fn from_cli(workload: &Workload) -> Result<Plan> {
-        let seed = workload.options().seed;
-        let mut context = Context {
-            seed,
-            // With a timeout, a runner reports each task as it ends: an outcome held back
-            // for batching would make the scheduler blame the wrong task for a hang.
-            report_each_task: workload.options().timeout.is_some(),
-            ..Context::default()
-        };
         let input_error = InputError::default();
         let mut input_files: Arc<[PathBuf]> = Arc::new([]);
-        let inputs: Box<dyn Iterator<Item = Input> + Send> = match workload {
+        let tasks = match workload {
             Workload::Noop(args) => {
                 let len = args.payload;
                 let backend = args.run.backend;
                 if let Some(spec) = args.fault.iter().find(|f| f.fault.kind.ends_process()) {
-                    use crate::pool::BackendKind;
+                    use workpool::pool::BackendKind;
                     if !matches!(backend, BackendKind::Process | BackendKind::Redis) {
                         bail!(
                             "--fault {}@{} would end the coordinator itself on the {} \
@@ -76,50 +99,61 @@ impl Plan {
                     }
                 }
                 let faults = fault::by_index(&args.fault, args.count)?;
-                Box::new((0..args.count).map(move |index| Input::Noop {
-                    payload: workload::noop_payload(index, len),
+                let inputs = (0..args.count).map(move |index| NoopInput {
+                    payload: noop_payload(index, len),
                     fault: faults.get(&index).copied(),
-                }))
+                });
+                Tasks::Noop(Typed::new(Noop, inputs))
             }
             Workload::Io(args) => {
                 if args.ms.is_empty() {
                     bail!("--ms needs at least one value");
                 }
                 let ms = args.ms.clone();
-                Box::new((0..args.count).map(move |index| Input::Io {
+                let inputs = (0..args.count).map(move |index| IoInput {
                     ms: ms[(index % ms.len() as u64) as usize],
-                }))
+                });
+                Tasks::Io(Typed::new(Io, inputs))
             }
             Workload::Cpu(args) => {
-                context.gil = args.gil;
                 let iters = args.iters;
-                Box::new((0..args.count).map(move |_| Input::Cpu { iters }))
+                let inputs = (0..args.count).map(move |_| CpuInput { iters });
+                Tasks::Cpu(Typed::new(Cpu { gil: args.gil }, inputs))
             }
             Workload::Fetch(args) => {
-                context.fetch = fetch_settings(args)?;
+                let task = Fetch(fetch_settings(args)?);
                 let tickers = tickers(args, &input_error)?;
-                Box::new(tickers.map(|ticker| Input::Fetch { ticker }))
+                Tasks::Fetch(Typed::new(
+                    task,
+                    tickers.map(|ticker| FetchInput { ticker }),
+                ))
             }
             Workload::Files(args) => {
                 if args.price_column.trim().is_empty() {
                     bail!("--price-column needs a column name");
                 }
-                context.files = FileSettings {
+                let task = Files(FileSettings {
                     io_delay_ms: args.io_delay_ms,
                     price_column: args.price_column.clone(),
                     missing: args.missing,
-                };
+                });
                 input_files = expand_paths(args)?.into();
                 let paths = Arc::clone(&input_files);
-                Box::new((0..paths.len()).map(move |i| Input::File {
-                    path: FilePath::from(paths[i].as_path()),
-                }))
+                let inputs = (0..paths.len()).map(move |i| FilePath::from(paths[i].as_path()));
+                Tasks::Files(Typed::new(task, inputs))
             }
+        };
+        let (lo, hi) = match &tasks {
+            Tasks::Noop(t) => t.inputs.size_hint(),
+            Tasks::Io(t) => t.inputs.size_hint(),
+            Tasks::Cpu(t) => t.inputs.size_hint(),
+            Tasks::Fetch(t) => t.inputs.size_hint(),
+            Tasks::Files(t) => t.inputs.size_hint(),
         };
         Ok(Plan {
             workload: workload.name(),
-            context,
-            inputs,
+            tasks,
+            len: (Some(lo) == hi).then_some(lo),
             input_files,
             input_error,
         })

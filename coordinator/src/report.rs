@@ -6,11 +6,12 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
+use crate::builtin::{Input, Record, Value};
 use serde::Serialize;
 use serde_json::Value as Json;
-use shared::{workload, Input, Value};
+use workpool::workload;
 
-use crate::pool::{BackendKind, Order, Record, Stats};
+use workpool::pool::{BackendKind, Order, Stats};
 
 /// Writes one outcome as a JSON object: the `jsonl` line and the element of `json`'s list.
 ///

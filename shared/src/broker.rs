@@ -28,14 +28,18 @@ use std::time::Duration;
 use redis::Value as Reply;
 use serde::{Deserialize, Serialize};
 
+use crate::codec::Frame;
 use crate::codec::{self, CodecError};
-use crate::{Context, Outcome, Task};
+use crate::protocol::RunSettings;
+use crate::task::Signature;
 
 /// Bumped whenever an entry's layout changes; it leads every [`TaskEntry`] so that a
 /// worker of another build can recognise an entry it must not run.
-pub const BROKER_PROTOCOL: u32 = 2;
+pub const BROKER_PROTOCOL: u32 = 3;
 
+/// The stream every run's task entries go to.
 pub const TASKS_STREAM: &str = "workpool:tasks";
+/// The consumer group of the workers reading [`TASKS_STREAM`].
 pub const GROUP: &str = "workers";
 /// Where task entries that cannot be read or run end up (see the module doc).
 pub const DEAD_STREAM: &str = "workpool:dead";
@@ -63,18 +67,29 @@ pub fn results_key(run: &str) -> String {
 /// number within its pool (a previous run's late duplicates are ignored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
+    /// The scheduler's slot that published the batch.
     pub slot: u32,
+    /// The slot's generation when it did.
     pub generation: u64,
+    /// The coordinator's run number within its pool.
     pub epoch: u64,
 }
 
 /// One entry of the tasks stream: a batch of one run, run in order by one worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskEntry {
+    /// [`BROKER_PROTOCOL`] of the coordinator that wrote it.
     pub protocol: u32,
+    /// The run it belongs to.
     pub run: String,
+    /// Where its outcomes go back to.
     pub route: Route,
-    pub tasks: Vec<Task>,
+    /// Each task's index and attempt, in the batch's order: enough to fail the batch
+    /// without knowing its task type.
+    pub keys: Vec<(u64, u32)>,
+    /// The encoded `Vec<Job<Input>>` of the run's task type (see [`crate::protocol::Job`]),
+    /// decoded by the code serving that type.
+    pub tasks: Frame,
 }
 
 /// The run a task entry belongs to, read from its leading fields only (the protocol and
@@ -89,50 +104,75 @@ pub fn run_of(frame: &[u8]) -> Option<String> {
 /// [`TaskEntry`] by reference, for publishing a batch without copying it (same frame).
 #[derive(Debug, Serialize)]
 pub struct TaskEntryRef<'a> {
+    /// See [`TaskEntry::protocol`].
     pub protocol: u32,
+    /// See [`TaskEntry::run`].
     pub run: &'a str,
+    /// See [`TaskEntry::route`].
     pub route: Route,
-    pub tasks: &'a [Task],
+    /// See [`TaskEntry::keys`].
+    pub keys: &'a [(u64, u32)],
+    /// See [`TaskEntry::tasks`].
+    #[serde(with = "serde_bytes")]
+    pub tasks: &'a [u8],
 }
 
 /// One entry of a run's results stream: the outcomes of one batch, in the batch's order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutcomeEntry {
+    /// The route of the batch it answers.
     pub route: Route,
     /// The consumer name of the worker that ran the batch.
     pub consumer: String,
     /// Its process id (on its own host).
     pub pid: u32,
-    pub outcomes: Vec<Outcome>,
+    /// The encoded `Vec<Outcome<Output>>` of the run's task type.
+    pub outcomes: Frame,
 }
 
 /// [`OutcomeEntry`] by reference, for publishing without copying the outcomes (same frame).
 #[derive(Debug, Serialize)]
 pub struct OutcomeEntryRef<'a> {
+    /// See [`OutcomeEntry::route`].
     pub route: Route,
+    /// See [`OutcomeEntry::consumer`].
     pub consumer: &'a str,
+    /// See [`OutcomeEntry::pid`].
     pub pid: u32,
-    pub outcomes: &'a [Outcome],
+    /// See [`OutcomeEntry::outcomes`].
+    #[serde(with = "serde_bytes")]
+    pub outcomes: &'a [u8],
 }
 
 /// A run's settings, written once by its coordinator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSpec {
+    /// [`BROKER_PROTOCOL`] of the coordinator that wrote it.
     pub protocol: u32,
-    pub context: Context,
+    /// The run's task type, as its coordinator's build has it.
+    pub task: Signature,
+    /// The encoded task value every task of the run is run with.
+    pub task_value: Frame,
+    /// The pool's settings of the run.
+    pub settings: RunSettings,
     /// `--timeout`: enforced by the worker, the only one that knows when a task started.
     pub timeout_ms: Option<u64>,
 }
 
 /// Something that went wrong talking to the broker. Never carries the password.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // The fields say what the messages say.
 pub enum BrokerError {
+    /// The URL cannot be used.
     #[error("invalid broker URL {url}: {reason}")]
     Url { url: String, reason: String },
+    /// No connection.
     #[error("cannot reach the broker at {url}: {reason}")]
     Unreachable { url: String, reason: String },
+    /// The password or user was refused.
     #[error("the broker at {url} refused the credentials: {reason}")]
     Auth { url: String, reason: String },
+    /// A command failed.
     #[error("broker command {command} failed: {reason}")]
     Command {
         command: &'static str,
@@ -140,6 +180,7 @@ pub enum BrokerError {
         /// The server's error code (`NOGROUP`, `WRONGTYPE`...), if it gave one.
         code: Option<String>,
     },
+    /// An entry could not be decoded.
     #[error("broker entry {id}: {source}")]
     Frame {
         id: String,
@@ -149,6 +190,7 @@ pub enum BrokerError {
     /// A key of workpool's holds something workpool did not write there.
     #[error("the broker key {key} {reason}")]
     Corrupt { key: String, reason: String },
+    /// A message could not be encoded.
     #[error(transparent)]
     Codec(#[from] CodecError),
 }
@@ -438,7 +480,9 @@ pub fn publish(
 /// One stream entry as read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
+    /// The entry's stream id.
     pub id: String,
+    /// What it holds.
     pub body: Body,
 }
 
@@ -642,6 +686,7 @@ return 1
 
 /// A task entry a worker gives up: it cannot be read, or its run cannot be served.
 pub struct Burial<'a> {
+    /// The entry's id in the tasks stream.
     pub id: &'a str,
     /// Its run, if it could be read: that run's coordinator is told `reason`.
     pub run: Option<&'a str>,
@@ -654,7 +699,7 @@ pub struct Burial<'a> {
 }
 
 /// Publishes a batch's outcomes to its run's results stream (while the run is live) and
-/// acknowledges and deletes the task entry in one step (see [`SETTLE_SCRIPT`]): an entry is
+/// acknowledges and deletes the task entry in one step (see `SETTLE_SCRIPT`): an entry is
 /// finished exactly when its outcomes are out. An empty `frame` only acknowledges (an
 /// entry of a run that is gone).
 pub fn finish(
@@ -1057,21 +1102,20 @@ mod tests {
             generation: 2,
             epoch: 1,
         };
-        let tasks = vec![Task {
-            index: 9,
-            attempt: 1,
-            input: crate::Input::Io { ms: 5 },
-        }];
+        let tasks = vec![1u8, 2, 3];
+        let keys = vec![(9, 1)];
         let owned = TaskEntry {
             protocol: BROKER_PROTOCOL,
             run: "r".into(),
             route,
-            tasks: tasks.clone(),
+            keys: keys.clone(),
+            tasks: Frame::from(tasks.clone()),
         };
         let borrowed = TaskEntryRef {
             protocol: BROKER_PROTOCOL,
             run: "r",
             route,
+            keys: &keys,
             tasks: &tasks,
         };
         let a = codec::encode(&owned).unwrap();
@@ -1087,18 +1131,12 @@ mod tests {
             generation: 0,
             epoch: 4,
         };
-        let outcomes = vec![Outcome {
-            index: 3,
-            attempt: 2,
-            result: Ok(crate::Value::Io { slept_ms: 5 }),
-            run_us: 5000,
-            trace: None,
-        }];
+        let outcomes = vec![7u8; 40];
         let owned = OutcomeEntry {
             route,
             consumer: "w".into(),
             pid: 7,
-            outcomes: outcomes.clone(),
+            outcomes: Frame::from(outcomes.clone()),
         };
         let borrowed = OutcomeEntryRef {
             route,

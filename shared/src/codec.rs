@@ -23,19 +23,25 @@ const CONFIG: Configuration<LittleEndian, Varint, Limit<MAX_FRAME_BYTES>> =
 /// serializer copy it as one block of bytes instead of element by element.
 pub type Frame = serde_bytes::ByteBuf;
 
+/// Why a message could not become a frame, or a frame a message.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // The fields are what the messages show.
 pub enum CodecError {
+    /// The message cannot be encoded.
     #[error("cannot encode message: {0}")]
     Encode(#[from] bincode::error::EncodeError),
     // The cause is part of the message and deliberately not a `source`, so that printing
     // the chain with `{:#}` does not say it twice.
+    /// The frame is not a message of the expected type.
     #[error("corrupt frame ({len} bytes): {cause}")]
     Decode {
         len: usize,
         cause: bincode::error::DecodeError,
     },
+    /// The frame holds more than one message.
     #[error("corrupt frame ({len} bytes): {trailing} bytes left over after the message")]
     Trailing { len: usize, trailing: usize },
+    /// The frame is larger than [`MAX_FRAME_BYTES`].
     #[error("frame of {len} bytes exceeds the {MAX_FRAME_BYTES}-byte limit")]
     TooLarge { len: usize },
 }

@@ -72,6 +72,7 @@ pub const FIRST_DATE: NaiveDate = match NaiveDate::from_ymd_opt(1, 1, 1) {
     Some(date) => date,
     None => panic!("0001-01-01 is a valid date"),
 };
+/// The last date a generated file may hold (dates have four-digit years).
 pub const LAST_DATE: NaiveDate = match NaiveDate::from_ymd_opt(9999, 12, 31) {
     Some(date) => date,
     None => panic!("9999-12-31 is a valid date"),
@@ -99,6 +100,7 @@ impl Tickers {
         }
     }
 
+    /// Whether there are no tickers.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -149,14 +151,18 @@ impl GenSpec {
 
 /// Why generation failed.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // The fields are what the messages show.
 pub enum DatagenError {
+    /// A ticker that cannot be a file name.
     #[error(
         "ticker {0:?} cannot name a file: use letters, digits, '.', '-' or '_', \
          not starting with '.'"
     )]
     InvalidTicker(String),
+    /// A ticker given twice.
     #[error("ticker {0:?} is listed twice; each ticker gets one file")]
     DuplicateTicker(String),
+    /// Dates past [`LAST_DATE`].
     #[error(
         "{days} days from {start} go past {LAST_DATE} (dates have four-digit years); \
          use fewer rows or an earlier start date"
@@ -164,8 +170,10 @@ pub enum DatagenError {
     DateOutOfRange { start: NaiveDate, days: usize },
     // The I/O error is the source, not part of the message: printed with its causes (as
     // the binaries do), it would otherwise appear twice.
+    /// The output directory cannot be created.
     #[error("cannot create directory {}", path.display())]
     CreateDir { path: PathBuf, source: io::Error },
+    /// A file cannot be written.
     #[error("cannot write {}", path.display())]
     Write { path: PathBuf, source: io::Error },
 }

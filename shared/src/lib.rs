@@ -1,20 +1,70 @@
-//! What the coordinator and its workers agree on: the task and outcome types, the wire
-//! protocol and its codec, and the workloads themselves, so that a thread and a worker
-//! process run exactly the same code.
+#![warn(missing_docs)]
 
+//! workpool runs *your* tasks on a pool of worker processes, threads, or hosts connected
+//! through a Redis broker, with crash isolation, timeouts that kill, retries with backoff,
+//! results in input or completion order, and bounded memory over a lazy input.
+//!
+//! Implement [`Task`] for a type, call [`Worker::serve_if_worker`] first thing in `main`
+//! (your program is its own worker), and run inputs on a [`Pool`] built with
+//! [`PoolBuilder`]:
+//!
+//! ```no_run
+//! use serde::{Deserialize, Serialize};
+//! use workpool::{Attempt, BackendKind, PoolBuilder, Task, TaskError, Worker};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct WordCount;
+//!
+//! impl Task for WordCount {
+//!     const NAME: &'static str = "word-count";
+//!     type Input = String;
+//!     type Output = usize;
+//!     fn run(&self, text: &String, _: &Attempt) -> Result<usize, TaskError> {
+//!         Ok(text.split_whitespace().count())
+//!     }
+//! }
+//!
+//! fn main() -> Result<(), workpool::PoolError> {
+//!     Worker::new().task::<WordCount>().serve_if_worker();
+//!     let mut pool = PoolBuilder::new()
+//!         .backend(BackendKind::Process)
+//!         .workers(4)
+//!         .build(WordCount)?;
+//!     let texts = ["one two", "three", "four five six"].map(String::from);
+//!     for record in pool.map(texts) {
+//!         println!("{}: {:?}", record.index, record.result);
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The same program runs on threads (`BackendKind::Thread`), in its own thread
+//! (`BackendKind::Sequential`), or on any host reaching a Redis broker
+//! (`BackendKind::Redis`, feature `redis`): started with `WORKPOOL_ROLE=worker` and
+//! `WORKPOOL_BROKER=URL`, it serves that broker instead.
+
+#[cfg(feature = "redis")]
 pub mod broker;
 pub mod clock;
 pub mod codec;
+#[cfg(feature = "workloads")]
 pub mod datagen;
 pub mod diag;
+pub mod execute;
+pub mod interrupt;
 pub mod outcome;
+pub mod pool;
 pub mod protocol;
 pub mod seed;
 pub mod task;
+pub mod worker;
+#[cfg(feature = "workloads")]
 pub mod workload;
 
-pub use outcome::{ErrorKind, Outcome, TaskError, Value};
-pub use task::{Context, Input, Task};
+pub use outcome::{ErrorKind, Outcome, TaskError};
+pub use pool::{BackendKind, Chunk, Order, Pool, PoolBuilder, PoolError, Record, Stats};
+pub use task::{Attempt, Task};
+pub use worker::Worker;
 
 /// Receives from `channel`, first spinning for up to `spin` before sleeping. A thread
 /// put to sleep takes tens of microseconds to wake on a virtual machine, more than a
@@ -41,3 +91,9 @@ pub fn recv_spinning<T>(
         std::hint::spin_loop();
     }
 }
+
+/// The "Your own tasks" section of the README, compiled and run as a doctest so that the
+/// example a user copies always builds and works.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/library.md")]
+pub struct YourOwnTasks;

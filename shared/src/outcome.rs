@@ -2,15 +2,16 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The result of one attempt at one task, as a worker reports it.
+/// The result of one attempt at one task, as a worker reports it; `O` is the task type's
+/// output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Outcome {
+pub struct Outcome<O> {
     /// The task's position in the input.
     pub index: u64,
     /// Which attempt this was (1 = first).
     pub attempt: u32,
     /// The value, or why there is none.
-    pub result: Result<Value, TaskError>,
+    pub result: Result<O, TaskError>,
     /// Time spent running the task's code, in microseconds.
     pub run_us: u64,
     /// Where the time went on the runner's side, when the run asked for it.
@@ -34,7 +35,9 @@ pub struct Trace {
 /// When the message carrying a batch arrived at its runner, for [`Trace`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Arrival {
+    /// The message was received.
     pub received_ns: u64,
+    /// The message was decoded.
     pub decoded_ns: u64,
 }
 
@@ -49,33 +52,18 @@ impl Arrival {
     }
 }
 
-/// What a successful task produced.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Value {
-    /// The echoed payload.
-    Noop {
-        #[serde(with = "serde_bytes")]
-        payload: Vec<u8>,
-    },
-    /// How long the task slept.
-    Io { slept_ms: u64 },
-    /// The wrapping sum of squares.
-    Cpu { total: u64 },
-    /// A simulated stock quote.
-    Quote(crate::workload::fetch::Quote),
-    /// Summary statistics of one price file.
-    FileStats(crate::workload::files::FileStats),
-}
-
 /// Why a task has no value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{kind}: {message}")]
 pub struct TaskError {
+    /// What went wrong, and so whether it is retried.
     pub kind: ErrorKind,
+    /// What went wrong, for people.
     pub message: String,
 }
 
 impl TaskError {
+    /// An error of `kind`, explained by `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         TaskError {
             kind,
@@ -84,7 +72,8 @@ impl TaskError {
     }
 }
 
-/// The kinds of failure a task can end with (the README lists them under the output schema).
+/// The kinds of failure a task can end with. [`ErrorKind::is_transient`] says which are
+/// retried; a task's own code returns the kind that says what happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ErrorKind {
     /// The input can never succeed; never retried.
@@ -106,6 +95,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, in the order reports list them.
     pub const ALL: [ErrorKind; 8] = [
         ErrorKind::InvalidInput,
         ErrorKind::Network,

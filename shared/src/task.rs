@@ -1,105 +1,163 @@
-//! A task: one unit of work, as planned by the coordinator and run by a worker.
+//! The task API: what a user implements to run their own code on a pool.
 
-use std::borrow::Cow;
-use std::ffi::OsStr;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::{Path, PathBuf};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
-use serde::{Deserialize, Serialize};
+use crate::TaskError;
 
-/// One task to run, as it crosses the process boundary.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Task {
-    /// Position of the task in the input; the key of every outcome.
+/// A kind of work the pool can run: your type, your input, your output.
+///
+/// The value of the type itself carries the settings every task of a run shares; it is
+/// sent to each worker once, when the worker joins. Inputs and outputs cross the process
+/// boundary with serde (bincode), so they must not borrow. `run` is plain code: return
+/// an [`ErrorKind`](crate::ErrorKind) that says whether another attempt may succeed, and
+/// the pool retries, times out, isolates and reorders around it. A panic in `run` is
+/// caught and becomes a `panicked` outcome.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use workpool::{Attempt, ErrorKind, Task, TaskError};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Square;
+///
+/// impl Task for Square {
+///     const NAME: &'static str = "square";
+///     type Input = u64;
+///     type Output = u64;
+///     fn run(&self, n: &u64, _: &Attempt) -> Result<u64, TaskError> {
+///         n.checked_mul(*n)
+///             .ok_or_else(|| TaskError::new(ErrorKind::InvalidInput, "overflow"))
+///     }
+/// }
+/// ```
+pub trait Task: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The name a worker knows this task type by: unique among the task types of one
+    /// program, and the same in the coordinator and its workers.
+    const NAME: &'static str;
+    /// One task's input.
+    type Input: Serialize + DeserializeOwned + Clone + Send + 'static;
+    /// What one task produces.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+
+    /// Runs one attempt at one task.
+    fn run(&self, input: &Self::Input, attempt: &Attempt) -> Result<Self::Output, TaskError>;
+
+    /// Bytes of bulk data an input carries: the pool keeps each batch's message bounded by
+    /// their sum. The default (0) suits inputs of a few bytes.
+    fn input_bytes(_input: &Self::Input) -> usize {
+        0
+    }
+}
+
+/// Which attempt at which task `run` is making.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    /// The task's position in the run's input.
     pub index: u64,
-    /// 1 for the first try, incremented by each retry.
-    pub attempt: u32,
-    /// What to do.
-    pub input: Input,
+    /// 1 for the first attempt, 2 for the first retry, and so on.
+    pub number: u32,
+    /// The run's seed ([`PoolBuilder::seed`](crate::PoolBuilder::seed)): derive every
+    /// random quantity from it, the index and the attempt, and a run can be repeated.
+    pub seed: u64,
 }
 
-/// The per-task input of each workload. Settings shared by every task of a run live in
-/// [`Context`], sent once per worker rather than once per task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Input {
-    /// Return at once, echoing `payload` back (unless `fault` strikes first).
-    Noop {
-        #[serde(with = "serde_bytes")]
-        payload: Vec<u8>,
-        fault: Option<crate::workload::fault::Fault>,
-    },
-    /// Sleep for `ms` milliseconds (the notebook's `io_bound_task`).
-    Io { ms: u64 },
-    /// Sum `i * i` for `i in 0..iters` (the notebook's `cpu_bound_task`).
-    Cpu { iters: u64 },
-    /// Fetch a simulated quote for a ticker (the notebook's `simulate_fetch_stock_data`).
-    Fetch { ticker: String },
-    /// Summarise one CSV of daily prices (the notebook's `process_stock_file`).
-    File { path: FilePath },
+/// What a worker and its coordinator compare at the handshake: a worker serving a task
+/// type of the same name but other input or output types is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Signature {
+    /// [`Task::NAME`].
+    pub name: String,
+    /// The Rust type names of the task, its input and its output.
+    pub types: [String; 3],
 }
 
-impl Input {
-    /// Bytes of bulk data the input carries; the chunker keeps a batch's frame bounded by it.
-    pub fn payload_len(&self) -> usize {
-        match self {
-            Input::Noop { payload, .. } => payload.len(),
-            Input::Fetch { ticker } => ticker.len(),
-            Input::File { path } => path.len_bytes(),
-            Input::Io { .. } | Input::Cpu { .. } => 0,
+impl Signature {
+    /// The signature of task type `T` in this build.
+    pub fn of<T: Task>() -> Signature {
+        Signature {
+            name: T::NAME.to_string(),
+            types: [
+                std::any::type_name::<T>().to_string(),
+                std::any::type_name::<T::Input>().to_string(),
+                std::any::type_name::<T::Output>().to_string(),
+            ],
         }
     }
-}
 
-/// A file's path as it crosses the process boundary: the operating system's bytes, exactly
-/// (Unix paths are bytes), so that a name which is not UTF-8 still opens the file it names.
-/// Text only for display.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct FilePath(#[serde(with = "serde_bytes")] Vec<u8>);
-
-impl FilePath {
-    /// The path, borrowed: no copy on the way to `open`.
-    pub fn as_path(&self) -> &Path {
-        Path::new(OsStr::from_bytes(&self.0))
+    /// Why a worker serving `served` cannot run tasks of type `wanted`, if it cannot: the
+    /// type is not among them, or is, as another build has it.
+    pub fn refusal(served: &[Signature], wanted: &Signature) -> Option<String> {
+        match served.iter().find(|s| s.name == wanted.name) {
+            Some(theirs) => theirs
+                .difference(wanted)
+                .map(|difference| format!("{difference}: they are of other builds")),
+            None => {
+                let names: Vec<&str> = served.iter().map(|s| s.name.as_str()).collect();
+                Some(format!(
+                    "it serves the task types [{}], not `{}`",
+                    names.join(", "),
+                    wanted.name
+                ))
+            }
+        }
     }
 
-    /// The path for people: bytes that are not UTF-8 become U+FFFD.
-    pub fn to_string_lossy(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(&self.0)
-    }
-
-    /// Length in bytes, for the chunker's frame budget.
-    pub fn len_bytes(&self) -> usize {
-        self.0.len()
-    }
-}
-
-impl From<&Path> for FilePath {
-    fn from(path: &Path) -> FilePath {
-        FilePath(path.as_os_str().as_bytes().to_vec())
-    }
-}
-
-impl From<PathBuf> for FilePath {
-    fn from(path: PathBuf) -> FilePath {
-        FilePath(path.into_os_string().into_vec())
+    /// How `self` (the worker's) differs from `wanted` (the coordinator's), if it does.
+    pub fn difference(&self, wanted: &Signature) -> Option<String> {
+        let what = ["task type", "input type", "output type"];
+        self.types
+            .iter()
+            .zip(&wanted.types)
+            .zip(what)
+            .find(|((mine, theirs), _)| mine != theirs)
+            .map(|((mine, theirs), what)| {
+                format!(
+                    "task `{}`: the worker's {what} is {mine}, this program's {theirs}",
+                    self.name
+                )
+            })
     }
 }
 
-/// Settings shared by every task of a run, sent to each worker once after the handshake.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Context {
-    /// Seed every random quantity of the run derives from.
-    pub seed: u64,
-    /// Settings of the `fetch` workload.
-    pub fetch: crate::workload::fetch::FetchSettings,
-    /// Settings of the `files` workload.
-    pub files: crate::workload::files::FileSettings,
-    /// Hold one process-wide lock while CPU work runs, as CPython's GIL does.
-    pub gil: bool,
-    /// Send each outcome as soon as its task ends instead of batching them (needed to
-    /// tell which task of a batch overran a timeout).
-    pub report_each_task: bool,
-    /// Timestamp every task's journey (see [`crate::outcome::Trace`]), for `bench`.
-    pub trace: bool,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signature(name: &str, input: &str) -> Signature {
+        Signature {
+            name: name.into(),
+            types: ["t".into(), input.into(), "o".into()],
+        }
+    }
+
+    #[test]
+    fn a_worker_is_refused_with_what_differs() {
+        let served = [signature("hash", "PathBuf"), signature("count", "String")];
+        assert_eq!(
+            Signature::refusal(&served, &signature("hash", "PathBuf")),
+            None
+        );
+        let other_build = Signature::refusal(&served, &signature("hash", "String"));
+        assert_eq!(
+            other_build.as_deref(),
+            Some(
+                "task `hash`: the worker's input type is PathBuf, this program's String: \
+                 they are of other builds"
+            )
+        );
+        let unknown = Signature::refusal(&served, &signature("resize", "Image"));
+        assert_eq!(
+            unknown.as_deref(),
+            Some("it serves the task types [hash, count], not `resize`")
+        );
+    }
+
+    #[test]
+    #[cfg(feature = "workloads")]
+    fn a_signature_names_the_types_of_this_build() {
+        let sig = Signature::of::<crate::workload::Io>();
+        assert_eq!(sig.name, "io");
+        assert!(sig.types[1].ends_with("IoInput"), "{sig:?}");
+    }
 }

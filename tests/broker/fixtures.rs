@@ -611,7 +611,7 @@ pub(crate) fn tickers(prefix: &str, count: usize) -> String {
 /// How many entries the tasks stream holds: batches waiting, or taken and not finished.
 pub(crate) fn tasks_queued(con: &mut redis::Connection) -> usize {
     redis::cmd("XLEN")
-        .arg(shared::broker::TASKS_STREAM)
+        .arg(workpool::broker::TASKS_STREAM)
         .query(con)
         .expect("XLEN")
 }
@@ -619,8 +619,8 @@ pub(crate) fn tasks_queued(con: &mut redis::Connection) -> usize {
 /// Entries taken and not yet acknowledged, over every worker.
 pub(crate) fn pending(con: &mut redis::Connection) -> usize {
     let summary: (usize, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
-        .arg(shared::broker::TASKS_STREAM)
-        .arg(shared::broker::GROUP)
+        .arg(workpool::broker::TASKS_STREAM)
+        .arg(workpool::broker::GROUP)
         .query(con)
         .expect("XPENDING");
     summary.0

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use shared::broker::{DEAD_STREAM, GROUP, TASKS_STREAM};
+use workpool::broker::{DEAD_STREAM, GROUP, TASKS_STREAM};
 
 use super::fixtures::*;
 use crate::common::assert_every_index_once;

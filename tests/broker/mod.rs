@@ -5,6 +5,7 @@
 //! `redis-server` must be installed (Debian: `apt-get install redis-server`); without it
 //! these tests fail rather than skip, so a missing install step cannot go unnoticed.
 
+mod examples;
 mod fixtures;
 mod garbage;
 mod recovery;
@@ -16,7 +17,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use fixtures::*;
-use shared::broker::{GROUP, TASKS_STREAM};
+use workpool::broker::{GROUP, TASKS_STREAM};
 
 use crate::common::{
     assert_contains, assert_every_index_once, assert_exit, assert_stopped_by_first,

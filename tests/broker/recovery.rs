@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use shared::broker::spec_key;
+use workpool::broker::spec_key;
 
 use super::fixtures::*;
 use crate::common::{

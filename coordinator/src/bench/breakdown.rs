@@ -4,11 +4,11 @@
 use std::time::Instant;
 
 use anyhow::{anyhow, Result};
-use shared::{Context, Input};
+use workpool::workload::{Noop, NoopInput};
 
 use super::model::{Measurement, Report};
 use super::Bench;
-use crate::pool::{BackendKind, Phases};
+use workpool::pool::{BackendKind, Chunk, Phases};
 
 /// Reads one phase of a traced round trip.
 type Phase = fn(&Phases) -> f64;
@@ -29,13 +29,12 @@ const PHASES: [(&str, Phase); 10] = [
 
 pub fn breakdown(bench: &Bench, report: &mut Report) -> Result<()> {
     let samples = if bench.quick { 300 } else { 3000 };
-    let context = Context {
-        trace: true,
-        ..Context::default()
-    };
     for backend in [BackendKind::Process, BackendKind::Thread] {
-        let mut pool = bench.one_at_a_time(backend, context.clone())?;
-        let input = Input::Noop {
+        let builder = bench
+            .builder(backend, 1, Chunk::Fixed(1), Some(1))
+            .trace(true);
+        let mut pool = super::start(builder, Noop)?;
+        let input = NoopInput {
             payload: Vec::new(),
             fault: None,
         };

@@ -8,12 +8,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use shared::{Context, Input};
+use workpool::workload::{Io, IoInput, Noop};
 
 use super::model::{Measurement, Report};
 use super::overhead::noop;
 use super::{ms_since, Bench};
-use crate::pool::{BackendKind, Chunk};
+use workpool::pool::{BackendKind, Chunk};
 
 const SUITE: &str = "broker";
 /// Remote workers started for the suite, and threads in each.
@@ -84,13 +84,7 @@ pub fn broker(bench: &Bench, report: &mut Report) -> Result<()> {
     let raw = bench.broker_raw.clone().unwrap_or_default();
     let mut workers = Workers::start(bench, &raw, WORKERS)?;
     // The workers are ready once one task has gone through.
-    let mut warm = bench.pool(
-        BackendKind::Redis,
-        64,
-        Chunk::Auto,
-        None,
-        Context::default(),
-    )?;
+    let mut warm = bench.pool(BackendKind::Redis, 64, Chunk::Auto, None, Noop)?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while warm.map(std::iter::once(noop(0))).next().is_none() {
         if Instant::now() > deadline {
@@ -112,7 +106,7 @@ pub fn broker(bench: &Bench, report: &mut Report) -> Result<()> {
 /// The broker's floor: the same four legs as a task's round trip (an `XADD`, the wake-up
 /// of a blocked `XREADGROUP`, an `XADD` back, the wake-up of a blocked `XREAD`) between two
 /// threads of this process that do nothing else, in microseconds.
-fn floor(bench: &Bench, report: &mut Report, url: &shared::broker::BrokerUrl) -> Result<()> {
+fn floor(bench: &Bench, report: &mut Report, url: &workpool::broker::BrokerUrl) -> Result<()> {
     let samples = if bench.quick { 300 } else { 2000 };
     let prefix = format!("workpool:bench:{}", std::process::id());
     let (ping, pong) = (format!("{prefix}:ping"), format!("{prefix}:pong"));
@@ -248,7 +242,7 @@ fn startup(bench: &Bench, report: &mut Report) -> Result<()> {
         let workers = workers_of(backend);
         let ready = bench.repeat(|| {
             let t = Instant::now();
-            let pool = bench.pool(backend, workers, Chunk::Auto, None, Context::default())?;
+            let pool = bench.pool(backend, workers, Chunk::Auto, None, Noop)?;
             let ready = ms_since(t);
             pool.shutdown();
             Ok(ready)
@@ -271,7 +265,7 @@ fn startup(bench: &Bench, report: &mut Report) -> Result<()> {
 fn round_trip(bench: &Bench, report: &mut Report) -> Result<()> {
     let samples = if bench.quick { 300 } else { 2000 };
     for backend in RUNTIMES {
-        let mut pool = bench.one_at_a_time(backend, Context::default())?;
+        let mut pool = bench.one_at_a_time(backend, Noop)?;
         let values = super::overhead::round_trips(&mut pool, samples, 0)?;
         pool.shutdown();
         let m = Measurement::new(
@@ -297,7 +291,7 @@ fn throughput(bench: &Bench, report: &mut Report) -> Result<()> {
             // The other backends' best on two cores: one worker per core.
             _ => 2,
         };
-        let mut pool = bench.pool(backend, workers, Chunk::Auto, None, Context::default())?;
+        let mut pool = bench.pool(backend, workers, Chunk::Auto, None, Noop)?;
         let values = super::overhead::noops_per_second(bench, &mut pool, tasks)?;
         pool.shutdown();
         let m = Measurement::new(
@@ -323,11 +317,11 @@ fn io_speedup(bench: &Bench, report: &mut Report) -> Result<()> {
     let param = format!("{count}x{ms}ms, 2x8");
     for backend in RUNTIMES {
         let workers = workers_of(backend);
-        let mut pool = bench.pool(backend, workers, Chunk::Auto, None, Context::default())?;
+        let mut pool = bench.pool(backend, workers, Chunk::Auto, None, Io)?;
         let values = bench.repeat(|| {
             let t = Instant::now();
             let ok = pool
-                .map((0..count).map(|_| Input::Io { ms }))
+                .map((0..count).map(|_| IoInput { ms }))
                 .filter(|r| r.result.is_ok())
                 .count();
             if ok != count as usize {
@@ -356,19 +350,13 @@ fn reclaim(bench: &Bench, report: &mut Report, workers: &mut Workers, url: &str)
     let runs = bench.runs.min(3);
     let mut values = Vec::new();
     for _ in 0..runs {
-        let mut pool = bench.pool(
-            BackendKind::Redis,
-            64,
-            Chunk::Fixed(1),
-            None,
-            Context::default(),
-        )?;
+        let mut pool = bench.pool(BackendKind::Redis, 64, Chunk::Fixed(1), None, Io)?;
         let victim = workers.0.remove(0);
         let mut victim = Workers(vec![victim]);
         let started = Instant::now();
         let mut killed: Option<Instant> = None;
         let mut ok = 0;
-        for record in pool.map((0..32).map(|_| Input::Io { ms: 200 })) {
+        for record in pool.map((0..32).map(|_| IoInput { ms: 200 })) {
             ok += usize::from(record.result.is_ok());
             if killed.is_none() && started.elapsed() > Duration::from_millis(100) {
                 drop(victim);

@@ -1,16 +1,16 @@
 //! The memory suite: what a worker process costs compared with a thread.
 
 use anyhow::Result;
-use shared::{Context, Input};
+use workpool::workload::{Noop, NoopInput};
 
 use super::model::{Measurement, Report};
 use super::Bench;
 use crate::machine::{pss_kib, rss_kib};
-use crate::pool::{BackendKind, Chunk, Pool};
+use workpool::pool::{BackendKind, Chunk, Pool};
 
 /// Brings every runner to its steady state before memory is read.
-fn warm(pool: &mut Pool) {
-    let inputs = (0..1000).map(|_| Input::Noop {
+fn warm(pool: &mut Pool<Noop>) {
+    let inputs = (0..1000).map(|_| NoopInput {
         payload: Vec::new(),
         fault: None,
     });
@@ -37,13 +37,7 @@ pub fn memory(bench: &Bench, report: &mut Report) -> Result<()> {
         report.measurements.extend(m);
     }
 
-    let mut pool = bench.pool(
-        BackendKind::Process,
-        workers,
-        Chunk::Auto,
-        None,
-        Context::default(),
-    )?;
+    let mut pool = bench.pool(BackendKind::Process, workers, Chunk::Auto, None, Noop)?;
     warm(&mut pool);
     let pids = pool.pids();
     let rss: Vec<u64> = pids.iter().filter_map(|&p| rss_kib(p)).collect();
@@ -83,13 +77,7 @@ pub fn memory(bench: &Bench, report: &mut Report) -> Result<()> {
 
     // A thread's cost shows only as growth of this process: measured before and after.
     let before = rss_kib(me);
-    let mut pool = bench.pool(
-        BackendKind::Thread,
-        workers,
-        Chunk::Auto,
-        None,
-        Context::default(),
-    )?;
+    let mut pool = bench.pool(BackendKind::Thread, workers, Chunk::Auto, None, Noop)?;
     warm(&mut pool);
     let after = rss_kib(me);
     pool.shutdown();

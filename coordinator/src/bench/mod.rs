@@ -26,8 +26,9 @@ use anyhow::{Context as _, Result};
 
 use crate::cli::{BenchArgs, Suite};
 use crate::machine::Machine;
-use crate::pool::{BackendKind, Chunk, Pool, PoolConfig, WorkerBinary};
 pub use model::{Measurement, Report};
+use workpool::pool::{BackendKind, Chunk, Pool, PoolBuilder, WorkerBinary};
+use workpool::Task;
 
 /// Settings every suite reads.
 pub struct Bench {
@@ -40,46 +41,49 @@ pub struct Bench {
     /// The `--workers` sweep.
     pub sweep: Vec<usize>,
     /// `--broker`, for the broker suite: checked, and as given (for the workers it starts).
-    pub broker: Option<shared::broker::BrokerUrl>,
+    pub broker: Option<workpool::broker::BrokerUrl>,
     pub broker_raw: Option<String>,
     /// `--load`: CPU hogs to measure the latency suite under, a second time.
     pub load: Option<usize>,
 }
 
 impl Bench {
-    /// A started pool for one configuration.
-    pub fn pool(
+    /// The settings of a pool for one configuration.
+    pub fn builder(
         &self,
         backend: BackendKind,
         workers: usize,
         chunk: Chunk,
         inflight: Option<usize>,
-        context: shared::Context,
-    ) -> Result<Pool> {
-        Pool::start(PoolConfig {
-            backend,
-            workers,
-            order: crate::pool::Order::Input,
-            chunk,
-            inflight,
-            retries: 0,
-            backoff: std::time::Duration::ZERO,
-            context,
-            timeout: None,
-            first: None,
-            fail_fast: false,
-            worker_bin: Some(self.bin.clone()),
-            broker: self
-                .broker
-                .clone()
-                .filter(|_| backend == BackendKind::Redis),
-        })
-        .context("cannot start a pool to measure")
+    ) -> PoolBuilder {
+        let builder = PoolBuilder::new()
+            .backend(backend)
+            .workers(workers)
+            .chunk(chunk)
+            .inflight(inflight.unwrap_or(0))
+            .backoff(std::time::Duration::ZERO)
+            .worker_program(self.bin.clone());
+        match &self.broker {
+            Some(url) if backend == BackendKind::Redis => builder.broker(url.clone()),
+            _ => builder,
+        }
+    }
+
+    /// A started pool of `task` for one configuration.
+    pub fn pool<T: Task>(
+        &self,
+        backend: BackendKind,
+        workers: usize,
+        chunk: Chunk,
+        inflight: Option<usize>,
+        task: T,
+    ) -> Result<Pool<T>> {
+        start(self.builder(backend, workers, chunk, inflight), task)
     }
 
     /// A one-worker pool that takes one task at a time: what latency is measured on.
-    pub fn one_at_a_time(&self, backend: BackendKind, context: shared::Context) -> Result<Pool> {
-        self.pool(backend, 1, Chunk::Fixed(1), Some(1), context)
+    pub fn one_at_a_time<T: Task>(&self, backend: BackendKind, task: T) -> Result<Pool<T>> {
+        self.pool(backend, 1, Chunk::Fixed(1), Some(1), task)
     }
 
     /// Runs `f` `warmup` times unmeasured, then `runs` times, returning its results.
@@ -89,6 +93,13 @@ impl Bench {
         }
         (0..self.runs).map(|_| f()).collect()
     }
+}
+
+/// Starts a pool to measure.
+pub fn start<T: Task>(builder: PoolBuilder, task: T) -> Result<Pool<T>> {
+    builder
+        .build(task)
+        .context("cannot start a pool to measure")
 }
 
 /// Milliseconds since `t`.
@@ -116,7 +127,7 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
         broker: args
             .broker
             .as_deref()
-            .map(shared::broker::BrokerUrl::parse)
+            .map(workpool::broker::BrokerUrl::parse)
             .transpose()?,
         broker_raw: args.broker.clone(),
         load: args.load,
@@ -157,7 +168,7 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
         conclusions: Vec::new(),
     };
     let m = &report.machine;
-    shared::diag!(
+    workpool::diag!(
         "workpool bench on {} ({} logical cores, {} MiB, {}, kernel {}); {} runs after {} warm-up",
         m.cpu,
         m.logical_cores,
@@ -220,7 +231,7 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
     targets.write(&report, true)?;
     if let Some(dir) = &args.plot {
         for path in plot::write_all(&report, dir)? {
-            shared::diag!("wrote {}", path.display());
+            workpool::diag!("wrote {}", path.display());
         }
     }
     let markdown_on_stdout = args.export_markdown.as_deref() == Some(std::path::Path::new("-"));
@@ -329,6 +340,6 @@ fn remove_temp_files() {
 /// stdout.
 fn print_terminal(report: &Report, tables: bool) {
     if tables {
-        shared::diag!("\n{}", export::markdown(report));
+        workpool::diag!("\n{}", export::markdown(report));
     }
 }

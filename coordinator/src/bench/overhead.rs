@@ -4,19 +4,20 @@
 use std::time::Instant;
 
 use anyhow::{anyhow, Result};
-use shared::codec::{self, Frame};
-use shared::protocol::{ToWorker, ToWorkerRef};
-use shared::{Context, Input, Task};
+use workpool::codec::{self, Frame};
+use workpool::protocol::Job;
+use workpool::protocol::{ToWorker, ToWorkerRef};
+use workpool::workload::{Io, IoInput, Noop, NoopInput};
 
 use super::load::Load;
 use super::model::{Histogram, Measurement, Report};
 use super::{ms_since, stats, Bench};
-use crate::pool::{BackendKind, Chunk, EchoPeer, Pool};
+use workpool::pool::{BackendKind, Chunk, EchoPeer, Pool};
 
 const POOLED: [BackendKind; 2] = [BackendKind::Process, BackendKind::Thread];
 
-pub(super) fn noop(payload: usize) -> Input {
-    Input::Noop {
+pub(super) fn noop(payload: usize) -> NoopInput {
+    NoopInput {
         payload: vec![0xA5; payload],
         fault: None,
     }
@@ -34,7 +35,7 @@ pub fn startup(bench: &Bench, report: &mut Report) -> Result<()> {
             let mut shutdowns = Vec::new();
             let ready = bench.repeat(|| {
                 let t = Instant::now();
-                let pool = bench.pool(backend, workers, Chunk::Auto, None, Context::default())?;
+                let pool = bench.pool(backend, workers, Chunk::Auto, None, Noop)?;
                 let ready = ms_since(t);
                 let t = Instant::now();
                 pool.shutdown();
@@ -73,7 +74,11 @@ pub fn startup(bench: &Bench, report: &mut Report) -> Result<()> {
 }
 
 /// Samples of one no-op at a time on a warm one-worker pool, in microseconds.
-pub(super) fn round_trips(pool: &mut Pool, samples: usize, payload: usize) -> Result<Vec<f64>> {
+pub(super) fn round_trips(
+    pool: &mut Pool<Noop>,
+    samples: usize,
+    payload: usize,
+) -> Result<Vec<f64>> {
     let input = noop(payload);
     for _ in 0..samples.min(100) {
         pool.map(std::iter::once(input.clone())).for_each(drop);
@@ -124,7 +129,7 @@ pub fn latency(bench: &Bench, report: &mut Report) -> Result<()> {
 }
 
 fn latency_of(bench: &Bench, backend: BackendKind, samples: usize) -> Result<Vec<f64>> {
-    let mut pool = bench.one_at_a_time(backend, Context::default())?;
+    let mut pool = bench.one_at_a_time(backend, Noop)?;
     let values = round_trips(&mut pool, samples, 0)?;
     pool.shutdown();
     Ok(values)
@@ -197,7 +202,7 @@ pub fn throughput(bench: &Bench, report: &mut Report) -> Result<()> {
                 (_, true) => 50_000,
                 (_, false) => 300_000,
             };
-            let mut pool = bench.pool(backend, workers, chunk, inflight, Context::default())?;
+            let mut pool = bench.pool(backend, workers, chunk, inflight, Noop)?;
             let values = noops_per_second(bench, &mut pool, tasks)?;
             pool.shutdown();
             let param = match (chunk, inflight) {
@@ -223,7 +228,11 @@ pub fn throughput(bench: &Bench, report: &mut Report) -> Result<()> {
 }
 
 /// No-ops per second through `pool`, `tasks` at a time, over the bench's runs.
-pub(super) fn noops_per_second(bench: &Bench, pool: &mut Pool, tasks: u64) -> Result<Vec<f64>> {
+pub(super) fn noops_per_second(
+    bench: &Bench,
+    pool: &mut Pool<Noop>,
+    tasks: u64,
+) -> Result<Vec<f64>> {
     bench.repeat(|| {
         let t = Instant::now();
         let done = pool.map((0..tasks).map(|_| noop(0))).count() as f64;
@@ -251,7 +260,7 @@ pub fn payload(bench: &Bench, report: &mut Report) -> Result<()> {
     for size in PAYLOAD_SIZES {
         let param = Some(format!("{} KiB", size >> 10));
         let samples = payload_samples(bench.quick, size);
-        let task = Task {
+        let task = Job {
             index: 0,
             attempt: 1,
             input: noop(size),
@@ -261,9 +270,9 @@ pub fn payload(bench: &Bench, report: &mut Report) -> Result<()> {
             let t = Instant::now();
             // Both directions, as a round trip does: the task out, its echo back.
             let frame = codec::encode(&ToWorkerRef::Tasks(std::slice::from_ref(&task)))?;
-            let decoded: ToWorker = codec::decode(&frame)?;
+            let decoded: ToWorker<NoopInput> = codec::decode(&frame)?;
             let back = codec::encode(&decoded)?;
-            let _: ToWorker = codec::decode(&back)?;
+            let _: ToWorker<NoopInput> = codec::decode(&back)?;
             codec_us.push(t.elapsed().as_secs_f64() * 1e6);
         }
         push(
@@ -279,7 +288,7 @@ pub fn payload(bench: &Bench, report: &mut Report) -> Result<()> {
             ),
         );
         for backend in POOLED {
-            let mut pool = bench.one_at_a_time(backend, Context::default())?;
+            let mut pool = bench.one_at_a_time(backend, Noop)?;
             let values = round_trips(&mut pool, samples, size)?;
             pool.shutdown();
             push(
@@ -305,7 +314,7 @@ pub fn floor(bench: &Bench, report: &mut Report) -> Result<()> {
     let samples = latency_samples(bench);
     let peer = EchoPeer::start(&bench.bin)?;
     // The size of a one-task no-op batch frame, so the floor moves the same bytes.
-    let frame: Frame = codec::encode(&ToWorkerRef::Tasks(&[Task {
+    let frame: Frame = codec::encode(&ToWorkerRef::Tasks(&[Job {
         index: 1,
         attempt: 1,
         input: noop(0),
@@ -372,7 +381,7 @@ pub fn floor(bench: &Bench, report: &mut Report) -> Result<()> {
 pub fn break_even(bench: &Bench, report: &mut Report) -> Result<()> {
     const TASKS: u64 = 100;
     let t = Instant::now();
-    let mut pool = bench.one_at_a_time(BackendKind::Process, Context::default())?;
+    let mut pool = bench.one_at_a_time(BackendKind::Process, Noop)?;
     let start_ms = ms_since(t);
     let per_task_us = stats::Summary::of(&round_trips(&mut pool, latency_samples(bench) / 5, 0)?)
         .map_or(0.0, |s| s.median);
@@ -399,9 +408,9 @@ pub fn break_even(bench: &Bench, report: &mut Report) -> Result<()> {
         // run time the worker itself reported.
         let checked = bench.repeat(|| {
             let t = Instant::now();
-            let mut pool = bench.one_at_a_time(BackendKind::Process, Context::default())?;
+            let mut pool = bench.one_at_a_time(BackendKind::Process, Io)?;
             let work_ms: f64 = pool
-                .map((0..TASKS).map(|_| Input::Io { ms: d_ms }))
+                .map((0..TASKS).map(|_| IoInput { ms: d_ms }))
                 .map(|r| r.elapsed_ms)
                 .sum();
             let wall = ms_since(t);

@@ -59,7 +59,7 @@ impl Suites {
     pub fn start(&self, suite: Suite) {
         match &self.bar {
             Some(bar) => bar.set_message(suite.name()),
-            None => shared::diag!("suite {} ...", suite.name()),
+            None => workpool::diag!("suite {} ...", suite.name()),
         }
     }
 
@@ -78,8 +78,8 @@ impl Suites {
     /// Prints a line above the progress line.
     pub fn println(&self, line: &str) {
         match &self.bar {
-            Some(bar) => bar.suspend(|| shared::diag!("{line}")),
-            None => shared::diag!("{line}"),
+            Some(bar) => bar.suspend(|| workpool::diag!("{line}")),
+            None => workpool::diag!("{line}"),
         }
     }
 

@@ -4,19 +4,14 @@
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use shared::datagen::{self, GenSpec};
-use shared::workload::files::FileSettings;
-use shared::{Context, Input};
+use workpool::datagen::{self, GenSpec};
+use workpool::workload::files::FileSettings;
+use workpool::workload::{Cpu, CpuInput, FilePath, Files, Io, IoInput};
+use workpool::Task;
 
 use super::model::{Measurement, Report};
 use super::{ms_since, Bench};
-use crate::pool::{BackendKind, Chunk};
-
-struct Workload {
-    name: &'static str,
-    context: Context,
-    inputs: Vec<Input>,
-}
+use workpool::pool::{BackendKind, Chunk};
 
 pub fn scaling(bench: &Bench, report: &mut Report) -> Result<()> {
     let dir = super::temp_dir("bench");
@@ -33,47 +28,33 @@ fn measure(bench: &Bench, report: &mut Report, files: &[std::path::PathBuf]) -> 
     } else {
         (100, 100_000_000, 50)
     };
-    let workloads = [
-        Workload {
-            name: "io",
-            context: Context::default(),
-            inputs: (0..8).map(|_| Input::Io { ms: io_ms }).collect(),
-        },
-        Workload {
-            name: "cpu",
-            context: Context::default(),
-            inputs: (0..4).map(|_| Input::Cpu { iters }).collect(),
-        },
-        Workload {
-            name: "files",
-            context: Context {
-                files: FileSettings {
-                    io_delay_ms: delay,
-                    ..FileSettings::default()
-                },
-                ..Context::default()
-            },
-            inputs: files
-                .iter()
-                .map(|p| Input::File {
-                    path: p.as_path().into(),
-                })
-                .collect(),
-        },
-    ];
+    let io: Vec<IoInput> = (0..8).map(|_| IoInput { ms: io_ms }).collect();
+    measure_workload(bench, report, "io", Io, &io)?;
+    let cpu: Vec<CpuInput> = (0..4).map(|_| CpuInput { iters }).collect();
+    measure_workload(bench, report, "cpu", Cpu::default(), &cpu)?;
+    let task = Files(FileSettings {
+        io_delay_ms: delay,
+        ..FileSettings::default()
+    });
+    let paths: Vec<FilePath> = files.iter().map(|p| p.as_path().into()).collect();
+    measure_workload(bench, report, "files", task, &paths)
+}
+
+fn measure_workload<T: Task + Clone>(
+    bench: &Bench,
+    report: &mut Report,
+    name: &str,
+    task: T,
+    inputs: &[T::Input],
+) -> Result<()> {
     let runs = if bench.quick { 1 } else { bench.runs.min(3) };
-    for w in &workloads {
-        let case = format!("{} ({} tasks)", w.name, w.inputs.len());
+    {
+        let case = format!("{name} ({} tasks)", inputs.len());
         let sequential = timed(runs, || {
-            let mut pool = bench.pool(
-                BackendKind::Sequential,
-                1,
-                Chunk::Auto,
-                None,
-                w.context.clone(),
-            )?;
+            let mut pool =
+                bench.pool(BackendKind::Sequential, 1, Chunk::Auto, None, task.clone())?;
             let t = Instant::now();
-            pool.map(w.inputs.iter().cloned()).for_each(drop);
+            pool.map(inputs.iter().cloned()).for_each(drop);
             Ok(ms_since(t))
         })?;
         let seq = median(&sequential);
@@ -91,12 +72,11 @@ fn measure(bench: &Bench, report: &mut Report, files: &[std::path::PathBuf]) -> 
                 let mut warm = Vec::new();
                 let cold = timed(runs, || {
                     let t = Instant::now();
-                    let mut pool =
-                        bench.pool(backend, workers, Chunk::Auto, None, w.context.clone())?;
-                    pool.map(w.inputs.iter().cloned()).for_each(drop);
+                    let mut pool = bench.pool(backend, workers, Chunk::Auto, None, task.clone())?;
+                    pool.map(inputs.iter().cloned()).for_each(drop);
                     let cold = ms_since(t);
                     let t = Instant::now();
-                    pool.map(w.inputs.iter().cloned()).for_each(drop);
+                    pool.map(inputs.iter().cloned()).for_each(drop);
                     warm.push(ms_since(t));
                     pool.shutdown();
                     Ok(cold)

@@ -12,7 +12,7 @@ use std::io::{self, Write};
 use super::Output;
 
 use super::{Exporter, Layout};
-use crate::pool::Record;
+use crate::builtin::Record;
 use crate::report::{self, Cell, CellRoom, Summary};
 
 pub struct Csv {
@@ -134,7 +134,7 @@ impl Exporter for Csv {
     fn finish(&mut self, summary: &Summary) -> io::Result<()> {
         self.header()?;
         self.out.flush()?;
-        shared::diag!("summary: {}", summary.json());
+        workpool::diag!("summary: {}", summary.json());
         Ok(())
     }
 }

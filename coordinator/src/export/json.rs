@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use super::Output;
 
 use super::Exporter;
-use crate::pool::Record;
+use crate::builtin::Record;
 use crate::report::{write_record_json, Summary};
 
 /// `{"outcomes": [...], "summary": {...}}`, written element by element.

@@ -9,9 +9,10 @@ mod tests;
 
 use std::io::{self, Write};
 
+use crate::builtin::Record;
 use crate::cli::Format;
-use crate::pool::{Order, Record};
 use crate::report::Summary;
+use workpool::pool::Order;
 
 /// Buffered output, the only buffer between an exporter and its file: exporters write
 /// each record into it whole and never flush it themselves (except at `finish`). One

@@ -11,8 +11,9 @@ use super::Output;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table as Grid};
 
 use super::{Exporter, Layout};
-use crate::pool::{Order, Record};
+use crate::builtin::Record;
 use crate::report::{self, Cell, CellRoom, Summary};
+use workpool::pool::Order;
 
 pub struct Table {
     out: Output,

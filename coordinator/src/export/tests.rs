@@ -8,19 +8,20 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Map, Value as Json};
-use shared::task::FilePath;
-use shared::workload::{
+use workpool::workload::{
     self,
     fault::{Fault, FaultKind},
     fetch::Quote,
     files::FileStats,
+    FilePath,
 };
-use shared::{ErrorKind, Input, TaskError, Value};
+use workpool::{ErrorKind, TaskError};
 
 use super::{exporter, output, Layout};
+use crate::builtin::{Input, Record, Value};
 use crate::cli::Format;
-use crate::pool::{BackendKind, Order, Record, Stats};
 use crate::report::{self, Summary};
+use workpool::pool::{BackendKind, Order, Stats};
 
 /// The schema of a record, built the plain way.
 fn reference_record(record: &Record) -> Json {

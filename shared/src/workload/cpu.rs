@@ -1,4 +1,34 @@
-//! The notebook's `cpu_bound_task`: `total += i * i` for `i in 0..iters`.
+//! The `cpu` workload: the notebook's `cpu_bound_task`, `total += i * i` for `i in 0..iters`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Attempt, Task, TaskError};
+
+/// Sums squares, optionally under a process-wide lock as CPython's GIL would.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Cpu {
+    /// Hold one process-wide lock while the work runs (`--gil`).
+    pub gil: bool,
+}
+
+/// Returns the wrapping sum of squares.
+impl Task for Cpu {
+    const NAME: &'static str = "cpu";
+    type Input = CpuInput;
+    type Output = u64;
+
+    fn run(&self, input: &CpuInput, _: &Attempt) -> Result<u64, TaskError> {
+        let _gil = super::gil::hold(self.gil);
+        Ok(sum_of_squares(input.iters))
+    }
+}
+
+/// One `cpu` task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuInput {
+    /// Iterations of the loop.
+    pub iters: u64,
+}
 
 #[cfg(not(target_arch = "x86_64"))]
 use std::hint::black_box;

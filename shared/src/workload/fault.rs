@@ -24,6 +24,7 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
+    /// The kind's name, as `--fault` spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             FaultKind::Panic => "panic",
@@ -44,6 +45,7 @@ impl FaultKind {
 /// A fault and the attempts it strikes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fault {
+    /// What goes wrong.
     pub kind: FaultKind,
     /// Strikes attempts `1..=attempts`; 0 means every attempt.
     pub attempts: u32,
@@ -78,7 +80,9 @@ pub const MAX_STRUCK_ATTEMPTS: u32 = 1000;
 /// attempts, N from 1 to [`MAX_STRUCK_ATTEMPTS`]), e.g. `abort@3`, `hang@0/1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FaultSpec {
+    /// The task it strikes.
     pub index: u64,
+    /// What it does.
     pub fault: Fault,
 }
 
@@ -133,12 +137,15 @@ impl fmt::Display for FaultSpec {
 
 /// Why a run's `--fault` list cannot be used as given.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs)] // The fields are what the messages show.
 pub enum FaultPlanError {
+    /// A fault aimed past the last task.
     #[error(
         "--fault {spec}: there is no task {} in --count {count} (tasks are numbered from 0)",
         spec.index
     )]
     NoSuchTask { spec: FaultSpec, count: u64 },
+    /// Two faults aimed at one task.
     #[error("--fault {first} and {second} aim at the same task: give each task one fault")]
     SameTask { first: FaultSpec, second: FaultSpec },
 }

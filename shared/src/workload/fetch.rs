@@ -77,6 +77,31 @@ const STREAM_QUOTE: u64 = 0x6665_7463_685f_7131; // "fetch_q1"
 const STREAM_LATENCY: u64 = 0x6665_7463_685f_6c31; // "fetch_l1"
 const STREAM_FAILURE: u64 = 0x6665_7463_685f_6631; // "fetch_f1"
 
+/// Fetches simulated quotes; the settings of the simulated API are the task's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Fetch(pub FetchSettings);
+
+/// One `fetch` task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchInput {
+    /// The symbol to quote.
+    pub ticker: String,
+}
+
+impl crate::Task for Fetch {
+    const NAME: &'static str = "fetch";
+    type Input = FetchInput;
+    type Output = Quote;
+
+    fn run(&self, input: &FetchInput, attempt: &crate::Attempt) -> Result<Quote, TaskError> {
+        fetch(attempt.seed, &self.0, &input.ticker, attempt.number)
+    }
+
+    fn input_bytes(input: &FetchInput) -> usize {
+        input.ticker.len()
+    }
+}
+
 /// Fetches one quote: validates the ticker, waits the simulated latency, then returns the
 /// quote or fails with a transient `network` error (the notebook's `unreliable_fetch`).
 ///

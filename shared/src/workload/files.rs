@@ -14,11 +14,14 @@
 //! characters of the file and is at most [`MAX_MESSAGE_BYTES`] long, so an outcome always
 //! fits the frame that carries it.
 
+use std::borrow::Cow;
+use std::ffi::OsStr;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -132,6 +135,60 @@ pub struct FileStats {
     pub sharpe: Option<f64>,
     /// Rows left out because their price or volume is missing (`--missing skip`).
     pub skipped_rows: u64,
+}
+
+/// Summarises price files; the settings are the task's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Files(pub FileSettings);
+
+impl crate::Task for Files {
+    const NAME: &'static str = "files";
+    type Input = FilePath;
+    type Output = FileStats;
+
+    fn run(&self, path: &FilePath, _: &crate::Attempt) -> Result<FileStats, TaskError> {
+        summarize(path.as_path(), &self.0)
+    }
+
+    fn input_bytes(path: &FilePath) -> usize {
+        path.len_bytes()
+    }
+}
+
+/// A file's path as it crosses the process boundary: the operating system's bytes, exactly
+/// (Unix paths are bytes), so that a name which is not UTF-8 still opens the file it names.
+/// Text only for display.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FilePath(#[serde(with = "serde_bytes")] Vec<u8>);
+
+impl FilePath {
+    /// The path, borrowed: no copy on the way to `open`.
+    pub fn as_path(&self) -> &Path {
+        Path::new(OsStr::from_bytes(&self.0))
+    }
+
+    /// The path for people: bytes that are not UTF-8 become U+FFFD.
+    pub fn to_string_lossy(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.0)
+    }
+
+    /// Length in bytes, for the chunker's frame budget.
+    pub fn len_bytes(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl From<&Path> for FilePath {
+    fn from(path: &Path) -> FilePath {
+        FilePath(path.as_os_str().as_bytes().to_vec())
+    }
+}
+
+impl From<PathBuf> for FilePath {
+    fn from(path: PathBuf) -> FilePath {
+        FilePath(path.into_os_string().into_vec())
+    }
 }
 
 /// Reads and summarises one file. Every failure is a `TaskError` naming the file and, where
@@ -1280,15 +1337,9 @@ mod tests {
         let path = dir.path().join(name);
         std::fs::write(&path, b"close,volume\n1,1\n2,1\n3,1\n").expect("write");
         // Across the wire and back, as a worker receives it.
-        let input = crate::Input::File {
-            path: path.as_path().into(),
-        };
+        let input = FilePath::from(path.as_path());
         let frame = crate::codec::encode(&input).expect("encode");
-        let crate::Input::File { path: received } =
-            crate::codec::decode::<crate::Input>(&frame).expect("decode")
-        else {
-            panic!("not a file input");
-        };
+        let received = crate::codec::decode::<FilePath>(&frame).expect("decode");
         assert_eq!(received.as_path(), path);
         let stats = summarize(received.as_path(), &settings()).expect("read by its bytes");
         assert_eq!(stats.ticker, "\u{fffd}\u{fffd}");

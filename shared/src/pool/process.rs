@@ -1,5 +1,6 @@
-//! The process backend: each slot is a `worker` OS process, joined over ipc-channel, that
-//! receives bincode task frames and sends bincode outcome frames back.
+//! The process backend: each slot is a worker OS process (this program, or a worker
+//! binary), joined over ipc-channel, that receives bincode task frames and sends bincode
+//! outcome frames back.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
@@ -7,15 +8,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use std::marker::PhantomData;
+
 use crossbeam_channel::Sender;
 use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
-use shared::clock::monotonic_ns;
-use shared::codec::{self, Frame};
-use shared::outcome::Arrival;
-use shared::protocol::{Bootstrap, Hello, ToCoordinator, ToWorkerRef, PROTOCOL_VERSION};
-use shared::{Context, Task};
+use serde::de::DeserializeOwned;
 
-use super::{Backend, BackendKind, Event, EventSink, PoolError, Runner, Started};
+use super::{Backend, Capabilities, Event, EventSink, Events, PoolError, Runner, Started};
+use crate::clock::monotonic_ns;
+use crate::codec::{self, Frame};
+use crate::outcome::Arrival;
+use crate::protocol::{
+    Bootstrap, Hello, Job, RunSettings, SetupRef, ToCoordinator, ToWorkerRef, PROTOCOL_VERSION,
+};
+use crate::task::Signature;
+use crate::worker::env;
+use crate::Task;
 
 /// The environment variable that names the worker binary.
 pub const WORKER_ENV: &str = "WORKPOOL_WORKER";
@@ -30,15 +38,28 @@ const KILL_GRACE: Duration = Duration::from_millis(50);
 /// How long a worker asked to shut down has before it is killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// The `worker` executable the process backend starts.
+/// The executable the process backend starts as its workers.
 #[derive(Debug, Clone)]
 pub struct WorkerBinary {
+    /// Where it is.
     pub path: PathBuf,
-    /// How it was found, for `coordinator info`.
+    /// How it was found, for messages (`coordinator info` shows it).
     pub source: &'static str,
 }
 
 impl WorkerBinary {
+    /// This very program: it serves as its own worker when it calls
+    /// [`Worker::serve_if_worker`](crate::Worker::serve_if_worker) first thing in `main`.
+    pub fn this_program() -> Result<WorkerBinary, PoolError> {
+        let path = std::env::current_exe().map_err(|err| {
+            PoolError::WorkerBinary(format!("cannot find this executable's path: {err}"))
+        })?;
+        Ok(WorkerBinary {
+            path,
+            source: "this program",
+        })
+    }
+
     /// Finds the worker: `--worker-bin`, else `$WORKPOOL_WORKER`, else next to this
     /// executable. The error says where it looked and how to build it.
     pub fn locate(explicit: Option<&Path>) -> Result<WorkerBinary, PoolError> {
@@ -76,21 +97,33 @@ fn check_executable(path: &Path, source: &str) -> Result<(), PoolError> {
     Ok(())
 }
 
-pub(crate) struct ProcessBackend {
+pub(crate) struct ProcessBackend<T> {
     bin: WorkerBinary,
+    /// The encoded [`crate::protocol::Setup`], sent to every worker as it joins.
     setup: Frame,
+    wanted: Signature,
+    task: PhantomData<fn() -> T>,
 }
 
-impl ProcessBackend {
-    pub fn new(bin: WorkerBinary, context: Context) -> Result<Self, PoolError> {
-        let setup = codec::encode(&ToWorkerRef::Setup(&context))
-            .map_err(|err| PoolError::Setup(err.to_string()))?;
-        Ok(ProcessBackend { bin, setup })
+impl<T: Task> ProcessBackend<T> {
+    pub fn new(bin: WorkerBinary, task: &T, settings: RunSettings) -> Result<Self, PoolError> {
+        let setup = codec::encode(&SetupRef {
+            name: T::NAME,
+            settings: &settings,
+            task,
+        })
+        .map_err(|err| PoolError::Setup(err.to_string()))?;
+        Ok(ProcessBackend {
+            bin,
+            setup,
+            wanted: Signature::of::<T>(),
+            task: PhantomData,
+        })
     }
 
     /// Spawns the process and opens its server, without waiting for it to connect.
     fn spawn(&self, slot: usize) -> Result<Pending, PoolError> {
-        spawn_worker(&self.bin, slot, &[])
+        spawn_worker(&self.bin, slot, false)
     }
 
     /// Completes the handshake of a spawned worker and starts reading its outcomes.
@@ -99,8 +132,8 @@ impl ProcessBackend {
         pending: Pending,
         slot: usize,
         generation: u64,
-        events: &Sender<Event>,
-    ) -> Result<Box<dyn Runner>, PoolError> {
+        events: &Sender<Event<T::Output>>,
+    ) -> Result<Box<dyn Runner<T>>, PoolError> {
         let Pending {
             id,
             name,
@@ -132,6 +165,7 @@ impl ProcessBackend {
                 hello.worker_id, hello.pid
             )));
         }
+        self.check_tasks(id, &hello.tasks)?;
         bootstrap
             .to_worker
             .send(self.setup.clone())
@@ -146,11 +180,27 @@ impl ProcessBackend {
             .name(format!("workpool-reader-{slot}"))
             .spawn(move || read_outcomes(from_worker, sink))
             .map_err(PoolError::Thread)?;
-        Ok(Box::new(ProcessRunner {
+        Ok(Box::new(ProcessRunner::<T> {
             child,
             pid,
             to_worker: bootstrap.to_worker,
+            task: PhantomData,
         }))
+    }
+
+    /// Refuses a worker that does not serve this pool's task type as this build has it.
+    fn check_tasks(&self, id: u32, served: &[Signature]) -> Result<(), PoolError> {
+        match Signature::refusal(served, &self.wanted) {
+            None => Ok(()),
+            Some(reason) => Err(PoolError::Incompatible {
+                id,
+                reason: format!(
+                    "the worker at {}: {reason} (build both from the same source, with the \
+                     task type registered by `Worker::task` in the worker's `main`)",
+                    self.bin.path.display()
+                ),
+            }),
+        }
     }
 }
 
@@ -158,12 +208,12 @@ impl ProcessBackend {
 /// misbehave on purpose (`worker`'s `WORKPOOL_TEST_*`), set on a coordinator by the tests.
 const CHILD_VARIABLES: [&str; 2] = ["WORKPOOL_TEST_PROTOCOL", "WORKPOOL_TEST_FRAME"];
 
-/// Starts `worker` with the coordinator's connection arguments plus `extra`, and opens
-/// the server it will connect to. Its mode and settings come from those arguments alone:
-/// every other `WORKPOOL_*` variable of this process (`WORKPOOL_BROKER` would make it a
-/// broker worker, which clap refuses alongside --connect) stays out of its environment;
-/// the rest (PATH, HOME, proxies...) is passed on for the tasks.
-fn spawn_worker(bin: &WorkerBinary, slot: usize, extra: &[&str]) -> Result<Pending, PoolError> {
+/// Starts the worker program with the coordinator's connection in its environment (see
+/// [`crate::worker::env`]), and opens the server it will connect to. Its mode and settings
+/// come from those variables alone: every other `WORKPOOL_*` variable of this process
+/// (`WORKPOOL_BROKER` would make it a broker worker) stays out of its environment; the
+/// rest (PATH, HOME, proxies...) is passed on for the tasks.
+fn spawn_worker(bin: &WorkerBinary, slot: usize, echo: bool) -> Result<Pending, PoolError> {
     let id = slot as u32;
     let spawn_err = |reason: String| PoolError::Spawn { id, reason };
     let (server, name) = IpcOneShotServer::<Bootstrap>::new()
@@ -175,14 +225,13 @@ fn spawn_worker(bin: &WorkerBinary, slot: usize, extra: &[&str]) -> Result<Pendi
             command.env_remove(key);
         }
     }
+    if echo {
+        command.env(env::ECHO, "1");
+    }
     let child = command
-        .args(extra)
-        .arg("--connect")
-        .arg(&name)
-        .arg("--id")
-        .arg(id.to_string())
-        .arg("--parent")
-        .arg(std::process::id().to_string())
+        .env(env::CONNECT, &name)
+        .env(env::ID, id.to_string())
+        .env(env::PARENT, std::process::id().to_string())
         // Workers talk over ipc only: a piped stream nobody reads would block them.
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -204,16 +253,20 @@ struct Pending {
     child: ChildGuard,
 }
 
-impl Backend for ProcessBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Process
+impl<T: Task> Backend<T> for ProcessBackend<T> {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            kills_runners: true,
+            spin_for_outcomes: true,
+            ..Capabilities::LOCAL
+        }
     }
 
     fn start_all(
         &mut self,
         count: usize,
-        events: &Sender<Event>,
-    ) -> Result<Vec<Started>, PoolError> {
+        events: &Events<T>,
+    ) -> Result<Vec<Started<T>>, PoolError> {
         check_fd_limit(count)?;
         // Spawn every process first, so they all start up in parallel, then collect hellos.
         let pending: Vec<Result<Pending, PoolError>> =
@@ -225,12 +278,7 @@ impl Backend for ProcessBackend {
             .collect())
     }
 
-    fn start(
-        &mut self,
-        slot: usize,
-        generation: u64,
-        events: &Sender<Event>,
-    ) -> Result<Box<dyn Runner>, PoolError> {
+    fn start(&mut self, slot: usize, generation: u64, events: &Events<T>) -> Started<T> {
         let pending = self.spawn(slot)?;
         self.join(pending, slot, generation, events)
     }
@@ -294,7 +342,7 @@ fn accept_with_deadline(
             let accepted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 server.accept().map(|(_, bootstrap)| bootstrap)
             }));
-            let _ = done.send(accepted.map_err(|panic| shared::workload::panic_message(&*panic)));
+            let _ = done.send(accepted.map_err(|panic| crate::execute::panic_message(&*panic)));
         })
         .map_err(|err| format!("cannot start accept thread: {err}"))?;
     let started = Instant::now();
@@ -323,12 +371,12 @@ fn accept_with_deadline(
 
 /// Forwards a worker's outcome frames as events until the channel closes or a frame is
 /// corrupt; either way the worker is reported lost, and the scheduler reaps it.
-fn read_outcomes(from_worker: IpcReceiver<Frame>, sink: EventSink) {
+fn read_outcomes<O: DeserializeOwned>(from_worker: IpcReceiver<Frame>, sink: EventSink<O>) {
     let reason = loop {
         let received = from_worker.recv();
         let received_ns = monotonic_ns();
         match received {
-            Ok(frame) => match codec::decode::<ToCoordinator>(&frame) {
+            Ok(frame) => match codec::decode::<ToCoordinator<O>>(&frame) {
                 Ok(ToCoordinator::Outcomes(outcomes)) => {
                     let arrival = Arrival {
                         received_ns,
@@ -340,7 +388,7 @@ fn read_outcomes(from_worker: IpcReceiver<Frame>, sink: EventSink) {
                 }
                 Err(err) => {
                     // Never trusted, and worth a line in the log: it is a bug or an attack.
-                    shared::diag!(
+                    crate::diag!(
                         "warning: worker {} sent a corrupt frame ({err}); replacing it",
                         sink.slot
                     );
@@ -354,19 +402,20 @@ fn read_outcomes(from_worker: IpcReceiver<Frame>, sink: EventSink) {
     sink.lost(reason);
 }
 
-struct ProcessRunner {
+struct ProcessRunner<T> {
     child: ChildGuard,
     pid: u32,
     to_worker: IpcSender<Frame>,
+    task: PhantomData<fn() -> T>,
 }
 
-impl Runner for ProcessRunner {
+impl<T: Task> Runner<T> for ProcessRunner<T> {
     fn pid(&self) -> u32 {
         self.pid
     }
 
-    fn send(&mut self, tasks: &[Task]) -> Result<Option<u64>, String> {
-        let frame = codec::encode(&ToWorkerRef::Tasks(tasks)).map_err(|err| err.to_string())?;
+    fn send(&mut self, jobs: &[Job<T::Input>]) -> Result<Option<u64>, String> {
+        let frame = codec::encode(&ToWorkerRef::Tasks(jobs)).map_err(|err| err.to_string())?;
         let encoded_ns = monotonic_ns();
         self.to_worker
             .send(frame)
@@ -379,7 +428,7 @@ impl Runner for ProcessRunner {
     }
 
     fn shutdown(&mut self) {
-        if let Ok(frame) = codec::encode(&ToWorkerRef::Shutdown) {
+        if let Ok(frame) = codec::encode(&ToWorkerRef::<T::Input>::Shutdown) {
             let _ = self.to_worker.send(frame);
         }
         self.child.wait_or_kill(SHUTDOWN_GRACE);
@@ -481,13 +530,14 @@ pub struct EchoPeer {
 }
 
 impl EchoPeer {
+    /// Starts `bin` as an echo peer.
     pub fn start(bin: &WorkerBinary) -> Result<EchoPeer, PoolError> {
         let Pending {
             name,
             server,
             mut child,
             ..
-        } = spawn_worker(bin, 0, &["--echo"])?;
+        } = spawn_worker(bin, 0, true)?;
         let bootstrap = accept_with_deadline(server, &name, &mut child, HANDSHAKE_DEADLINE)
             .map_err(|reason| PoolError::Handshake { id: 0, reason })?;
         Ok(EchoPeer {

@@ -1,26 +1,38 @@
 //! The pool: one scheduler over four backends. Scheduling (ordering, batching, retries,
-//! back-pressure) is written once in [`scheduler`]; a backend only says how a batch of tasks
+//! back-pressure) is written once in the scheduler; a backend only says how a batch of tasks
 //! reaches the code that runs it and how outcomes come back.
 
+mod batching;
+#[cfg(feature = "redis")]
 mod broker;
+mod builder;
+#[cfg(test)]
+mod mock;
 mod process;
+mod record;
+mod recovery;
+mod reorder;
+mod retry;
 mod scheduler;
 mod sequential;
 mod thread;
 
-use std::time::Duration;
-
 use crossbeam_channel::Sender;
-use shared::outcome::Arrival;
-use shared::{Context, Outcome};
 
-pub use process::{EchoPeer, WorkerBinary};
-pub use scheduler::{Interrupter, Phases, Planned, Pool, Record, Stats};
+use crate::outcome::Arrival;
+use crate::protocol::Job;
+use crate::{Outcome, Task};
+
+pub use builder::PoolBuilder;
+pub use process::{describe_exit, EchoPeer, WorkerBinary};
+pub use record::{Phases, Record, Stats};
+pub use scheduler::{FirstAttempts, Interrupter, Pool, Run};
 pub use sequential::running_batch;
 pub use thread::THREAD_NAME_PREFIX;
 
 /// Which backend runs the tasks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum BackendKind {
     /// One worker OS process per slot (Python's `ProcessPoolExecutor`).
@@ -35,6 +47,7 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
+    /// The backend's name, as `--backend` spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             BackendKind::Process => "process",
@@ -46,7 +59,8 @@ impl BackendKind {
 }
 
 /// In which order outcomes are handed out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum Order {
     /// Input order, like `executor.map`.
@@ -60,63 +74,67 @@ pub enum Order {
 pub enum Chunk {
     /// Grow batches while tasks are tiny, keep them at one task when tasks are long.
     Auto,
+    /// This many tasks per message (at most; fewer near the end of the input).
     Fixed(usize),
-}
-
-/// Everything the pool needs to know, validated.
-#[derive(Debug, Clone)]
-pub struct PoolConfig {
-    pub backend: BackendKind,
-    pub workers: usize,
-    pub order: Order,
-    pub chunk: Chunk,
-    /// Batches sent to a worker before it has answered the first (None: chosen by the pool).
-    pub inflight: Option<usize>,
-    /// Further attempts after a transient failure.
-    pub retries: u32,
-    /// Base delay of the exponential backoff between attempts.
-    pub backoff: Duration,
-    /// Shared task settings, sent to every worker once.
-    pub context: Context,
-    /// The longest a task may run before its runner is stopped and replaced.
-    pub timeout: Option<Duration>,
-    /// Stop the run after this many successes.
-    pub first: Option<u64>,
-    /// Stop the run at the first failure.
-    pub fail_fast: bool,
-    /// Where the worker binary is (process backend only).
-    pub worker_bin: Option<WorkerBinary>,
-    /// The broker (redis backend only).
-    pub broker: Option<shared::broker::BrokerUrl>,
 }
 
 /// Something that went wrong with the pool itself, not with a task.
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
+    /// The worker program is missing or cannot be run.
     #[error("{0}")]
     WorkerBinary(String),
+    /// A worker process could not be started.
     #[error("cannot start worker {id}: {reason}")]
-    Spawn { id: u32, reason: String },
+    Spawn {
+        /// The worker's slot.
+        id: u32,
+        /// Why.
+        reason: String,
+    },
+    /// A worker did not complete its handshake.
     #[error("worker {id} failed the handshake: {reason}")]
-    Handshake { id: u32, reason: String },
-    /// A worker from another build: starting it again cannot help.
+    Handshake {
+        /// The worker's slot.
+        id: u32,
+        /// Why.
+        reason: String,
+    },
+    /// A worker from another build, or serving other task types: starting it again
+    /// cannot help.
     #[error("worker {id} cannot serve this coordinator: {reason}")]
-    Incompatible { id: u32, reason: String },
+    Incompatible {
+        /// The worker's slot.
+        id: u32,
+        /// What differs.
+        reason: String,
+    },
     #[error(
         "too few file descriptors: the limit (ulimit -n) is {limit}, and -w {workers} needs \
          about {needed}; raise it (`ulimit -n {needed}`) or use fewer workers"
     )]
+    /// Too few file descriptors for the worker processes asked for.
     FileDescriptors {
+        /// The soft limit.
         limit: u64,
+        /// Workers asked for.
         workers: usize,
+        /// Descriptors they need.
         needed: u64,
     },
+    /// The pool's settings cannot work (a builder setting out of range, a missing broker).
+    #[error("{0}")]
+    Config(String),
+    /// The task or the run's settings cannot be sent to the workers.
     #[error("cannot prepare the workers' settings: {0}")]
     Setup(String),
+    /// A thread of the pool could not be started.
     #[error("cannot start thread: {0}")]
     Thread(#[source] std::io::Error),
+    /// The broker failed (redis backend).
+    #[cfg(feature = "redis")]
     #[error(transparent)]
-    Broker(#[from] shared::broker::BrokerError),
+    Broker(#[from] crate::broker::BrokerError),
 }
 
 impl PoolError {
@@ -128,6 +146,7 @@ impl PoolError {
             PoolError::WorkerBinary(_)
                 | PoolError::Incompatible { .. }
                 | PoolError::Setup(_)
+                | PoolError::Config(_)
                 | PoolError::FileDescriptors { .. }
         )
     }
@@ -140,11 +159,11 @@ pub const MAX_WORKERS: usize = 1024;
 /// What runners report to the scheduler. `generation` tells a replaced runner's late
 /// messages from its successor's.
 #[derive(Debug)]
-pub(crate) enum Event {
+pub(crate) enum Event<O> {
     Outcomes {
         slot: usize,
         generation: u64,
-        outcomes: Vec<Outcome>,
+        outcomes: Vec<Outcome<O>>,
         /// When the message reached the coordinator and was decoded.
         arrival: Arrival,
         /// The process that ran them, when it is not the slot's own (a broker's worker).
@@ -159,24 +178,35 @@ pub(crate) enum Event {
     },
     /// The backend cannot serve any slot any more (the broker is gone): every task not
     /// yet finished fails.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     BackendDown { reason: String },
     /// The backend may have lost batches it had accepted (a broker that restarted):
     /// every batch in flight is sent again; outcomes that then arrive twice are dropped.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     Republish,
     /// SIGINT or SIGTERM: stop the run.
     Interrupted,
 }
 
 /// Where a runner posts its events.
-#[derive(Clone)]
-pub(crate) struct EventSink {
+pub(crate) struct EventSink<O> {
     pub slot: usize,
     pub generation: u64,
-    pub events: Sender<Event>,
+    pub events: Sender<Event<O>>,
 }
 
-impl EventSink {
-    pub fn outcomes(&self, outcomes: Vec<Outcome>, arrival: Arrival) -> bool {
+impl<O> Clone for EventSink<O> {
+    fn clone(&self) -> Self {
+        EventSink {
+            slot: self.slot,
+            generation: self.generation,
+            events: self.events.clone(),
+        }
+    }
+}
+
+impl<O> EventSink<O> {
+    pub fn outcomes(&self, outcomes: Vec<Outcome<O>>, arrival: Arrival) -> bool {
         self.events
             .send(Event::Outcomes {
                 slot: self.slot,
@@ -198,12 +228,12 @@ impl EventSink {
 }
 
 /// A running worker (thread or process) as the scheduler sees it.
-pub(crate) trait Runner: Send {
+pub(crate) trait Runner<T: Task>: Send {
     /// The OS process that runs the tasks.
     fn pid(&self) -> u32;
     /// Hands over a batch; it runs after the batches sent before it. Returns when the
     /// batch was encoded (monotonic ns), for runners that encode.
-    fn send(&mut self, tasks: &[shared::Task]) -> Result<Option<u64>, String>;
+    fn send(&mut self, jobs: &[Job<T::Input>]) -> Result<Option<u64>, String>;
     /// Stops the runner now, whatever it is doing, and says how it ended if it had died.
     fn kill(&mut self) -> Option<String>;
     /// Asks the runner to finish and waits for it.
@@ -211,65 +241,70 @@ pub(crate) trait Runner: Send {
 }
 
 /// A runner, or why its start failed.
-pub(crate) type Started = Result<Box<dyn Runner>, PoolError>;
+pub(crate) type Started<T> = Result<Box<dyn Runner<T>>, PoolError>;
+
+/// Where the runners of a pool of task type `T` post their events.
+pub(crate) type Events<T> = Sender<Event<<T as Task>::Output>>;
+
+/// What a backend can and cannot do: the scheduler asks these questions, never which
+/// backend it is talking to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Capabilities {
+    /// The most slots the backend can serve (one, for tasks run in the caller's thread).
+    pub max_slots: Option<usize>,
+    /// Batches a slot takes at once, if the backend fixes it: one where a batch runs as
+    /// it is handed over, or where the slots only bound what waits on a broker whose
+    /// workers prefetch on their own.
+    pub fixed_depth: Option<usize>,
+    /// Whether batching several tasks into one message saves anything (not where a
+    /// batch runs in the caller's thread as it is handed over).
+    pub batching_helps: bool,
+    /// Whether a slot's queued batches may finish in any order, and a batch's outcomes
+    /// arrive more than once (a broker's at-least-once delivery), rather than in order.
+    pub batches_interleave: bool,
+    /// Whether the runners enforce the timeout themselves (the scheduler cannot tell when
+    /// a broker's worker started a task).
+    pub enforces_timeouts: bool,
+    /// Whether a runner can be stopped from outside (a process); a thread can only be
+    /// abandoned.
+    pub kills_runners: bool,
+    /// Whether outcomes come from other threads that a sleeping scheduler would be slow
+    /// to hear, so that spinning for a moment pays when a round trip is what a run waits
+    /// on (worker processes; threads need the core themselves).
+    pub spin_for_outcomes: bool,
+}
+
+impl Capabilities {
+    /// Runners of this process or its children that answer in order, cannot be killed,
+    /// and gain from batches: what each backend starts from, saying what it does more.
+    pub(crate) const LOCAL: Capabilities = Capabilities {
+        max_slots: None,
+        fixed_depth: None,
+        batching_helps: true,
+        batches_interleave: false,
+        enforces_timeouts: false,
+        kills_runners: false,
+        spin_for_outcomes: false,
+    };
+}
 
 /// Starts runners for one backend.
-pub(crate) trait Backend {
-    fn kind(&self) -> BackendKind;
+pub(crate) trait Backend<T: Task> {
+    /// What the backend can do; read once when the pool starts.
+    fn capabilities(&self) -> Capabilities;
     /// Starts the runners of slots `0..count` concurrently and waits until each is ready;
     /// the scheduler tries the slots that failed again, one by one.
     fn start_all(
         &mut self,
         count: usize,
-        events: &Sender<Event>,
-    ) -> Result<Vec<Started>, PoolError> {
+        events: &Events<T>,
+    ) -> Result<Vec<Started<T>>, PoolError> {
         Ok((0..count).map(|slot| self.start(slot, 0, events)).collect())
     }
     /// Starts (or restarts) the runner of one slot.
-    fn start(
-        &mut self,
-        slot: usize,
-        generation: u64,
-        events: &Sender<Event>,
-    ) -> Result<Box<dyn Runner>, PoolError>;
+    fn start(&mut self, slot: usize, generation: u64, events: &Events<T>) -> Started<T>;
     /// A new run over the pool starts: late outcomes of the last one must not count.
     fn begin_run(&mut self) {}
-    /// Whether a runner's queued batches may finish in any order, and a batch's outcomes
-    /// arrive more than once (a broker's at-least-once delivery), rather than in order.
-    fn batches_interleave(&self) -> bool {
-        false
-    }
-    /// Whether the runners enforce `--timeout` themselves (the scheduler cannot tell when
-    /// a broker's worker started a task).
-    fn enforces_timeouts(&self) -> bool {
-        false
-    }
-}
-
-pub(crate) fn backend_for(config: &PoolConfig) -> Result<Box<dyn Backend>, PoolError> {
-    Ok(match config.backend {
-        BackendKind::Process => {
-            let bin = config.worker_bin.clone().ok_or_else(|| {
-                PoolError::WorkerBinary("no worker binary given to the process backend".into())
-            })?;
-            Box::new(process::ProcessBackend::new(bin, config.context.clone())?)
-        }
-        BackendKind::Thread => Box::new(thread::ThreadBackend::new(config.context.clone())),
-        BackendKind::Sequential => {
-            Box::new(sequential::SequentialBackend::new(config.context.clone()))
-        }
-        BackendKind::Redis => {
-            let url = config
-                .broker
-                .clone()
-                .ok_or_else(|| PoolError::Setup("the redis backend needs --broker URL".into()))?;
-            Box::new(broker::RedisBackend::new(
-                url,
-                config.context.clone(),
-                config.timeout,
-            )?)
-        }
-    })
 }
 
 #[cfg(test)]
@@ -277,6 +312,6 @@ mod tests {
     /// Events go through a channel by the million on no-op runs: keep them small.
     #[test]
     fn events_stay_small() {
-        assert!(std::mem::size_of::<super::Event>() <= 64);
+        assert!(std::mem::size_of::<super::Event<Vec<u8>>>() <= 64);
     }
 }

@@ -1,41 +1,31 @@
 //! Scheduling, written once for every backend: which task goes to which runner and when,
-//! batching, retries with backoff, replacing lost runners, and handing outcomes out in input
-//! or completion order while keeping the work in flight bounded.
+//! matching outcomes to tasks, and the run's stop rules. The parts it is built from are
+//! modules of their own, each tested alone: the batching policy ([`super::batching`]),
+//! the reorder buffer ([`super::reorder`]), the retry queue ([`super::retry`]) and the
+//! recovery of a lost runner ([`super::recovery`]); [`super::mock`] drives it whole.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use rand::Rng;
-use shared::codec::BATCH_BYTES_TARGET;
-use shared::outcome::Arrival;
-use shared::{ErrorKind, Input, Outcome, Task, TaskError, Value};
 
-use super::{
-    backend_for, Backend, BackendKind, Chunk, Event, Order, PoolConfig, PoolError, Runner,
-};
+use super::batching::{BatchPolicy, MAX_AUTO_CHUNK};
+use super::record::{Phases, Record, Stats};
+use super::recovery::{leftovers, loss_message, start_with_retries, Leftovers};
+use super::reorder::ReorderBuffer;
+use super::retry::{backoff, RetryQueue};
+use super::{Backend, Capabilities, Event, Order, PoolBuilder, PoolError, Runner};
+use crate::codec::BATCH_BYTES_TARGET;
+use crate::outcome::Arrival;
+use crate::protocol::Job;
+use crate::{ErrorKind, Outcome, Task, TaskError};
 
-/// The largest batch `--chunk auto` makes.
-const MAX_AUTO_CHUNK: usize = 1024;
-/// `--chunk auto` aims a batch at this much run time: long enough to amortise a round trip
-/// (tens of microseconds), short enough to keep outcomes streaming and the load balanced.
-const AUTO_BATCH_TARGET_US: f64 = 2_000.0;
-/// Tasks longer than this go one batch per worker at a time: prefetching would only hold
-/// them back from an idle worker.
-const PIPELINE_BELOW_US: f64 = 5_000.0;
 /// How many tasks past the oldest unreported one input order may start: it bounds the
 /// reorder buffer when one early task is slow.
 const REORDER_WINDOW: u64 = 16_384;
-/// Starting a replacement runner is tried this often before its slot is given up...
-const RESTART_TRIES: u32 = 5;
-/// ...with this pause after the first failure, doubled after each further one.
-const RESTART_PAUSE: Duration = Duration::from_millis(10);
 /// How long the scheduler spins for the next event before sleeping, on the process
 /// backend: a sleeping thread takes longer to wake on a VM than a tiny task's round trip.
 const SPIN: Duration = Duration::from_micros(50);
-/// The longest backoff between two attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// After an interrupt, at most this many tasks never read from the input are still listed
 /// as `cancelled`; the rest are only counted (`not_started`), so that Ctrl-C on a run of a
 /// billion tasks ends in seconds rather than writing a billion records.
@@ -44,138 +34,43 @@ pub const INTERRUPT_LIST_LIMIT: u64 = 100_000;
 /// once per this many records.
 const DRAIN_POLL_EVERY: u64 = 4096;
 
-/// The final outcome of one task, as the user sees it.
+/// The inputs of a run, each at its first attempt: what [`Pool::map`] runs.
 #[derive(Debug, Clone)]
-pub struct Record {
-    /// Position in the input.
-    pub index: u64,
-    pub input: Input,
-    pub result: Result<Value, TaskError>,
-    /// Attempts made, the last one included.
-    pub attempts: u32,
-    /// The slot of the worker that produced the final attempt's outcome.
-    pub worker: Option<u32>,
-    /// The OS process that ran the final attempt.
-    pub pid: Option<u32>,
-    /// Run time of the final attempt, measured where it ran.
-    pub elapsed_ms: f64,
-    /// When the outcome reached the coordinator, since the run started.
-    pub finished_ms: f64,
-    /// Where the round trip went, when the run traces (boxed: records are moved often and
-    /// almost never carry one).
-    pub phases: Option<Box<Phases>>,
-}
+pub struct FirstAttempts<I>(I);
 
-/// Counters of one run.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Stats {
-    pub tasks: u64,
-    pub succeeded: u64,
-    /// Tasks that ended with an error, cancelled ones not included.
-    pub failed: u64,
-    /// Failed tasks by error kind (snake_case names).
-    pub failed_by_kind: BTreeMap<&'static str, u64>,
-    /// Tasks reported `cancelled` because the run stopped early before they ended.
-    pub cancelled: u64,
-    /// Tasks that succeeded after `--first` had been reached (they were already running):
-    /// reported `cancelled`, so that exactly `--first` records are successes.
-    pub succeeded_beyond_first: u64,
-    /// After an interrupt: inputs never read and not listed (see [`INTERRUPT_LIST_LIMIT`]),
-    /// when the input's length is known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub not_started: Option<u64>,
-    /// Attempts beyond the first, over all tasks.
-    pub retries: u64,
-    /// Replacement runners started after one died or was killed.
-    pub workers_replaced: u64,
-    /// Replacements that failed to start and were tried again (one killed during its
-    /// handshake, say).
-    pub failed_starts: u64,
-    /// Outcomes dropped because their task had already been settled: a broker delivers
-    /// at least once, so a batch redelivered after its worker died may be answered twice.
-    pub duplicates: u64,
-    /// Messages sent to runners.
-    pub batches: u64,
-    /// The most tasks sent in one message (`--chunk auto` grows it for tiny tasks).
-    pub largest_batch: usize,
-    /// Why the run stopped early, if it did (`--first`, `--fail-fast`, an interrupt).
-    pub stopped: Option<String>,
-    /// Whether the run was stopped by SIGINT or SIGTERM.
-    pub interrupted: bool,
-}
+impl<I: Iterator> Iterator for FirstAttempts<I> {
+    type Item = (I::Item, u32);
 
-/// What a run takes from its input: a task's input, and the attempt it starts at.
-pub trait Planned {
-    fn into_parts(self) -> (Input, u32);
-}
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|input| (input, 1))
+    }
 
-/// A new task: its first attempt.
-impl Planned for Input {
-    fn into_parts(self) -> (Input, u32) {
-        (self, 1)
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
     }
 }
 
-/// A task some earlier attempts were made at elsewhere (a broker worker runs the
-/// coordinator's attempt N locally as attempt N, so what depends on the attempt, such as a
-/// simulated failure, is the same wherever it runs).
-impl Planned for (Input, u32) {
-    fn into_parts(self) -> (Input, u32) {
-        (self.0, self.1.max(1))
-    }
-}
-
-/// A pool of started runners, reusable across runs.
-pub struct Pool {
-    config: PoolConfig,
-    backend: Box<dyn Backend>,
-    /// The backend's `batches_interleave`, read once: it is asked for every outcome.
-    interleave: bool,
-    /// The backend's `enforces_timeouts`, read once.
-    runners_time_out: bool,
-    slots: Vec<Slot>,
-    events: Receiver<Event>,
-    sender: Sender<Event>,
+/// A pool of started workers running task type `T`, reusable across runs. Build one with
+/// [`PoolBuilder`]; dropping it stops its workers.
+pub struct Pool<T: Task> {
+    config: PoolBuilder,
+    backend: Box<dyn Backend<T>>,
+    /// What the backend can do, read once: some of it is asked for every outcome.
+    caps: Capabilities,
+    slots: Vec<Slot<T>>,
+    events: Receiver<Event<T::Output>>,
+    sender: Sender<Event<T::Output>>,
     /// Start-up failures not yet counted in a run's [`Stats`].
     failed_starts: u64,
     start_time: Duration,
 }
 
-/// Starts the runner of `slot`, trying again with growing pauses when it fails to start
-/// (killed during its handshake, the machine out of processes for a moment). Each failure
-/// is counted; an error that another try cannot mend is returned at once.
-fn start_with_retries(
-    backend: &mut dyn Backend,
-    slot: usize,
-    generation: u64,
-    events: &Sender<Event>,
-    failed_starts: &mut u64,
-) -> Result<Box<dyn Runner>, PoolError> {
-    let mut pause = RESTART_PAUSE;
-    let mut tries = 0;
-    loop {
-        match backend.start(slot, generation, events) {
-            Ok(runner) => return Ok(runner),
-            Err(err) if err.is_permanent() => return Err(err),
-            Err(err) => {
-                *failed_starts += 1;
-                tries += 1;
-                if tries == RESTART_TRIES {
-                    return Err(err);
-                }
-                std::thread::sleep(pause);
-                pause *= 2;
-            }
-        }
-    }
-}
-
-struct Slot {
-    runner: Option<Box<dyn Runner>>,
+struct Slot<T: Task> {
+    runner: Option<Box<dyn Runner<T>>>,
     generation: u64,
     pid: u32,
     /// Batches sent and not yet fully answered, oldest first; the worker runs them in order.
-    inflight: VecDeque<Batch>,
+    inflight: VecDeque<Batch<T::Input>>,
     /// When the task at the head of `inflight` started: the worker runs its queue in order,
     /// so that is when the batch reached an idle worker or the previous outcome arrived.
     head_started: Option<Instant>,
@@ -183,8 +78,8 @@ struct Slot {
 
 /// A batch in flight, kept for retries, for the records' inputs, and (when tracing) for
 /// when it left.
-struct Batch {
-    tasks: VecDeque<Task>,
+struct Batch<I> {
+    tasks: VecDeque<Job<I>>,
     sent: SendTimes,
 }
 
@@ -196,42 +91,8 @@ struct SendTimes {
     encoded_ns: u64,
 }
 
-/// Where one task's round trip went, in microseconds, when the run traces
-/// (`Context::trace`). The phases add up to `total_us` by construction: each is the gap
-/// between two consecutive timestamps on one clock shared by both processes.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct Phases {
-    /// From the start of the run until the task was sent (meaningful when tasks are run
-    /// one at a time, as `bench` does).
-    pub queued_us: f64,
-    /// Encoding the batch frame (process backend).
-    pub encode_us: f64,
-    /// Writing it into the channel until the runner has received it.
-    pub transfer_to_us: f64,
-    /// Decoding the frame in the worker.
-    pub decode_us: f64,
-    /// From decoded to the task's code starting (a hand-off between the worker's threads,
-    /// or tasks ahead of it in the batch).
-    pub worker_wait_us: f64,
-    /// The task's own code.
-    pub run_us: f64,
-    /// Encoding the outcome and carrying it back until the coordinator has received it.
-    pub transfer_back_us: f64,
-    /// Decoding the outcome frame in the coordinator.
-    pub decode_result_us: f64,
-    /// From decoded until the scheduler took the outcome (a hand-off between threads).
-    pub coordinator_wait_us: f64,
-    /// Waiting in the reorder buffer for earlier tasks (input order).
-    pub reorder_us: f64,
-    /// All of the above.
-    pub total_us: f64,
-    /// When the outcome was settled, to measure `reorder_us` from.
-    #[serde(skip)]
-    settled_ns: u64,
-}
-
-impl Slot {
-    fn new(runner: Box<dyn Runner>, generation: u64) -> Slot {
+impl<T: Task> Slot<T> {
+    fn new(runner: Box<dyn Runner<T>>, generation: u64) -> Slot<T> {
         Slot {
             pid: runner.pid(),
             runner: Some(runner),
@@ -242,16 +103,26 @@ impl Slot {
     }
 }
 
-impl Pool {
+impl<T: Task> Pool<T> {
     /// Starts every runner and waits until each has answered.
-    pub fn start(config: PoolConfig) -> Result<Pool, PoolError> {
+    pub(crate) fn start(config: PoolBuilder, task: T) -> Result<Pool<T>, PoolError> {
         let started = Instant::now();
-        let mut backend = backend_for(&config)?;
+        let backend = config.backend_for(task)?;
+        Pool::with_backend(config, backend, started)
+    }
+
+    /// Starts every runner of `backend` (a mock one, in tests).
+    pub(crate) fn with_backend(
+        config: PoolBuilder,
+        mut backend: Box<dyn Backend<T>>,
+        started: Instant,
+    ) -> Result<Pool<T>, PoolError> {
+        let caps = backend.capabilities();
         let (sender, events) = crossbeam_channel::unbounded();
-        let workers = match backend.kind() {
-            BackendKind::Sequential => 1,
-            _ => config.workers.max(1),
-        };
+        let workers = config
+            .resolved_workers()
+            .min(caps.max_slots.unwrap_or(usize::MAX))
+            .max(1);
         let mut failed_starts = 0;
         let mut slots = Vec::with_capacity(workers);
         for (slot, first_try) in backend.start_all(workers, &sender)?.into_iter().enumerate() {
@@ -269,8 +140,7 @@ impl Pool {
         }
         Ok(Pool {
             config,
-            interleave: backend.batches_interleave(),
-            runners_time_out: backend.enforces_timeouts(),
+            caps,
             backend,
             slots,
             events,
@@ -280,11 +150,12 @@ impl Pool {
         })
     }
 
-    /// Time from the start of [`Pool::start`] until every runner was ready.
+    /// Time from the start of [`PoolBuilder::build`] until every runner was ready.
     pub fn start_time(&self) -> Duration {
         self.start_time
     }
 
+    /// How many workers (or broker slots) the pool has.
     pub fn workers(&self) -> usize {
         self.slots.len()
     }
@@ -296,14 +167,52 @@ impl Pool {
     }
 
     /// A handle that stops the current run from another thread (a signal handler).
-    pub fn interrupter(&self) -> Interrupter {
+    pub fn interrupter(&self) -> Interrupter<T::Output> {
         Interrupter(self.sender.clone())
     }
 
-    /// Runs every input, handing outcomes out as a stream (see [`Run`]).
-    pub fn map<I: Iterator>(&mut self, inputs: I) -> Run<'_, I>
+    /// Runs every input, handing out one [`Record`] per input in input order, each as
+    /// soon as it and every earlier one are known (Python's `executor.map`). The inputs
+    /// are read lazily: only a bounded window of them is in memory at once.
+    pub fn map<I>(&mut self, inputs: I) -> Run<'_, T, FirstAttempts<I::IntoIter>>
     where
-        I::Item: Planned,
+        I: IntoIterator<Item = T::Input>,
+    {
+        self.start_run(FirstAttempts(inputs.into_iter()), Order::Input)
+    }
+
+    /// Runs every input, handing out one [`Record`] per input as each task ends
+    /// (Python's `as_completed`).
+    pub fn as_completed<I>(&mut self, inputs: I) -> Run<'_, T, FirstAttempts<I::IntoIter>>
+    where
+        I: IntoIterator<Item = T::Input>,
+    {
+        self.start_run(FirstAttempts(inputs.into_iter()), Order::Completion)
+    }
+
+    /// [`Pool::map`] or [`Pool::as_completed`], as [`PoolBuilder::order`] says.
+    pub fn run<I>(&mut self, inputs: I) -> Run<'_, T, FirstAttempts<I::IntoIter>>
+    where
+        I: IntoIterator<Item = T::Input>,
+    {
+        let order = self.config.order;
+        self.start_run(FirstAttempts(inputs.into_iter()), order)
+    }
+
+    /// Runs tasks some attempts at which were made elsewhere: a broker worker runs the
+    /// coordinator's attempt N locally as attempt N, so that what depends on the attempt
+    /// is the same wherever it runs.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn run_attempts<I>(&mut self, inputs: I) -> Run<'_, T, I>
+    where
+        I: Iterator<Item = (T::Input, u32)>,
+    {
+        self.start_run(inputs, Order::Input)
+    }
+
+    fn start_run<I>(&mut self, inputs: I, order: Order) -> Run<'_, T, I>
+    where
+        I: Iterator<Item = (T::Input, u32)>,
     {
         // A run stopped early leaves killed runners behind; a new run starts with a full pool.
         while let Ok(event) = self.events.try_recv() {
@@ -322,12 +231,13 @@ impl Pool {
                 );
                 match started {
                     Ok(runner) => self.slots[slot] = Slot::new(runner, generation),
-                    Err(err) => shared::diag!("warning: cannot restart worker {slot}: {err}"),
+                    Err(err) => crate::diag!("warning: cannot restart worker {slot}: {err}"),
                 }
             }
         }
         let (lo, hi) = inputs.size_hint();
         Run {
+            order,
             stop: None,
             drain: None,
             remaining_hint: (Some(lo) == hi).then_some(lo),
@@ -335,14 +245,13 @@ impl Pool {
             exhausted: false,
             next_index: 0,
             ready: VecDeque::new(),
-            delayed: BinaryHeap::new(),
-            reorder: BTreeMap::new(),
+            delayed: RetryQueue::new(),
+            reorder: ReorderBuffer::new(),
             completed: VecDeque::new(),
-            next_emit: 0,
             outstanding: 0,
-            mean_run_us: None,
+            policy: BatchPolicy::new(self.config.chunk, self.config.inflight, &self.caps),
             started: Instant::now(),
-            started_ns: shared::clock::monotonic_ns(),
+            started_ns: crate::clock::monotonic_ns(),
             stats: Stats {
                 failed_starts: std::mem::take(&mut self.failed_starts),
                 ..Stats::default()
@@ -365,17 +274,23 @@ impl Pool {
     }
 }
 
-impl Drop for Pool {
+impl<T: Task> Drop for Pool<T> {
     fn drop(&mut self) {
         self.shutdown_all();
     }
 }
 
 /// Stops a run from another thread: the run cancels what is left and ends.
-#[derive(Clone)]
-pub struct Interrupter(Sender<Event>);
+pub struct Interrupter<O>(Sender<Event<O>>);
 
-impl Interrupter {
+impl<O> Clone for Interrupter<O> {
+    fn clone(&self) -> Self {
+        Interrupter(self.0.clone())
+    }
+}
+
+impl<O> Interrupter<O> {
+    /// Stops the current run: the tasks not yet ended are reported `cancelled`.
     pub fn interrupt(&self) {
         let _ = self.0.send(Event::Interrupted);
     }
@@ -383,11 +298,10 @@ impl Interrupter {
 
 /// One run over a pool: an iterator of [`Record`]s, exactly one per input, in the
 /// configured order, each handed out as soon as it is known.
-pub struct Run<'p, I: Iterator>
-where
-    I::Item: Planned,
-{
-    pool: &'p mut Pool,
+pub struct Run<'p, T: Task, I> {
+    pool: &'p mut Pool<T>,
+    /// The order records are handed out in.
+    order: Order,
     /// Set when the run must stop early: the reason given to the cancelled tasks.
     stop: Option<String>,
     /// Once the run stopped early or lost every runner: the error every task still in the
@@ -398,18 +312,17 @@ where
     exhausted: bool,
     next_index: u64,
     /// Tasks to send before new inputs: retries whose time has come, work of lost runners.
-    ready: VecDeque<Task>,
+    ready: VecDeque<Job<T::Input>>,
     /// Retries waiting out their backoff.
-    delayed: BinaryHeap<Reverse<Delayed>>,
+    delayed: RetryQueue<Job<T::Input>>,
     /// Input order: finished records waiting for earlier ones.
-    reorder: BTreeMap<u64, Record>,
+    reorder: ReorderBuffer<Record<T::Input, T::Output>>,
     /// Records ready to hand out.
-    completed: VecDeque<Record>,
-    next_emit: u64,
+    completed: VecDeque<Record<T::Input, T::Output>>,
     /// Tasks taken from the input and not yet reported.
     outstanding: u64,
-    /// Exponential moving average of task run time, for `--chunk auto`.
-    mean_run_us: Option<f64>,
+    /// Batch sizes and queue depths, from the run times measured so far.
+    policy: BatchPolicy,
     started: Instant,
     /// The same moment on the clock traces use.
     started_ns: u64,
@@ -439,11 +352,6 @@ impl Attempt {
     }
 }
 
-struct Delayed {
-    at: Instant,
-    task: Task,
-}
-
 /// How the inputs never read end, once no task can run any more.
 struct Drain {
     error: TaskError,
@@ -451,30 +359,10 @@ struct Drain {
     limit: Option<u64>,
 }
 
-impl PartialEq for Delayed {
-    fn eq(&self, other: &Self) -> bool {
-        self.at == other.at
-    }
-}
-impl Eq for Delayed {}
-impl PartialOrd for Delayed {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Delayed {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.at.cmp(&other.at)
-    }
-}
+impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Iterator for Run<'_, T, I> {
+    type Item = Record<T::Input, T::Output>;
 
-impl<I: Iterator> Iterator for Run<'_, I>
-where
-    I::Item: Planned,
-{
-    type Item = Record;
-
-    fn next(&mut self) -> Option<Record> {
+    fn next(&mut self) -> Option<Self::Item> {
         loop {
             if let Some(record) = self.completed.pop_front() {
                 return Some(record);
@@ -501,10 +389,7 @@ where
     }
 }
 
-impl<I: Iterator> Run<'_, I>
-where
-    I::Item: Planned,
-{
+impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
     /// Counters so far; final once the iterator has ended.
     pub fn stats(&self) -> Stats {
         self.stats.clone()
@@ -522,7 +407,7 @@ where
     }
 
     fn tracing(&self) -> bool {
-        self.pool.config.context.trace
+        self.pool.config.trace
     }
 
     fn is_finished(&mut self) -> bool {
@@ -541,16 +426,15 @@ where
         }
     }
 
-    fn next_input(&mut self) -> Option<Task> {
+    fn next_input(&mut self) -> Option<Job<T::Input>> {
         if self.exhausted {
             return None;
         }
         match self.inputs.next() {
-            Some(planned) => {
-                let (input, attempt) = planned.into_parts();
-                let task = Task {
+            Some((input, attempt)) => {
+                let task = Job {
                     index: self.next_index,
-                    attempt,
+                    attempt: attempt.max(1),
                     input,
                 };
                 self.next_index += 1;
@@ -568,53 +452,14 @@ where
         }
     }
 
-    /// Batches a worker may have queued at once.
-    fn depth(&self) -> usize {
-        if let Some(n) = self.pool.config.inflight {
-            return n.max(1);
-        }
-        // A broker's slots are many and only bound what waits on it; its workers prefetch.
-        if matches!(
-            self.pool.backend.kind(),
-            BackendKind::Sequential | BackendKind::Redis
-        ) {
-            return 1;
-        }
-        match self.mean_run_us {
-            Some(us) if us < PIPELINE_BELOW_US => 2,
-            Some(_) => 1,
-            // Nothing measured yet: fixed chunks are taken to be for short tasks.
-            None => match self.pool.config.chunk {
-                Chunk::Fixed(_) => 2,
-                Chunk::Auto => 1,
-            },
-        }
-    }
-
-    fn chunk_size(&self) -> usize {
-        let wanted = match self.pool.config.chunk {
-            Chunk::Fixed(n) => return n.max(1),
-            // Inline, a batch buys nothing: one task at a time keeps outcomes streaming.
-            Chunk::Auto if self.pool.backend.kind() == BackendKind::Sequential => return 1,
-            Chunk::Auto => match self.mean_run_us {
-                None => 1,
-                Some(us) => (AUTO_BATCH_TARGET_US / us.max(0.05)) as usize,
-            },
-        };
-        // Near the end, smaller batches keep every worker busy until the last task.
-        let balance = match self.remaining_hint {
-            Some(left) => left / (self.pool.slots.len() * 2).max(1),
-            None => MAX_AUTO_CHUNK,
-        };
-        wanted.min(balance).clamp(1, MAX_AUTO_CHUNK)
-    }
-
     /// Sends work to the least-loaded runners until each has its queue full or nothing is
     /// ready to go.
     fn dispatch(&mut self) {
         self.release_due_retries();
-        let depth = self.depth();
-        let chunk = self.chunk_size();
+        let depth = self.policy.depth();
+        let chunk = self
+            .policy
+            .chunk_size(self.remaining_hint, self.pool.slots.len());
         while let Some(slot) = self.least_loaded(depth) {
             let batch = self.take_batch(chunk);
             if batch.is_empty() {
@@ -639,7 +484,7 @@ where
             .map(|(i, _)| i)
     }
 
-    fn take_batch(&mut self, chunk: usize) -> Vec<Task> {
+    fn take_batch(&mut self, chunk: usize) -> Vec<Job<T::Input>> {
         // The capacity is not sized by --chunk alone: a huge chunk over a short input
         // would reserve memory that is never used.
         let mut batch = Vec::with_capacity(chunk.min(MAX_AUTO_CHUNK));
@@ -648,8 +493,8 @@ where
             let task = match self.ready.pop_front() {
                 Some(task) => task,
                 None => {
-                    let ahead = self.next_index.saturating_sub(self.next_emit);
-                    if self.pool.config.order == Order::Input && ahead >= REORDER_WINDOW {
+                    let ahead = self.next_index.saturating_sub(self.reorder.next_index());
+                    if self.order == Order::Input && ahead >= REORDER_WINDOW {
                         break;
                     }
                     match self.next_input() {
@@ -658,13 +503,13 @@ where
                     }
                 }
             };
-            bytes += task.input.payload_len();
+            bytes += T::input_bytes(&task.input);
             batch.push(task);
         }
         batch
     }
 
-    fn send(&mut self, slot_index: usize, batch: Vec<Task>) {
+    fn send(&mut self, slot_index: usize, batch: Vec<Job<T::Input>>) {
         let Slot {
             runner,
             inflight,
@@ -682,8 +527,8 @@ where
         if inflight.is_empty() {
             *head_started = Some(Instant::now());
         }
-        let start_ns = if self.pool.config.context.trace {
-            shared::clock::monotonic_ns()
+        let start_ns = if self.pool.config.trace {
+            crate::clock::monotonic_ns()
         } else {
             0
         };
@@ -709,10 +554,8 @@ where
 
     fn release_due_retries(&mut self) {
         let now = Instant::now();
-        while self.delayed.peek().is_some_and(|d| d.0.at <= now) {
-            if let Some(Reverse(d)) = self.delayed.pop() {
-                self.ready.push_back(d.task);
-            }
+        while let Some(job) = self.delayed.pop_due(now) {
+            self.ready.push_back(job);
         }
     }
 
@@ -722,7 +565,7 @@ where
             .pool
             .config
             .timeout
-            .filter(|_| !self.pool.runners_time_out)?;
+            .filter(|_| !self.pool.caps.enforces_timeouts)?;
         self.pool
             .slots
             .iter()
@@ -734,7 +577,7 @@ where
     fn wait_for_event(&mut self) {
         let now = Instant::now();
         let wake = [
-            self.delayed.peek().map(|d| d.0.at),
+            self.delayed.next_due(),
             self.next_deadline().map(|(at, _)| at),
         ]
         .into_iter()
@@ -748,10 +591,10 @@ where
         // round trip is what the run waits on: at most one batch per worker in flight.
         // Not with threads (the runner needs the other core) and not when batches are
         // pipelined (the workers need every core, and events come often anyway).
-        let latency_bound = self.pool.backend.kind() == BackendKind::Process
+        let latency_bound = self.pool.caps.spin_for_outcomes
             && self.pool.slots.iter().all(|s| s.inflight.len() <= 1);
         let spin = if latency_bound { SPIN } else { Duration::ZERO };
-        let event = match shared::recv_spinning(&self.pool.events, spin, timeout) {
+        let event = match crate::recv_spinning(&self.pool.events, spin, timeout) {
             Ok(event) => event,
             Err(RecvTimeoutError::Timeout) => {
                 self.expire_late_tasks();
@@ -778,17 +621,18 @@ where
             if at > Instant::now() {
                 break;
             }
-            let how = match self.pool.backend.kind() {
-                BackendKind::Process => "worker killed and replaced",
+            let how = if self.pool.caps.kills_runners {
+                "worker killed and replaced"
+            } else {
                 // See thread.rs: a thread cannot be stopped from outside.
-                _ => "its thread cannot be killed: abandoned and replaced",
+                "its thread cannot be killed: abandoned and replaced"
             };
             let reason = format!("task ran longer than the {limit:?} timeout; {how}");
             self.lose_as(slot, ErrorKind::Timeout, reason);
         }
     }
 
-    fn handle(&mut self, event: Event) {
+    fn handle(&mut self, event: Event<T::Output>) {
         match event {
             Event::Outcomes {
                 slot,
@@ -810,7 +654,7 @@ where
                             self.finish_attempt(ran_on, task, outcome, phases, arrived_ns);
                         }
                         // At-least-once delivery: this task was settled already.
-                        None if self.pool.interleave => {
+                        None if self.pool.caps.batches_interleave => {
                             self.stats.duplicates += 1;
                         }
                         None => {
@@ -858,7 +702,7 @@ where
     /// reports every task already taken from the input as `cancelled`, in input order, and
     /// leaves the inputs never read to [`Run::drain_one`].
     fn cancel_everything(&mut self, reason: &str) {
-        let mut tasks: Vec<Task> = Vec::new();
+        let mut tasks: Vec<Job<T::Input>> = Vec::new();
         for slot in &mut self.pool.slots {
             if slot.inflight.is_empty() {
                 continue;
@@ -913,9 +757,13 @@ where
 
     /// Matches an outcome against the task the runner should have finished next: the
     /// head of its oldest batch, or of any of its batches where they interleave.
-    fn pop_inflight(&mut self, slot: usize, outcome: &Outcome) -> Option<(Task, SendTimes)> {
+    fn pop_inflight(
+        &mut self,
+        slot: usize,
+        outcome: &Outcome<T::Output>,
+    ) -> Option<(Job<T::Input>, SendTimes)> {
         let inflight = &mut self.pool.slots[slot].inflight;
-        let answers = |batch: &Batch| {
+        let answers = |batch: &Batch<T::Input>| {
             batch
                 .tasks
                 .front()
@@ -923,7 +771,7 @@ where
         };
         let position = if inflight.front().is_some_and(answers) {
             0
-        } else if self.pool.interleave {
+        } else if self.pool.caps.batches_interleave {
             inflight.iter().position(answers)?
         } else {
             return None;
@@ -941,9 +789,14 @@ where
     }
 
     /// The phases of a traced task's round trip, up to the scheduler taking its outcome.
-    fn phases(&self, sent: SendTimes, outcome: &Outcome, arrival: Arrival) -> Option<Box<Phases>> {
+    fn phases(
+        &self,
+        sent: SendTimes,
+        outcome: &Outcome<T::Output>,
+        arrival: Arrival,
+    ) -> Option<Box<Phases>> {
         let trace = outcome.trace.filter(|_| self.tracing())?;
-        let now = shared::clock::monotonic_ns();
+        let now = crate::clock::monotonic_ns();
         let us = |from: u64, to: u64| to.saturating_sub(from) as f64 / 1000.0;
         let mut p = Phases {
             queued_us: us(self.started_ns, sent.start_ns),
@@ -965,16 +818,13 @@ where
     fn finish_attempt(
         &mut self,
         ran_on: (u32, u32),
-        task: Task,
-        outcome: Outcome,
+        task: Job<T::Input>,
+        outcome: Outcome<T::Output>,
         phases: Option<Box<Phases>>,
         arrived_ns: u64,
     ) {
         let run_us = outcome.run_us as f64;
-        self.mean_run_us = Some(match self.mean_run_us {
-            None => run_us,
-            Some(mean) => mean * 0.9 + run_us * 0.1,
-        });
+        self.policy.observe(run_us);
         let attempt = Attempt {
             ran_on: Some(ran_on),
             elapsed_ms: run_us / 1000.0,
@@ -986,18 +836,22 @@ where
 
     /// Reports a task's final result, or schedules another attempt if the failure is
     /// transient and retries remain.
-    fn settle(&mut self, task: Task, result: Result<Value, TaskError>, attempt: Attempt) {
+    fn settle(
+        &mut self,
+        task: Job<T::Input>,
+        result: Result<T::Output, TaskError>,
+        attempt: Attempt,
+    ) {
         if let Err(err) = &result {
             if err.kind.is_transient() && task.attempt <= self.pool.config.retries {
-                let delay = self.backoff(&task);
+                let config = &self.pool.config;
+                let delay = backoff(config.backoff, config.seed, task.index, task.attempt);
                 self.stats.retries += 1;
-                self.delayed.push(Reverse(Delayed {
-                    at: Instant::now() + delay,
-                    task: Task {
-                        attempt: task.attempt + 1,
-                        ..task
-                    },
-                }));
+                let retry = Job {
+                    attempt: task.attempt + 1,
+                    ..task
+                };
+                self.delayed.push(Instant::now() + delay, retry);
                 return;
             }
         }
@@ -1005,14 +859,19 @@ where
     }
 
     /// Reports a task's final result and hands it to the output in the configured order.
-    fn record(&mut self, task: Task, result: Result<Value, TaskError>, attempt: Attempt) {
+    fn record(
+        &mut self,
+        task: Job<T::Input>,
+        result: Result<T::Output, TaskError>,
+        attempt: Attempt,
+    ) {
         let Attempt {
             ran_on,
             elapsed_ms,
             phases,
             arrived_ns,
         } = attempt;
-        let arrived_ns = arrived_ns.unwrap_or_else(shared::clock::monotonic_ns);
+        let arrived_ns = arrived_ns.unwrap_or_else(crate::clock::monotonic_ns);
         let result = match (result, self.pool.config.first) {
             // A task that was already running when `--first` was reached: it ran, but the
             // records honour N (the summary counts it).
@@ -1059,47 +918,28 @@ where
             finished_ms: arrived_ns.saturating_sub(self.started_ns) as f64 / 1e6,
             phases,
         };
-        match self.pool.config.order {
+        match self.order {
             Order::Completion => self.completed.push_back(record),
             // The next record in line skips the reorder buffer: the common case.
-            Order::Input if record.index == self.next_emit && record.phases.is_none() => {
+            Order::Input if self.reorder.is_next(record.index) && record.phases.is_none() => {
                 self.completed.push_back(record);
-                self.next_emit += 1;
-                while let Some(record) = self.reorder.remove(&self.next_emit) {
+                self.reorder.skip();
+                while let Some(record) = self.reorder.pop_ready() {
                     self.completed.push_back(record);
-                    self.next_emit += 1;
                 }
             }
             Order::Input => {
                 self.reorder.insert(record.index, record);
-                while let Some(mut record) = self.reorder.remove(&self.next_emit) {
+                while let Some(mut record) = self.reorder.pop_ready() {
                     if let Some(p) = &mut record.phases {
-                        let now = shared::clock::monotonic_ns();
+                        let now = crate::clock::monotonic_ns();
                         p.reorder_us = now.saturating_sub(p.settled_ns) as f64 / 1000.0;
                         p.total_us += p.reorder_us;
                     }
                     self.completed.push_back(record);
-                    self.next_emit += 1;
                 }
             }
         }
-    }
-
-    /// Exponential backoff with jitter: base * 2^(attempt-1), times a factor in [0.5, 1.5)
-    /// so that tasks failing together do not retry in lockstep.
-    fn backoff(&self, task: &Task) -> Duration {
-        let base = self.pool.config.backoff;
-        if base.is_zero() {
-            return Duration::ZERO;
-        }
-        let exp = base.saturating_mul(1u32 << (task.attempt - 1).min(20));
-        let jitter = shared::seed::rng(
-            self.pool.config.context.seed,
-            &task.index.to_le_bytes(),
-            u64::from(task.attempt),
-        )
-        .random_range(0.5..1.5);
-        exp.mul_f64(jitter).min(MAX_BACKOFF)
     }
 
     /// A runner is gone: reap it, fail the task it was running (retried if allowed), put
@@ -1119,14 +959,10 @@ where
         let exit = slot.runner.as_mut().and_then(|r| r.kill());
         slot.runner = None;
         let pid = slot.pid;
-        let mut queued: VecDeque<Task> = slot.inflight.drain(..).flat_map(|b| b.tasks).collect();
-        let message = match (kind, exit) {
-            (ErrorKind::Timeout, _) | (_, None) => {
-                format!("worker {slot_index} (pid {pid}): {reason}")
-            }
-            (_, Some(exit)) => format!("worker {slot_index} (pid {pid}) {exit} ({reason})"),
-        };
-        if let Some(running) = queued.pop_front() {
+        let Leftovers { running, queued } = leftovers(slot.inflight.drain(..).map(|b| b.tasks));
+        let timed_out = kind == ErrorKind::Timeout;
+        let message = loss_message(slot_index, pid, timed_out, exit, &reason);
+        if let Some(running) = running {
             let err = TaskError::new(kind, message.clone());
             let attempt = Attempt {
                 ran_on: Some((slot_index as u32, pid)),
@@ -1163,9 +999,7 @@ where
                 self.stats.workers_replaced += 1;
             }
             Err(err) => {
-                shared::diag!(
-                    "warning: cannot replace worker {slot_index} after it {after}: {err}"
-                );
+                crate::diag!("warning: cannot replace worker {slot_index} after it {after}: {err}");
                 if self.pool.slots.iter().all(|s| s.runner.is_none()) {
                     self.fail_everything(&format!("no worker left: {err}"));
                 }
@@ -1176,7 +1010,7 @@ where
     /// Sends every batch in flight again, to the same runner: for a backend whose
     /// batches may be answered more than once, so the first answer wins.
     fn republish(&mut self) {
-        if !self.pool.interleave {
+        if !self.pool.caps.batches_interleave {
             return;
         }
         for index in 0..self.pool.slots.len() {
@@ -1198,8 +1032,8 @@ where
     /// The backend is gone (a broker that cannot be reached): every task in flight or
     /// still to run fails, as no runner can be started again.
     fn abandon_everything(&mut self, reason: &str) {
-        shared::diag!("error: {reason}");
-        let mut tasks: Vec<Task> = Vec::new();
+        crate::diag!("error: {reason}");
+        let mut tasks: Vec<Job<T::Input>> = Vec::new();
         for slot in &mut self.pool.slots {
             slot.runner = None;
             slot.generation += 1;
@@ -1228,9 +1062,9 @@ where
 
     /// Every task taken from the input but not handed to a runner: ready, or waiting out a
     /// backoff. The window bounds them; the input itself is left to [`Run::drain_one`].
-    fn take_unstarted(&mut self) -> Vec<Task> {
-        let mut tasks: Vec<Task> = self.ready.drain(..).collect();
-        tasks.extend(self.delayed.drain().map(|Reverse(d)| d.task));
+    fn take_unstarted(&mut self) -> Vec<Job<T::Input>> {
+        let mut tasks: Vec<Job<T::Input>> = self.ready.drain(..).collect();
+        tasks.extend(self.delayed.drain());
         tasks
     }
 }

@@ -6,12 +6,12 @@
 //! of waiting for it (see [`running_batch`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use crossbeam_channel::Sender;
-use shared::outcome::Arrival;
-use shared::{workload, Context, Task};
-
-use super::{Backend, BackendKind, Event, EventSink, PoolError, Runner};
+use super::{Backend, Capabilities, EventSink, Events, Runner, Started};
+use crate::outcome::Arrival;
+use crate::protocol::{Job, RunSettings};
+use crate::{execute, Task};
 
 /// Batches begun by inline runners in this process, and the number of the one running
 /// now (0: none). Two relaxed stores per batch: nothing measurable next to a task.
@@ -28,29 +28,24 @@ pub fn running_batch() -> Option<u64> {
     }
 }
 
-pub(crate) struct SequentialBackend {
-    context: Context,
+pub(crate) struct SequentialBackend<T> {
+    /// Shared with the runner of each generation.
+    pub task: Arc<(T, RunSettings)>,
 }
 
-impl SequentialBackend {
-    pub fn new(context: Context) -> Self {
-        SequentialBackend { context }
+impl<T: Task> Backend<T> for SequentialBackend<T> {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            max_slots: Some(1),
+            fixed_depth: Some(1),
+            batching_helps: false,
+            ..Capabilities::LOCAL
+        }
     }
-}
 
-impl Backend for SequentialBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Sequential
-    }
-
-    fn start(
-        &mut self,
-        slot: usize,
-        generation: u64,
-        events: &Sender<Event>,
-    ) -> Result<Box<dyn Runner>, PoolError> {
+    fn start(&mut self, slot: usize, generation: u64, events: &Events<T>) -> Started<T> {
         Ok(Box::new(InlineRunner {
-            context: self.context.clone(),
+            task: Arc::clone(&self.task),
             sink: EventSink {
                 slot,
                 generation,
@@ -60,19 +55,20 @@ impl Backend for SequentialBackend {
     }
 }
 
-struct InlineRunner {
-    context: Context,
-    sink: EventSink,
+struct InlineRunner<T: Task> {
+    task: Arc<(T, RunSettings)>,
+    sink: EventSink<T::Output>,
 }
 
-impl Runner for InlineRunner {
+impl<T: Task> Runner<T> for InlineRunner<T> {
     fn pid(&self) -> u32 {
         std::process::id()
     }
 
-    fn send(&mut self, tasks: &[Task]) -> Result<Option<u64>, String> {
+    fn send(&mut self, jobs: &[Job<T::Input>]) -> Result<Option<u64>, String> {
         RUNNING.store(BEGUN.fetch_add(1, Ordering::Relaxed) + 1, Ordering::Relaxed);
-        workload::run_batch(&self.context, tasks, Arrival::now(), |outcomes| {
+        let (task, settings) = &*self.task;
+        execute::run_batch(task, settings, jobs, Arrival::now(), |outcomes| {
             self.sink.outcomes(outcomes, Arrival::now())
         });
         RUNNING.store(0, Ordering::Relaxed);

@@ -1,5 +1,5 @@
 //! The `redis` backend: batches go to a Redis Streams broker, and `worker --broker`
-//! processes on any host take them (see `shared::broker` for the layout).
+//! processes on any host take them (see `crate::broker` for the layout).
 //!
 //! To the scheduler the broker is `-w` virtual slots. A slot's "send" publishes a batch to
 //! the shared tasks stream; one reader thread takes the run's results stream and routes
@@ -15,14 +15,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use std::marker::PhantomData;
+
 use crossbeam_channel::Sender;
-use shared::broker::{
+use serde::de::DeserializeOwned;
+
+use super::{Backend, Capabilities, Event, Events, PoolError, Runner, Started};
+use crate::broker::{
     self, Body, BrokerError, BrokerUrl, Entry, Kept, OutcomeEntry, Route, RunSpec, TaskEntryRef,
 };
-use shared::outcome::Arrival;
-use shared::{codec, Context, Task};
-
-use super::{Backend, BackendKind, Event, PoolError, Runner};
+use crate::outcome::Arrival;
+use crate::protocol::{Job, RunSettings};
+use crate::task::Signature;
+use crate::{codec, Outcome, Task};
 
 /// How long connecting may take before the broker counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -50,25 +55,30 @@ struct Shared {
     spec: RunSpec,
 }
 
-pub(crate) struct RedisBackend {
+pub(crate) struct RedisBackend<T> {
     shared: Arc<Shared>,
     stop_reader: Arc<AtomicBool>,
     reader_started: bool,
+    task: PhantomData<fn() -> T>,
 }
 
-impl RedisBackend {
+impl<T: Task> RedisBackend<T> {
     /// Connects and registers the run: its settings are what workers run its tasks with.
     pub fn new(
         url: BrokerUrl,
-        context: Context,
+        task: &T,
+        settings: RunSettings,
         timeout: Option<Duration>,
-    ) -> Result<RedisBackend, PoolError> {
+    ) -> Result<RedisBackend<T>, PoolError> {
+        let task_value = codec::encode(task).map_err(|err| PoolError::Setup(err.to_string()))?;
         let mut con = url.connect(CONNECT_TIMEOUT, Some(IO_TIMEOUT))?;
         broker::ensure_group(&url, &mut con)?;
         let run = run_id();
         let spec = RunSpec {
             protocol: broker::BROKER_PROTOCOL,
-            context,
+            task: Signature::of::<T>(),
+            task_value,
+            settings,
             timeout_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
         };
         broker::put_spec(&url, &mut con, &run, &spec)?;
@@ -82,10 +92,11 @@ impl RedisBackend {
             }),
             stop_reader: Arc::new(AtomicBool::new(false)),
             reader_started: false,
+            task: PhantomData,
         })
     }
 
-    fn start_reader(&mut self, events: &Sender<Event>) -> Result<(), PoolError> {
+    fn start_reader(&mut self, events: &Sender<Event<T::Output>>) -> Result<(), PoolError> {
         let con = self.shared.url.connect(CONNECT_TIMEOUT, Some(IO_TIMEOUT))?;
         let (shared, stop, events) = (
             Arc::clone(&self.shared),
@@ -112,17 +123,19 @@ fn run_id() -> String {
     format!("{host}-{}-{secs}-{nonce:08x}", std::process::id())
 }
 
-impl Backend for RedisBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Redis
+impl<T: Task> Backend<T> for RedisBackend<T> {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            // The slots are many and only bound what waits on the broker; its workers
+            // prefetch on their own.
+            fixed_depth: Some(1),
+            batches_interleave: true,
+            enforces_timeouts: true,
+            ..Capabilities::LOCAL
+        }
     }
 
-    fn start(
-        &mut self,
-        slot: usize,
-        generation: u64,
-        events: &Sender<Event>,
-    ) -> Result<Box<dyn Runner>, PoolError> {
+    fn start(&mut self, slot: usize, generation: u64, events: &Events<T>) -> Started<T> {
         if !self.reader_started {
             self.start_reader(events)?;
         }
@@ -136,14 +149,6 @@ impl Backend for RedisBackend {
 
     fn begin_run(&mut self) {
         self.shared.epoch.fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn batches_interleave(&self) -> bool {
-        true
-    }
-
-    fn enforces_timeouts(&self) -> bool {
-        true
     }
 }
 
@@ -168,13 +173,13 @@ impl Shared {
     }
 }
 
-impl Drop for RedisBackend {
+impl<T> Drop for RedisBackend<T> {
     /// Ends the run on the broker: workers skip whatever of it is left.
     fn drop(&mut self) {
         self.stop_reader.store(true, Ordering::SeqCst);
         let shared = &self.shared;
         if let Err(err) = shared.publishing(|con| broker::drop_run(&shared.url, con, &shared.run)) {
-            shared::diag!(
+            crate::diag!(
                 "warning: cannot remove run {} from the broker (it expires in {:?}): {err}",
                 shared.run,
                 broker::RUN_TTL
@@ -192,14 +197,18 @@ struct BrokerSlot {
     published: VecDeque<String>,
 }
 
-impl Runner for BrokerSlot {
+impl<T: Task> Runner<T> for BrokerSlot {
     fn pid(&self) -> u32 {
         // The tasks run in remote processes, whose pids come with each outcome.
         std::process::id()
     }
 
-    fn send(&mut self, tasks: &[Task]) -> Result<Option<u64>, String> {
+    fn send(&mut self, jobs: &[Job<T::Input>]) -> Result<Option<u64>, String> {
         let shared = &self.shared;
+        // The batch travels encoded inside the entry, so that a worker handles entries
+        // without knowing their task type, and decodes them with the code serving it.
+        let tasks = codec::encode(&jobs).map_err(|e| e.to_string())?;
+        let keys: Vec<(u64, u32)> = jobs.iter().map(|j| (j.index, j.attempt)).collect();
         let entry = TaskEntryRef {
             protocol: broker::BROKER_PROTOCOL,
             run: &shared.run,
@@ -208,10 +217,11 @@ impl Runner for BrokerSlot {
                 generation: self.generation,
                 epoch: shared.epoch.load(Ordering::SeqCst),
             },
-            tasks,
+            keys: &keys,
+            tasks: &tasks,
         };
         let frame = codec::encode(&entry).map_err(|e| e.to_string())?;
-        let encoded_ns = shared::clock::monotonic_ns();
+        let encoded_ns = crate::clock::monotonic_ns();
         let id = shared
             .publishing(|con| broker::publish(&shared.url, con, broker::TASKS_STREAM, &frame))
             .map_err(|e| e.to_string())?;
@@ -229,7 +239,7 @@ impl Runner for BrokerSlot {
         let ids: Vec<String> = self.published.drain(..).collect();
         let shared = &self.shared;
         if let Err(err) = shared.publishing(|con| broker::delete_entries(&shared.url, con, &ids)) {
-            shared::diag!("warning: cannot withdraw batches from the broker: {err}");
+            crate::diag!("warning: cannot withdraw batches from the broker: {err}");
         }
         None
     }
@@ -240,11 +250,11 @@ impl Runner for BrokerSlot {
 /// The reader thread: routes each outcome entry of the run to its slot until told to stop.
 /// If the broker cannot be reached for [`RECONNECT_FOR`], or has forgotten the run (it
 /// restarted without persistence), the run's outstanding tasks are given up.
-fn read_results(
+fn read_results<O: DeserializeOwned>(
     shared: &Shared,
     mut con: redis::Connection,
     stop: &AtomicBool,
-    events: &Sender<Event>,
+    events: &Sender<Event<O>>,
 ) {
     let url = &shared.url;
     let mut after = "0".to_string();
@@ -260,7 +270,7 @@ fn read_results(
                 Ok(Kept::Lost) => match register_again(shared, &mut con) {
                     Ok(()) if events.send(Event::Republish).is_ok() => {}
                     Ok(()) => return,
-                    Err(err) => shared::diag!("warning: cannot register the run again: {err}"),
+                    Err(err) => crate::diag!("warning: cannot register the run again: {err}"),
                 },
                 Ok(Kept::Altered) => {
                     let reason = format!(
@@ -271,14 +281,14 @@ fn read_results(
                     let _ = events.send(Event::BackendDown { reason });
                     return;
                 }
-                Err(err) => shared::diag!("warning: cannot renew the run on the broker: {err}"),
+                Err(err) => crate::diag!("warning: cannot renew the run on the broker: {err}"),
             }
         }
         if !warned && quiet_since.elapsed() > NO_WORKER_WARNING {
             quiet_since = Instant::now();
             if let Ok(0) = broker::live_consumers(url, &mut con, NO_WORKER_WARNING) {
                 warned = true;
-                shared::diag!(
+                crate::diag!(
                     "warning: no worker is taking tasks from the broker at {url}: start \
                      `worker --broker URL` on any host that reaches it"
                 );
@@ -313,7 +323,7 @@ fn read_results(
             quiet_since = Instant::now();
         }
         for Entry { id, body } in entries {
-            let received_ns = shared::clock::monotonic_ns();
+            let received_ns = crate::clock::monotonic_ns();
             let frame = match body {
                 Body::Frame(frame) => frame,
                 Body::Refused(reason) => {
@@ -325,17 +335,19 @@ fn read_results(
                     continue;
                 }
                 Body::Foreign => {
-                    shared::diag!(
-                        "warning: ignoring outcome entry {id}: workpool did not write it"
-                    );
+                    crate::diag!("warning: ignoring outcome entry {id}: workpool did not write it");
                     after = id;
                     continue;
                 }
             };
-            let entry: OutcomeEntry = match broker::decode_entry(&id, &frame) {
+            let decoded = broker::decode_entry::<OutcomeEntry>(&id, &frame).and_then(|entry| {
+                let outcomes = broker::decode_entry::<Vec<Outcome<O>>>(&id, &entry.outcomes)?;
+                Ok((entry, outcomes))
+            });
+            let (entry, outcomes) = match decoded {
                 Ok(entry) => entry,
                 Err(err) => {
-                    shared::diag!("warning: ignoring a corrupt outcome entry: {err}");
+                    crate::diag!("warning: ignoring a corrupt outcome entry: {err}");
                     after = id;
                     continue;
                 }
@@ -347,10 +359,10 @@ fn read_results(
             let event = Event::Outcomes {
                 slot: entry.route.slot as usize,
                 generation: entry.route.generation,
-                outcomes: entry.outcomes,
+                outcomes,
                 arrival: Arrival {
                     received_ns,
-                    decoded_ns: shared::clock::monotonic_ns(),
+                    decoded_ns: crate::clock::monotonic_ns(),
                 },
                 pid: std::num::NonZeroU32::new(entry.pid),
             };
@@ -370,7 +382,7 @@ fn reconnect(
 ) -> Result<redis::Connection, String> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(50);
-    shared::diag!("warning: lost the broker connection ({first}); reconnecting");
+    crate::diag!("warning: lost the broker connection ({first}); reconnecting");
     while started.elapsed() < RECONNECT_FOR && !stop.load(Ordering::SeqCst) {
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_secs(1));
@@ -394,7 +406,7 @@ fn reconnect(
 /// Registers a run the broker has forgotten (it restarted without persistence, or the key
 /// was deleted); the caller then publishes its unfinished batches again.
 fn register_again(shared: &Shared, con: &mut redis::Connection) -> Result<(), BrokerError> {
-    shared::diag!(
+    crate::diag!(
         "warning: the broker at {} lost this run (restarted without persistence, or its \
          key was deleted): registering it again and publishing its unfinished batches again",
         shared.url

@@ -9,53 +9,43 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
-use shared::outcome::Arrival;
-use shared::{workload, Context, Task};
 
-use super::{Backend, BackendKind, Event, EventSink, PoolError, Runner};
+use super::{Backend, Capabilities, EventSink, Events, PoolError, Runner, Started};
+use crate::outcome::Arrival;
+use crate::protocol::{Job, RunSettings};
+use crate::{execute, Task};
 
-pub(crate) struct ThreadBackend {
-    context: Arc<Context>,
-}
-
-impl ThreadBackend {
-    pub fn new(context: Context) -> Self {
-        ThreadBackend {
-            context: Arc::new(context),
-        }
-    }
+pub(crate) struct ThreadBackend<T> {
+    /// Shared by every thread of the pool.
+    pub task: Arc<(T, RunSettings)>,
 }
 
 /// Threads of the pool carry this prefix, which the coordinator's panic hook recognises:
 /// a task's panic is reported as an outcome, not printed.
 pub const THREAD_NAME_PREFIX: &str = "workpool-worker-";
 
-impl Backend for ThreadBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Thread
+impl<T: Task> Backend<T> for ThreadBackend<T> {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::LOCAL
     }
 
-    fn start(
-        &mut self,
-        slot: usize,
-        generation: u64,
-        events: &Sender<Event>,
-    ) -> Result<Box<dyn Runner>, PoolError> {
-        let (batches, inbox) = crossbeam_channel::unbounded::<Vec<Task>>();
+    fn start(&mut self, slot: usize, generation: u64, events: &Events<T>) -> Started<T> {
+        let (batches, inbox) = crossbeam_channel::unbounded::<Vec<Job<T::Input>>>();
         let abandoned = Arc::new(AtomicBool::new(false));
         let sink = EventSink {
             slot,
             generation,
             events: events.clone(),
         };
-        let context = Arc::clone(&self.context);
+        let task = Arc::clone(&self.task);
         let stop = Arc::clone(&abandoned);
         std::thread::Builder::new()
             .name(format!("{THREAD_NAME_PREFIX}{slot}"))
             .spawn(move || {
                 for batch in inbox {
                     let arrival = Arrival::now();
-                    workload::run_batch(&context, &batch, arrival, |outcomes| {
+                    let (task, settings) = &*task;
+                    execute::run_batch(task, settings, &batch, arrival, |outcomes| {
                         !stop.load(Ordering::Relaxed) && sink.outcomes(outcomes, Arrival::now())
                     });
                     if stop.load(Ordering::Relaxed) {
@@ -71,20 +61,20 @@ impl Backend for ThreadBackend {
     }
 }
 
-struct ThreadRunner {
-    batches: Option<Sender<Vec<Task>>>,
+struct ThreadRunner<I> {
+    batches: Option<Sender<Vec<Job<I>>>>,
     abandoned: Arc<AtomicBool>,
 }
 
-impl Runner for ThreadRunner {
+impl<T: Task> Runner<T> for ThreadRunner<T::Input> {
     fn pid(&self) -> u32 {
         std::process::id()
     }
 
-    fn send(&mut self, tasks: &[Task]) -> Result<Option<u64>, String> {
+    fn send(&mut self, jobs: &[Job<T::Input>]) -> Result<Option<u64>, String> {
         match &self.batches {
             Some(batches) => batches
-                .send(tasks.to_vec())
+                .send(jobs.to_vec())
                 .map(|()| None)
                 .map_err(|_| "worker thread has stopped".to_string()),
             None => Err("worker thread was shut down".to_string()),

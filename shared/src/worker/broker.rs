@@ -1,4 +1,7 @@
-//! `worker --broker URL`: serves runs through Redis Streams from any host. It joins the
+//! A broker worker (`worker --broker URL`, or any program whose `main` calls
+//! [`Worker::serve_if_worker`](super::Worker::serve_if_worker) started with
+//! `WORKPOOL_ROLE=worker` and `WORKPOOL_BROKER=URL`): serves runs through Redis Streams
+//! from any host, for the task types it registered. It joins the
 //! consumer group of the tasks stream, runs the batches it takes on workpool's own pool
 //! (threads or child processes), publishes each batch's outcomes and acknowledges the
 //! entry in one atomic step.
@@ -19,13 +22,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use crossbeam_channel::{Receiver, Sender};
-use shared::broker::{
+
+use super::Worker;
+use crate::broker::{
     self, Body, BrokerError, BrokerUrl, Burial, Entry, OutcomeEntryRef, RunSpec, TaskEntry,
 };
-use shared::{codec, ErrorKind, Outcome, Task, TaskError};
-use workpool::pool::{BackendKind, Chunk, Order, Pool, PoolConfig, WorkerBinary};
+use crate::codec::{self, CodecError, Frame};
+use crate::pool::{BackendKind, Chunk, Pool, PoolBuilder, WorkerBinary};
+use crate::protocol::Job as Batch;
+use crate::{ErrorKind, Outcome, Task, TaskError};
 
 /// How long a connection attempt may take before the broker counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -40,8 +46,9 @@ const RECONNECT_FOR: Duration = Duration::from_secs(30);
 /// How often a tasks stream found holding something else is looked at again.
 const CORRUPT_PAUSE: Duration = Duration::from_secs(1);
 
-/// What `worker --broker` was asked to do.
+/// What a broker worker was asked to do.
 pub struct Settings {
+    /// The broker.
     pub url: BrokerUrl,
     /// Batches run at once (threads).
     pub concurrency: usize,
@@ -63,9 +70,31 @@ pub enum Isolation {
     /// task past it is abandoned with its thread); a task that aborts takes the worker
     /// down (its batches are then taken over by others).
     Thread,
-    /// A child `worker` process: a crash or a `--timeout` kills only the child, which is
-    /// replaced.
+    /// A child worker process (this program, started as a worker): a crash or a
+    /// `--timeout` kills only the child, which is replaced.
     Process(WorkerBinary),
+}
+
+impl Settings {
+    /// The defaults for `url`: a thread per logical CPU, a 10 s lease, 3 deliveries, named
+    /// after the host and the process.
+    pub fn new(url: BrokerUrl) -> Settings {
+        Settings {
+            url,
+            concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            lease: Duration::from_secs(10),
+            max_deliveries: 3,
+            name: default_name(),
+            isolation: Isolation::Thread,
+        }
+    }
+}
+
+/// `HOST-PID`: unique among the workers of a broker.
+pub fn default_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_or_else(|_| "host".to_string(), |h| h.trim().to_string());
+    format!("{host}-{}", std::process::id())
 }
 
 /// Why the worker stopped: the caller maps it to an exit code.
@@ -74,8 +103,23 @@ pub enum ServeError {
     /// The broker could not be reached or refused us at start: a set-up problem.
     #[error(transparent)]
     Start(BrokerError),
+    /// The broker failed for good while serving.
     #[error(transparent)]
-    Other(#[from] anyhow::Error),
+    Broker(#[from] BrokerError),
+    /// An entry could not be encoded.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// A thread could not be started, or the interrupt handler installed.
+    #[error("{what}: {source}")]
+    System {
+        /// What was being done.
+        what: &'static str,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// Every executor thread has stopped.
+    #[error("every executor thread has stopped")]
+    Executors,
 }
 
 /// One entry taken from the stream: its batch, and the settings of its run.
@@ -85,21 +129,17 @@ struct Job {
     spec: Arc<RunSpec>,
 }
 
-/// A batch's outcomes, in the batch's order, ready to publish.
+/// A batch's outcomes, in the batch's order, encoded and ready to publish.
 struct Finished {
     id: String,
     run: String,
     route: broker::Route,
-    outcomes: Vec<Outcome>,
+    outcomes: Frame,
 }
 
 impl Job {
-    fn tasks(&self) -> &[Task] {
-        &self.entry.tasks
-    }
-
-    /// The batch ended with `outcomes` (one per task, in order).
-    fn finished(self, outcomes: Vec<Outcome>) -> Finished {
+    /// The batch ended with `outcomes` (an encoded `Vec<Outcome>`, one per task, in order).
+    fn finished(self, outcomes: Frame) -> Finished {
         Finished {
             id: self.id,
             run: self.entry.run,
@@ -110,16 +150,37 @@ impl Job {
 
     /// The batch ended without running: every task fails with `kind`.
     fn failed(self, kind: ErrorKind, message: &str) -> Finished {
-        let outcomes = self
-            .tasks()
+        // Failures carry no output, so they encode alike whatever the task type's is.
+        let outcomes: Vec<Outcome<()>> = self
+            .entry
+            .keys
             .iter()
-            .map(|task| outcome_of(task, Err(TaskError::new(kind, message)), 0))
+            .map(|&(index, attempt)| Outcome {
+                index,
+                attempt,
+                result: Err(TaskError::new(kind, message)),
+                run_us: 0,
+                trace: None,
+            })
             .collect();
-        self.finished(outcomes)
+        let frame = codec::encode(&outcomes).unwrap_or_default();
+        self.finished(frame)
     }
 }
 
-pub fn serve(settings: Settings) -> Result<(), ServeError> {
+/// Serves runs of `worker`'s task types from the broker until interrupted (or the broker
+/// is gone for good).
+pub fn serve(worker: &Worker, settings: Settings) -> Result<(), ServeError> {
+    let served: Arc<Vec<Served>> = Arc::new(
+        worker
+            .entries
+            .iter()
+            .map(|e| Served {
+                signature: e.signature.clone(),
+                start: e.broker,
+            })
+            .collect(),
+    );
     let url = settings.url.clone();
     let mut con = url
         .connect(CONNECT_TIMEOUT, Some(IO_TIMEOUT))
@@ -133,7 +194,7 @@ pub fn serve(settings: Settings) -> Result<(), ServeError> {
         Isolation::Thread => "threads",
         Isolation::Process(_) => "child processes",
     };
-    shared::diag!(
+    crate::diag!(
         "worker {}: serving {} with {} {isolation} (lease {:?}, max deliveries {})",
         settings.name,
         url,
@@ -157,12 +218,17 @@ pub fn serve(settings: Settings) -> Result<(), ServeError> {
             freed: freed_tx.clone(),
         };
         let (jobs, isolation) = (jobs_rx.clone(), settings.isolation.clone());
+        let served = Arc::clone(&served);
         std::thread::Builder::new()
             .name("broker-executor".into())
-            .spawn(move || execute_jobs(&isolation, &jobs, publisher))
-            .context("cannot start an executor thread")?;
+            .spawn(move || execute_jobs(&served, &isolation, &jobs, publisher))
+            .map_err(|source| ServeError::System {
+                what: "cannot start an executor thread",
+                source,
+            })?;
     }
     let mut server = Server {
+        served,
         settings,
         con,
         runs: HashMap::new(),
@@ -175,87 +241,138 @@ pub fn serve(settings: Settings) -> Result<(), ServeError> {
     };
     // The loop ends once every entry it took is published (or on an error); abandoned
     // threads may still be running tasks nobody waits for, so the publisher is not joined.
-    server.run(&freed_rx, &stop).map_err(ServeError::Other)
+    server.run(&freed_rx, &stop)
 }
 
 /// SIGINT/SIGTERM: stop taking entries, finish what is held, exit. A second one exits at
 /// once (what was held is then claimed by another worker after its lease).
-fn watch_signals(stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
+fn watch_signals(stop: &Arc<AtomicBool>) -> Result<(), ServeError> {
     let stop = Arc::clone(stop);
-    workpool::app::on_interrupt(
+    crate::interrupt::on_interrupt(
         "worker: stopping after the batches it holds (again to exit now)",
         move || stop.store(true, Ordering::SeqCst),
     )
+    .map_err(|source| ServeError::System {
+        what: "cannot install the interrupt handler",
+        source,
+    })
 }
 
-/// An executor thread: runs each batch on a one-runner pool of workpool's own (a thread or
-/// a child process), started for the batch's run and kept while batches of that run come.
-/// The pool enforces the run's `--timeout` and turns a panic or a crash into an outcome,
-/// replacing its runner; the broker owns retries, so the pool makes none.
-fn execute_jobs(isolation: &Isolation, jobs: &Receiver<Job>, mut publisher: Publisher) {
-    let mut local: Option<(String, Pool)> = None;
+/// A task type this worker serves, and how to start running a run of it.
+pub(super) struct Served {
+    signature: crate::task::Signature,
+    start: RunnerFactory,
+}
+
+/// Starts what runs the batches of one run of a served task type.
+pub(super) type RunnerFactory = fn(&RunSpec, &Isolation) -> Result<Box<dyn RunBatches>, String>;
+
+/// Why a run cannot be served by this worker, if it cannot.
+fn refusal(served: &[Served], spec: &RunSpec) -> Option<String> {
+    let signatures: Vec<_> = served.iter().map(|s| s.signature.clone()).collect();
+    crate::task::Signature::refusal(&signatures, &spec.task)
+}
+
+/// Runs the batches of one run, whatever its task type: one dynamic call per batch, and
+/// code made for the type inside.
+pub(super) trait RunBatches {
+    /// Runs the encoded batch `tasks` and returns its encoded outcomes, one per task in
+    /// the batch's order.
+    fn run(&mut self, keys: &[(u64, u32)], tasks: &[u8]) -> Result<Frame, String>;
+}
+
+/// The batches of one run of task type `T`, on a one-runner pool of workpool's own.
+struct TypedRun<T: Task> {
+    pool: Pool<T>,
+}
+
+/// Starts a one-runner pool for a run of `T`: a thread or a child process, per
+/// `isolation`. The pool enforces the run's timeout and turns a panic or a crash into an
+/// outcome, replacing its runner; the broker owns retries, so the pool makes none.
+pub(super) fn runner_for<T: Task>(
+    spec: &RunSpec,
+    isolation: &Isolation,
+) -> Result<Box<dyn RunBatches>, String> {
+    let task: T = codec::decode(&spec.task_value)
+        .map_err(|err| format!("cannot read the run's task: {err}"))?;
+    let timeout = spec.timeout_ms.map(Duration::from_millis);
+    let builder = PoolBuilder::new()
+        .workers(1)
+        // A batch travels to its runner in one message.
+        .chunk(Chunk::Fixed(1024))
+        .inflight(1)
+        .retries(0)
+        .backoff(Duration::ZERO)
+        .seed(spec.settings.seed)
+        .timeout(timeout);
+    let builder = match isolation {
+        // Inline on this executor thread, unless a timeout needs a thread it can
+        // abandon: two hand-offs between threads fewer per batch.
+        Isolation::Thread if timeout.is_none() => builder.backend(BackendKind::Sequential),
+        Isolation::Thread => builder.backend(BackendKind::Thread),
+        Isolation::Process(bin) => builder
+            .backend(BackendKind::Process)
+            .worker_program(bin.clone()),
+    };
+    let pool = builder
+        .build(task)
+        .map_err(|err| format!("cannot start a runner: {err}"))?;
+    Ok(Box::new(TypedRun { pool }))
+}
+
+impl<T: Task> RunBatches for TypedRun<T> {
+    fn run(&mut self, keys: &[(u64, u32)], tasks: &[u8]) -> Result<Frame, String> {
+        let batch: Vec<Batch<T::Input>> =
+            codec::decode(tasks).map_err(|err| format!("its batch is corrupt: {err}"))?;
+        let outcomes: Vec<Outcome<T::Output>> = self
+            .pool
+            .run_attempts(batch.into_iter().map(|t| (t.input, t.attempt)))
+            .zip(keys)
+            .map(|(record, &(index, attempt))| Outcome {
+                index,
+                attempt,
+                result: record.result,
+                run_us: (record.elapsed_ms * 1000.0) as u64,
+                trace: None,
+            })
+            .collect();
+        codec::encode(&outcomes).map_err(|err| err.to_string())
+    }
+}
+
+/// An executor thread: runs each batch on the runner of its run, started for the run and
+/// kept while batches of that run come.
+fn execute_jobs(
+    served: &[Served],
+    isolation: &Isolation,
+    jobs: &Receiver<Job>,
+    mut publisher: Publisher,
+) {
+    let mut local: Option<(String, Box<dyn RunBatches>)> = None;
     for job in jobs {
         if local.as_ref().is_none_or(|(run, _)| *run != job.entry.run) {
             local = None; // Shuts the last run's runner down.
-            let timeout = job.spec.timeout_ms.map(Duration::from_millis);
-            let (backend, worker_bin) = match isolation {
-                // Inline on this executor thread, unless a timeout needs a thread it can
-                // abandon: two hand-offs between threads fewer per batch.
-                Isolation::Thread if timeout.is_none() => (BackendKind::Sequential, None),
-                Isolation::Thread => (BackendKind::Thread, None),
-                Isolation::Process(bin) => (BackendKind::Process, Some(bin.clone())),
-            };
-            let config = PoolConfig {
-                backend,
-                workers: 1,
-                order: Order::Input,
-                // A batch travels to its runner in one message.
-                chunk: Chunk::Fixed(job.tasks().len().max(1024)),
-                inflight: Some(1),
-                retries: 0,
-                backoff: Duration::ZERO,
-                context: job.spec.context.clone(),
-                timeout,
-                first: None,
-                fail_fast: false,
-                worker_bin,
-                broker: None,
-            };
-            match Pool::start(config) {
-                Ok(pool) => local = Some((job.entry.run.clone(), pool)),
-                Err(err) => {
+            let started = served
+                .iter()
+                .find(|s| s.signature.name == job.spec.task.name)
+                .ok_or_else(|| "no such task type".to_string())
+                .and_then(|s| (s.start)(&job.spec, isolation));
+            match started {
+                Ok(runner) => local = Some((job.entry.run.clone(), runner)),
+                Err(message) => {
                     // Reported as a crash of this batch: the coordinator may retry it.
-                    let message = format!("cannot start a runner: {err}");
                     publisher.publish(job.failed(ErrorKind::WorkerCrashed, &message));
                     continue;
                 }
             }
         }
-        let Some((_, pool)) = local.as_mut() else {
+        let Some((_, runner)) = local.as_mut() else {
             continue;
         };
-        let records: Vec<_> = pool
-            .map(job.tasks().iter().map(|t| (t.input.clone(), t.attempt)))
-            .collect();
-        let outcomes = records
-            .into_iter()
-            .zip(job.tasks())
-            .map(|(record, task)| {
-                let run_us = (record.elapsed_ms * 1000.0) as u64;
-                outcome_of(task, record.result, run_us)
-            })
-            .collect();
-        publisher.publish(job.finished(outcomes));
-    }
-}
-
-fn outcome_of(task: &Task, result: Result<shared::Value, TaskError>, run_us: u64) -> Outcome {
-    Outcome {
-        index: task.index,
-        attempt: task.attempt,
-        result,
-        run_us,
-        trace: None,
+        match runner.run(&job.entry.keys, &job.entry.tasks) {
+            Ok(outcomes) => publisher.publish(job.finished(outcomes)),
+            Err(message) => publisher.publish(job.failed(ErrorKind::WorkerCrashed, &message)),
+        }
     }
 }
 
@@ -273,7 +390,7 @@ impl Publisher {
     /// batches it holds are taken over by another worker after their lease.
     fn publish(&mut self, batch: Finished) {
         if let Err(err) = self.try_publish(&batch) {
-            shared::diag!("worker {}: cannot publish outcomes: {err}", self.name);
+            crate::diag!("worker {}: cannot publish outcomes: {err}", self.name);
             std::process::exit(1);
         }
         let _ = self.freed.send(batch.id);
@@ -309,7 +426,7 @@ fn with_retries<T>(
         match command(con) {
             Err(err) if err.corrupt_key() == Some(broker::TASKS_STREAM) => {
                 if !waiting {
-                    shared::diag!("worker: {err}; waiting until it is a stream again");
+                    crate::diag!("worker: {err}; waiting until it is a stream again");
                     waiting = true;
                 }
                 std::thread::sleep(CORRUPT_PAUSE);
@@ -317,13 +434,13 @@ fn with_retries<T>(
                 started = Instant::now();
             }
             Err(err) if err.is_missing_group() && started.elapsed() < RECONNECT_FOR => {
-                shared::diag!(
+                crate::diag!(
                     "worker: the consumer group is gone (broker restarted?); joining anew"
                 );
                 broker::ensure_group(url, con)?;
             }
             Err(err) if err.is_connection() && started.elapsed() < RECONNECT_FOR => {
-                shared::diag!("worker: {err}; reconnecting");
+                crate::diag!("worker: {err}; reconnecting");
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_secs(2));
                 if let Ok(fresh) = url.connect(CONNECT_TIMEOUT, Some(IO_TIMEOUT)) {
@@ -348,6 +465,7 @@ enum RunState {
 
 /// The main loop's state: what this worker holds, and when it last renewed and reclaimed.
 struct Server {
+    served: Arc<Vec<Served>>,
     settings: Settings,
     con: redis::Connection,
     /// What is known of each run, and since when (trusted for [`SPEC_TTL`]).
@@ -364,7 +482,7 @@ struct Server {
 }
 
 impl Server {
-    fn run(&mut self, freed: &Receiver<String>, stop: &AtomicBool) -> anyhow::Result<()> {
+    fn run(&mut self, freed: &Receiver<String>, stop: &AtomicBool) -> Result<(), ServeError> {
         // Up to one batch queued behind each running one, so a thread finds its next
         // batch here instead of waiting a round trip to the broker.
         let capacity = self.settings.concurrency * 2;
@@ -375,7 +493,7 @@ impl Server {
             let stopping = stop.load(Ordering::SeqCst);
             if stopping && self.held.is_empty() {
                 if self.buried > 0 {
-                    shared::diag!(
+                    crate::diag!(
                         "worker {}: gave up {} unreadable entries (see {})",
                         self.settings.name,
                         self.buried,
@@ -408,7 +526,7 @@ impl Server {
     }
 
     /// Renews the leases of held entries, a third of a lease after the last renewal.
-    fn renew_leases(&mut self) -> anyhow::Result<()> {
+    fn renew_leases(&mut self) -> Result<(), ServeError> {
         if self.last_keepalive.elapsed() < self.settings.lease / 3 {
             return Ok(());
         }
@@ -422,7 +540,7 @@ impl Server {
     }
 
     /// Takes over entries whose worker stopped renewing them, a quarter lease apart.
-    fn reclaim(&mut self, free: usize) -> anyhow::Result<()> {
+    fn reclaim(&mut self, free: usize) -> Result<(), ServeError> {
         if self.last_reclaim.elapsed() < self.settings.lease / 4 {
             return Ok(());
         }
@@ -438,7 +556,7 @@ impl Server {
         })?;
         self.cursor = next;
         if !claimed.is_empty() {
-            shared::diag!(
+            crate::diag!(
                 "worker {name}: took over {} batch(es) whose worker stopped renewing them",
                 claimed.len()
             );
@@ -453,7 +571,7 @@ impl Server {
     }
 
     /// Looks at one delivered entry and either starts it, gives it up, or drops it.
-    fn admit(&mut self, entry: Entry, deliveries: u64) -> anyhow::Result<()> {
+    fn admit(&mut self, entry: Entry, deliveries: u64) -> Result<(), ServeError> {
         let Entry { id, body } = entry;
         let frame = match body {
             Body::Frame(frame) => frame,
@@ -521,12 +639,10 @@ impl Server {
             return Ok(());
         }
         self.held.insert(id);
-        self.jobs
-            .send(job)
-            .map_err(|_| anyhow::anyhow!("every executor thread has stopped"))
+        self.jobs.send(job).map_err(|_| ServeError::Executors)
     }
 
-    fn acknowledge(&mut self, run: &str, id: &str) -> anyhow::Result<()> {
+    fn acknowledge(&mut self, run: &str, id: &str) -> Result<(), ServeError> {
         let url = self.settings.url.clone();
         with_retries(&url, &mut self.con, |con| {
             broker::finish(&url, con, run, id, &[])
@@ -543,9 +659,9 @@ impl Server {
         run: Option<&str>,
         reason: &str,
         frame: &[u8],
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), ServeError> {
         self.buried += 1;
-        shared::diag!(
+        crate::diag!(
             "worker {}: gave up entry {id} ({} bytes) and moved it to {}: {reason} ({} so far)",
             self.settings.name,
             frame.len(),
@@ -565,7 +681,7 @@ impl Server {
     }
 
     /// What is known of a run (cached for [`SPEC_TTL`]).
-    fn run_state(&mut self, run: &str) -> anyhow::Result<RunState> {
+    fn run_state(&mut self, run: &str) -> Result<RunState, ServeError> {
         if let Some((state, at)) = self.runs.get(run) {
             if at.elapsed() < SPEC_TTL {
                 return Ok(state.clone());
@@ -580,7 +696,12 @@ impl Server {
             }
         })?;
         let state = match found {
-            Ok(Some(spec)) => RunState::Live(Arc::new(spec)),
+            // A run of a task type this worker does not serve, or serves as another
+            // build has it: refused, and its coordinator told what differs.
+            Ok(Some(spec)) => match refusal(&self.served, &spec) {
+                Some(reason) => RunState::Unreadable(reason),
+                None => RunState::Live(Arc::new(spec)),
+            },
             Ok(None) => RunState::Over,
             Err(err) => RunState::Unreadable(err.to_string()),
         };

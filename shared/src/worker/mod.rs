@@ -1,0 +1,408 @@
+//! The worker side: a program registers the task types it serves, then, when its
+//! coordinator started it as a worker, serves batches of them until told to stop.
+//!
+//! "Your binary is your worker": call [`Worker::serve_if_worker`] first thing in `main`.
+//! Started by a pool's process backend, the program serves and exits there; started any
+//! other way, the call returns at once and the program goes on.
+
+use std::thread;
+use std::time::Duration;
+
+use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
+
+use crate::clock::monotonic_ns;
+use crate::codec::{self, CodecError, Frame};
+use crate::outcome::Arrival;
+use crate::protocol::{Bootstrap, Hello, Setup, ToCoordinator, ToWorker, PROTOCOL_VERSION};
+use crate::task::Signature;
+use crate::{execute, Task};
+
+#[cfg(feature = "redis")]
+pub mod broker;
+
+/// The environment a process backend gives each worker it starts. Nothing else steers a
+/// worker: the pool removes every other `WORKPOOL_*` variable from a worker's environment.
+pub mod env {
+    /// The name of the coordinator's one-shot ipc server: its presence makes a program
+    /// a worker.
+    pub const CONNECT: &str = "WORKPOOL_CONNECT";
+    /// The worker's slot in its pool.
+    pub const ID: &str = "WORKPOOL_WORKER_ID";
+    /// The coordinator's pid: the worker dies with it.
+    pub const PARENT: &str = "WORKPOOL_PARENT";
+    /// Echo frames instead of running tasks (the bare round trip `bench` measures).
+    pub const ECHO: &str = "WORKPOOL_ECHO";
+    /// Test hook: the protocol version the worker claims.
+    pub const TEST_PROTOCOL: &str = "WORKPOOL_TEST_PROTOCOL";
+    /// Test hook: `garbage`, `truncated` or `oversized` replaces outcome frames.
+    pub const TEST_FRAME: &str = "WORKPOOL_TEST_FRAME";
+    /// `worker`, with [`BROKER`] set: the program serves a Redis broker instead of
+    /// returning from [`Worker::serve_if_worker`](super::Worker::serve_if_worker).
+    pub const ROLE: &str = "WORKPOOL_ROLE";
+    /// The broker URL (`redis://[:PASSWORD@]HOST[:PORT][/DB]` or `rediss://...`).
+    pub const BROKER: &str = "WORKPOOL_BROKER";
+}
+
+/// How long the runner spins for its next batch before sleeping (see
+/// [`crate::recv_spinning`]).
+const SPIN: Duration = Duration::from_micros(50);
+
+/// The task types a program serves as a worker.
+#[derive(Default)]
+pub struct Worker {
+    entries: Vec<Entry>,
+}
+
+/// Serves one run of a task type: its setup frame, then batches from the coordinator.
+type ServeFn = fn(&Frame, IpcReceiver<Frame>, IpcSender<Frame>) -> Result<(), WorkerError>;
+
+/// One served task type: its signature, and its serving loop, monomorphised.
+struct Entry {
+    signature: Signature,
+    serve: ServeFn,
+    #[cfg(feature = "redis")]
+    broker: broker::RunnerFactory,
+}
+
+/// How a worker process joins its coordinator.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The coordinator's one-shot server.
+    pub server: String,
+    /// The worker's slot.
+    pub id: u32,
+    /// Echo frames back instead of running tasks.
+    pub echo: bool,
+}
+
+/// Why a worker stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The coordinator could not be reached.
+    #[error("cannot connect to coordinator at {server}: {reason}")]
+    Connect {
+        /// Its server's name.
+        server: String,
+        /// Why.
+        reason: String,
+    },
+    /// An ipc channel failed.
+    #[error("{what}: {reason}")]
+    Channel {
+        /// What was being done.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The coordinator sent something this worker cannot read.
+    #[error("coordinator sent a corrupt frame: {0}")]
+    Corrupt(#[from] CodecError),
+    /// The coordinator asked for a task type this program does not serve.
+    #[error("this worker serves the task types [{served}], not `{wanted}`")]
+    UnknownTask {
+        /// The task type asked for.
+        wanted: String,
+        /// The ones registered.
+        served: String,
+    },
+}
+
+fn channel_error(what: &'static str) -> impl FnOnce(std::io::Error) -> WorkerError {
+    move |err| WorkerError::Channel {
+        what,
+        reason: err.to_string(),
+    }
+}
+
+impl Worker {
+    /// A worker serving no task type yet.
+    pub fn new() -> Worker {
+        Worker::default()
+    }
+
+    /// Serves task type `T` too. Registering two types of one name is a bug: the later
+    /// one is ignored.
+    pub fn task<T: Task>(mut self) -> Worker {
+        if self.entries.iter().all(|e| e.signature.name != T::NAME) {
+            self.entries.push(Entry {
+                signature: Signature::of::<T>(),
+                serve: serve_typed::<T>,
+                #[cfg(feature = "redis")]
+                broker: broker::runner_for::<T>,
+            });
+        }
+        self
+    }
+
+    /// The signatures of the task types served.
+    pub fn signatures(&self) -> Vec<Signature> {
+        self.entries.iter().map(|e| e.signature.clone()).collect()
+    }
+
+    /// If this process was started as a worker by a pool's process backend, serves its
+    /// coordinator and exits (0 when told to stop, 1 on error); otherwise returns at once.
+    /// Call it first thing in `main`, before anything that a worker should not do.
+    pub fn serve_if_worker(&self) {
+        #[cfg(feature = "redis")]
+        self.serve_broker_if_asked();
+        let Some(server) = std::env::var_os(env::CONNECT) else {
+            return;
+        };
+        let id = std::env::var(env::ID)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let parent = std::env::var(env::PARENT).ok().and_then(|v| v.parse().ok());
+        let connection = Connection {
+            server: server.to_string_lossy().into_owned(),
+            id,
+            echo: std::env::var_os(env::ECHO).is_some(),
+        };
+        quiet_panics();
+        die_with_parent(parent);
+        match self.serve(&connection) {
+            Ok(()) => std::process::exit(0),
+            Err(err) => {
+                crate::diag!("worker {id}: {err}");
+                std::process::exit(1)
+            }
+        }
+    }
+
+    /// With `WORKPOOL_ROLE=worker` and `WORKPOOL_BROKER=URL`, serves that broker with the
+    /// default [`broker::Settings`] and exits: 0 once interrupted, 2 if the broker cannot
+    /// be reached at start, 1 if serving fails later.
+    #[cfg(feature = "redis")]
+    fn serve_broker_if_asked(&self) {
+        if std::env::var_os(env::ROLE).is_none_or(|role| role != "worker") {
+            return;
+        }
+        let Some(url) = std::env::var_os(env::BROKER) else {
+            crate::diag!(
+                "worker: error: {} is set, but {} is not",
+                env::ROLE,
+                env::BROKER
+            );
+            std::process::exit(2);
+        };
+        quiet_panics();
+        // Started by a program that says so, a broker worker dies with that program.
+        if let Some(parent) = std::env::var(env::PARENT).ok().and_then(|v| v.parse().ok()) {
+            die_with_parent(Some(parent));
+        }
+        let code = match crate::broker::BrokerUrl::parse(&url.to_string_lossy()) {
+            Err(err) => {
+                crate::diag!("worker: error: {err}");
+                2
+            }
+            Ok(url) => match self.serve_broker(broker::Settings::new(url)) {
+                Ok(()) => 0,
+                Err(err @ broker::ServeError::Start(_)) => {
+                    crate::diag!("worker: error: {err}");
+                    2
+                }
+                Err(err) => {
+                    crate::diag!("worker: error: {err}");
+                    1
+                }
+            },
+        };
+        std::process::exit(code);
+    }
+
+    /// Serves runs of the registered task types from a Redis broker until interrupted.
+    #[cfg(feature = "redis")]
+    pub fn serve_broker(&self, settings: broker::Settings) -> Result<(), broker::ServeError> {
+        broker::serve(self, settings)
+    }
+
+    /// Joins the coordinator at `connection` and serves it until it says stop or hangs up.
+    pub fn serve(&self, connection: &Connection) -> Result<(), WorkerError> {
+        let bootstrap =
+            IpcSender::<Bootstrap>::connect(connection.server.clone()).map_err(|err| {
+                WorkerError::Connect {
+                    server: connection.server.clone(),
+                    reason: err.to_string(),
+                }
+            })?;
+        let (to_worker, tasks) =
+            ipc::channel::<Frame>().map_err(channel_error("cannot create task channel"))?;
+        let (outcomes, from_worker) =
+            ipc::channel::<Frame>().map_err(channel_error("cannot create outcome channel"))?;
+        let hello = codec::encode(&Hello {
+            protocol: protocol_version(),
+            worker_id: connection.id,
+            pid: std::process::id(),
+            tasks: self.signatures(),
+        })?;
+        bootstrap
+            .send(Bootstrap {
+                hello,
+                to_worker,
+                from_worker,
+            })
+            .map_err(|err| WorkerError::Channel {
+                what: "handshake with coordinator failed",
+                reason: err.to_string(),
+            })?;
+        drop(bootstrap);
+        if connection.echo {
+            while let Ok(frame) = tasks.recv() {
+                outcomes.send(frame).map_err(|err| WorkerError::Channel {
+                    what: "cannot echo",
+                    reason: err.to_string(),
+                })?;
+            }
+            return Ok(());
+        }
+        // The first message names the task type of the run: one dispatch per worker, and
+        // every batch after it is decoded and run by code made for that type.
+        let Ok(setup) = tasks.recv() else {
+            return Ok(()); // The coordinator hung up before the run began.
+        };
+        let name: String = codec::decode_prefix(&setup)?;
+        match self.entries.iter().find(|e| e.signature.name == name) {
+            Some(entry) => (entry.serve)(&setup, tasks, outcomes),
+            None => Err(WorkerError::UnknownTask {
+                wanted: name,
+                served: self.names(),
+            }),
+        }
+    }
+
+    fn names(&self) -> String {
+        let names: Vec<&str> = self
+            .entries
+            .iter()
+            .map(|e| e.signature.name.as_str())
+            .collect();
+        names.join(", ")
+    }
+}
+
+/// Serves batches of task type `T` until the coordinator says stop or hangs up.
+fn serve_typed<T: Task>(
+    setup: &Frame,
+    tasks: IpcReceiver<Frame>,
+    outcomes: IpcSender<Frame>,
+) -> Result<(), WorkerError> {
+    let Setup { settings, task, .. } = codec::decode::<Setup<T>>(setup)?;
+    // Frames are read on their own thread so the coordinator's sends never wait for a
+    // running batch to finish; the queue holds at most the few batches it has in flight.
+    let (queue, inbox) = crossbeam_channel::unbounded::<(ToWorker<T::Input>, Arrival)>();
+    let reader = thread::Builder::new()
+        .name("worker-reader".into())
+        .spawn(move || -> Result<(), WorkerError> {
+            // A receive error means the coordinator hung up: stop quietly.
+            while let Ok(frame) = tasks.recv() {
+                let received_ns = monotonic_ns();
+                let message = codec::decode::<ToWorker<T::Input>>(&frame)?;
+                let arrival = Arrival {
+                    received_ns,
+                    decoded_ns: monotonic_ns(),
+                };
+                if queue.send((message, arrival)).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        })
+        .map_err(channel_error("cannot start reader thread"))?;
+
+    let corruption = std::env::var(env::TEST_FRAME).unwrap_or_default();
+    let mut send_error = None;
+    while let Ok((message, arrival)) =
+        crate::recv_spinning(&inbox, SPIN, Duration::from_secs(86_400 * 365))
+    {
+        match message {
+            ToWorker::Tasks(batch) => {
+                execute::run_batch(&task, &settings, &batch, arrival, |done| {
+                    if send_error.is_none() {
+                        let sent = codec::encode(&ToCoordinator::Outcomes(done))
+                            .map(|frame| corrupt_for_tests(frame, &corruption))
+                            .map_err(WorkerError::from)
+                            .and_then(|frame| {
+                                outcomes.send(frame).map_err(|err| WorkerError::Channel {
+                                    what: "cannot send outcomes",
+                                    reason: err.to_string(),
+                                })
+                            });
+                        send_error = sent.err();
+                    }
+                    send_error.is_none()
+                });
+                if let Some(err) = send_error.take() {
+                    // The coordinator is gone or the frame could not be built.
+                    return Err(err);
+                }
+            }
+            ToWorker::Shutdown => return Ok(()),
+        }
+    }
+    match reader.join() {
+        Ok(result) => result,
+        Err(_) => Err(WorkerError::Channel {
+            what: "reader thread",
+            reason: "panicked".into(),
+        }),
+    }
+}
+
+/// A task's panic becomes a `panicked` outcome carrying its message; printing it as well
+/// would scribble over the coordinator's terminal.
+pub fn quiet_panics() {
+    std::panic::set_hook(Box::new(|_| {}));
+}
+
+/// Asks the kernel to kill this process when its parent dies, so that even a SIGKILLed
+/// coordinator leaves no worker behind; exits at once if the parent is not `parent` (it
+/// is gone already).
+pub fn die_with_parent(parent: Option<u32>) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and touches no memory.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        }
+        // The parent may have died before the prctl call took effect.
+        if let Some(parent) = parent {
+            if std::os::unix::process::parent_id() != parent {
+                std::process::exit(1);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = parent;
+}
+
+/// The version this worker announces. [`env::TEST_PROTOCOL`] makes it claim another one,
+/// so tests can check that the coordinator refuses a worker from another build.
+fn protocol_version() -> u32 {
+    std::env::var(env::TEST_PROTOCOL)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(PROTOCOL_VERSION)
+}
+
+/// Test hook: [`env::TEST_FRAME`] = `garbage`, `truncated` or `oversized` makes this
+/// worker send a bad frame in place of its outcomes, so tests can check that the
+/// coordinator treats such a worker as crashed and never trusts what it sent.
+fn corrupt_for_tests(frame: Frame, corruption: &str) -> Frame {
+    if corruption.is_empty() {
+        return frame;
+    }
+    let mut bytes = frame.into_vec();
+    match corruption {
+        "garbage" => bytes = vec![0xEE; 64],
+        "truncated" => bytes.truncate(bytes.len() / 2),
+        // Outcomes, one outcome, index 0, attempt 1, Ok, then a length of u64::MAX
+        // (where an output starts with a length): decoding must refuse it without
+        // allocating.
+        "oversized" => {
+            bytes = vec![0, 1, 0, 1, 0, 0xFD];
+            bytes.extend_from_slice(&u64::MAX.to_le_bytes());
+        }
+        _ => {}
+    }
+    Frame::from(bytes)
+}
