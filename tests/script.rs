@@ -44,3 +44,17 @@ fn without_apt_get_the_script_names_the_packages_and_fails() {
     }
     assert!(out.stdout.is_empty());
 }
+
+/// The README shows the library's example; docs/library.md holds the same example as a
+/// doctest of the library, which proves it compiles and runs. They must not drift apart.
+#[test]
+fn the_readme_example_is_the_doc_tested_one() {
+    fn rust_block(text: &str) -> &str {
+        let start = text.find("```rust").expect("a ```rust block");
+        let len = text[start + 7..].find("```").expect("the block's end");
+        &text[start..start + 7 + len]
+    }
+    let readme = include_str!("../README.md");
+    let library = include_str!("../docs/library.md");
+    assert_eq!(rust_block(readme), rust_block(library));
+}
