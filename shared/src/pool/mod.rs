@@ -10,6 +10,7 @@ mod builder;
 mod mock;
 mod process;
 mod recovery;
+mod recycle;
 mod reorder;
 mod retry;
 mod scheduler;
@@ -24,6 +25,7 @@ use crate::{Outcome, Task};
 
 pub use builder::PoolBuilder;
 pub use process::{describe_exit, EchoPeer, WorkerBinary};
+pub use recycle::Recycle;
 pub use scheduler::{FirstAttempts, Interrupter, Phases, Pool, Record, Run, Stats};
 pub use sequential::running_batch;
 pub use thread::THREAD_NAME_PREFIX;
@@ -236,6 +238,13 @@ pub(crate) trait Runner<T: Task>: Send {
     fn kill(&mut self) -> Option<String>;
     /// Asks the runner to finish and waits for it.
     fn shutdown(&mut self);
+    /// Asks the runner to exit once it has run and answered every batch sent to it, and
+    /// returns at once (a worker being recycled). Only process runners are recycled.
+    fn retire(&mut self) {}
+    /// The runner's resident memory in bytes, where it has its own.
+    fn resident_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A runner, or why its start failed.

@@ -11,6 +11,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::batching::{BatchPolicy, MAX_AUTO_CHUNK};
 use super::recovery::{leftovers, loss_message, start_with_retries, Leftovers};
+use super::recycle::Retirement;
 use super::reorder::ReorderBuffer;
 use super::retry::{backoff, RetryQueue};
 use super::{Backend, Capabilities, Event, Order, PoolBuilder, PoolError, Runner};
@@ -101,8 +102,13 @@ pub struct Stats {
     pub not_started: Option<u64>,
     /// Attempts beyond the first, over all tasks.
     pub retries: u64,
-    /// Replacement runners started after one died or was killed.
+    /// Workers that died or were killed (a crash, a timeout), each replaced by a fresh
+    /// one; a worker that dies while it is being retired counts here, not as retired.
     pub workers_replaced: u64,
+    /// Workers retired and replaced after they answered everything they held, by reason:
+    /// `max_tasks` (they ran `--max-tasks-per-worker`), `max_rss` (their memory passed
+    /// `--max-worker-rss`).
+    pub workers_retired: BTreeMap<&'static str, u64>,
     /// Replacements that failed to start and were tried again (one killed during its
     /// handshake, say).
     pub failed_starts: u64,
@@ -143,6 +149,9 @@ pub struct Pool<T: Task> {
     /// What the backend can do, read once: some of it is asked for every outcome.
     caps: Capabilities,
     slots: Vec<Slot<T>>,
+    /// Workers being retired: each runs and answers what it holds while a fresh one
+    /// already serves its slot.
+    retiring: Vec<Retiree<T>>,
     events: Receiver<Event<T::Output>>,
     sender: Sender<Event<T::Output>>,
     /// Start-up failures not yet counted in a run's [`Stats`].
@@ -159,6 +168,26 @@ struct Slot<T: Task> {
     /// When the task at the head of `inflight` started: the worker runs its queue in order,
     /// so that is when the batch reached an idle worker or the previous outcome arrived.
     head_started: Option<Instant>,
+    /// Tasks sent to this runner since it started, over every run: what its task limit
+    /// is counted against.
+    tasks_sent: u64,
+}
+
+/// A worker being retired, with what it still holds.
+struct Retiree<T: Task> {
+    /// The slot it served (now served by its replacement).
+    slot: usize,
+    /// Its runner, generation and batches, as they were in the slot.
+    state: Slot<T>,
+    reason: Retirement,
+}
+
+/// A runner the scheduler hears from: the one serving a slot, or a retiring one (an index
+/// into [`Pool::retiring`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Slot(usize),
+    Retiree(usize),
 }
 
 /// A batch in flight, kept for retries, for the records' inputs, and (when tracing) for
@@ -218,6 +247,7 @@ impl<T: Task> Slot<T> {
             generation,
             inflight: VecDeque::new(),
             head_started: None,
+            tasks_sent: 0,
         }
     }
 }
@@ -262,6 +292,7 @@ impl<T: Task> Pool<T> {
             caps,
             backend,
             slots,
+            retiring: Vec::new(),
             events,
             sender,
             failed_starts,
@@ -337,6 +368,7 @@ impl<T: Task> Pool<T> {
         while let Ok(event) = self.events.try_recv() {
             drop(event); // late news from the previous run
         }
+        self.reap_retirees();
         self.backend.begin_run();
         for slot in 0..self.slots.len() {
             if self.slots[slot].runner.is_none() {
@@ -385,10 +417,46 @@ impl<T: Task> Pool<T> {
     }
 
     fn shutdown_all(&mut self) {
+        self.reap_retirees();
         for slot in &mut self.slots {
             if let Some(mut runner) = slot.runner.take() {
                 runner.shutdown();
             }
+        }
+    }
+
+    /// Waits for every retiring worker to exit (each was asked to once it has answered
+    /// what it held).
+    fn reap_retirees(&mut self) {
+        for mut retiree in self.retiring.drain(..) {
+            if let Some(mut runner) = retiree.state.runner.take() {
+                runner.shutdown();
+            }
+        }
+    }
+
+    /// The runner that serves `slot` at `generation`, or the retiring one that did.
+    fn find(&self, slot: usize, generation: u64) -> Option<Who> {
+        if self.slots.get(slot)?.generation == generation {
+            return Some(Who::Slot(slot));
+        }
+        self.retiring
+            .iter()
+            .position(|r| r.slot == slot && r.state.generation == generation)
+            .map(Who::Retiree)
+    }
+
+    fn state(&self, who: Who) -> &Slot<T> {
+        match who {
+            Who::Slot(i) => &self.slots[i],
+            Who::Retiree(i) => &self.retiring[i].state,
+        }
+    }
+
+    fn state_mut(&mut self, who: Who) -> &mut Slot<T> {
+        match who {
+            Who::Slot(i) => &mut self.slots[i],
+            Who::Retiree(i) => &mut self.retiring[i].state,
         }
     }
 }
@@ -580,7 +648,8 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
             .policy
             .chunk_size(self.remaining_hint, self.pool.slots.len());
         while let Some(slot) = self.least_loaded(depth) {
-            let batch = self.take_batch(chunk);
+            let sent = self.pool.slots[slot].tasks_sent;
+            let batch = self.take_batch(self.pool.config.recycle.batch_room(sent, chunk));
             if batch.is_empty() {
                 break;
             }
@@ -633,6 +702,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
             runner,
             inflight,
             head_started,
+            tasks_sent,
             ..
         } = &mut self.pool.slots[slot_index];
         let Some(runner) = runner.as_mut() else {
@@ -641,6 +711,8 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         };
         self.stats.batches += 1;
         self.stats.largest_batch = self.stats.largest_batch.max(batch.len());
+        *tasks_sent += batch.len() as u64;
+        let spent = self.pool.config.recycle.spent(*tasks_sent);
         // The batch stays here (for retries and for the records' inputs); the runner sees
         // it borrowed, so only a backend that must own it (threads) copies it.
         if inflight.is_empty() {
@@ -666,8 +738,10 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
             }),
             None => Ok(()),
         };
-        if let Err(reason) = sent {
-            self.lose(slot_index, reason);
+        match sent {
+            Err(reason) => self.lose(Who::Slot(slot_index), reason),
+            Ok(()) if spent => self.retire(slot_index, Retirement::MaxTasks),
+            Ok(()) => {}
         }
     }
 
@@ -678,19 +752,22 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         }
     }
 
-    /// The earliest moment a running task exceeds `--timeout`, and its slot.
-    fn next_deadline(&self) -> Option<(Instant, usize)> {
+    /// The earliest moment a running task exceeds `--timeout`, and its runner.
+    fn next_deadline(&self) -> Option<(Instant, Who)> {
         let limit = self
             .pool
             .config
             .timeout
             .filter(|_| !self.pool.caps.enforces_timeouts)?;
-        self.pool
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.head_started.map(|t| (t + limit, i)))
-            .min()
+        let serving = self.pool.slots.iter().enumerate();
+        let serving = serving.filter_map(|(i, s)| s.head_started.map(|t| (t, Who::Slot(i))));
+        let retiring = self.pool.retiring.iter().enumerate();
+        let retiring =
+            retiring.filter_map(|(i, r)| r.state.head_started.map(|t| (t, Who::Retiree(i))));
+        serving
+            .chain(retiring)
+            .min_by_key(|(t, _)| *t)
+            .map(|(t, who)| (t + limit, who))
     }
 
     fn wait_for_event(&mut self) {
@@ -736,7 +813,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         let Some(limit) = self.pool.config.timeout else {
             return;
         };
-        while let Some((at, slot)) = self.next_deadline() {
+        while let Some((at, who)) = self.next_deadline() {
             if at > Instant::now() {
                 break;
             }
@@ -747,7 +824,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
                 "its thread cannot be killed: abandoned and replaced"
             };
             let reason = format!("task ran longer than the {limit:?} timeout; {how}");
-            self.lose_as(slot, ErrorKind::Timeout, reason);
+            self.lose_as(who, ErrorKind::Timeout, reason);
         }
     }
 
@@ -760,12 +837,14 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
                 arrival,
                 pid,
             } => {
-                if self.pool.slots.get(slot).map(|s| s.generation) != Some(generation) {
+                let Some(who) = self.pool.find(slot, generation) else {
                     return; // From a runner already replaced; its tasks were reassigned.
-                }
-                let pid = pid.map_or(self.pool.slots[slot].pid, |p| p.get());
+                };
+                let state = self.pool.state(who);
+                let pid = pid.map_or(state.pid, |p| p.get());
+                let batches_before = state.inflight.len();
                 for outcome in outcomes {
-                    match self.pop_inflight(slot, &outcome) {
+                    match self.pop_inflight(who, &outcome) {
                         Some((task, sent)) => {
                             let phases = self.phases(sent, &outcome, arrival);
                             let arrived_ns = arrival.received_ns;
@@ -781,21 +860,28 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
                                 "reported task {} attempt {}, which it was not running",
                                 outcome.index, outcome.attempt
                             );
-                            self.lose(slot, reason);
+                            self.lose(who, reason);
                             return;
                         }
                     }
                 }
+                self.after_outcomes(who, batches_before);
             }
             Event::Lost {
                 slot,
                 generation,
                 reason,
-            } => {
-                if self.pool.slots[slot].generation == generation {
-                    self.lose(slot, reason);
+            } => match self.pool.find(slot, generation) {
+                // A retired worker that answered everything has exited, as asked.
+                Some(Who::Retiree(i)) if self.pool.retiring[i].state.inflight.is_empty() => {
+                    let mut retiree = self.pool.retiring.swap_remove(i);
+                    if let Some(mut runner) = retiree.state.runner.take() {
+                        runner.shutdown();
+                    }
                 }
-            }
+                Some(who) => self.lose(who, reason),
+                None => {}
+            },
             Event::BackendDown { reason } => self.abandon_everything(&reason),
             Event::Republish => self.republish(),
             Event::Interrupted => {
@@ -834,6 +920,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
             slot.head_started = None;
             tasks.extend(slot.inflight.drain(..).flat_map(|b| b.tasks));
         }
+        tasks.extend(self.stop_retirees());
         tasks.extend(self.take_unstarted());
         tasks.sort_by_key(|t| t.index);
         let error = TaskError::new(ErrorKind::Cancelled, reason);
@@ -878,10 +965,12 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
     /// head of its oldest batch, or of any of its batches where they interleave.
     fn pop_inflight(
         &mut self,
-        slot: usize,
+        who: Who,
         outcome: &Outcome<T::Output>,
     ) -> Option<(Job<T::Input>, SendTimes)> {
-        let inflight = &mut self.pool.slots[slot].inflight;
+        let interleave = self.pool.caps.batches_interleave;
+        let state = self.pool.state_mut(who);
+        let inflight = &mut state.inflight;
         let answers = |batch: &Batch<T::Input>| {
             batch
                 .tasks
@@ -890,7 +979,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         };
         let position = if inflight.front().is_some_and(answers) {
             0
-        } else if self.pool.caps.batches_interleave {
+        } else if interleave {
             inflight.iter().position(answers)?
         } else {
             return None;
@@ -903,8 +992,69 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         }
         // The runner goes straight on to its next queued task, if any.
         let next_started = (!inflight.is_empty()).then(Instant::now);
-        self.pool.slots[slot].head_started = next_started;
+        state.head_started = next_started;
         task
+    }
+
+    /// After a runner's outcomes were taken: a retiring worker that has answered
+    /// everything counts as retired, and a serving one that finished a batch has its
+    /// memory checked (between batches, never per task).
+    fn after_outcomes(&mut self, who: Who, batches_before: usize) {
+        match who {
+            Who::Retiree(i) => {
+                let retiree = &self.pool.retiring[i];
+                if retiree.state.inflight.is_empty() && batches_before > 0 {
+                    *self
+                        .stats
+                        .workers_retired
+                        .entry(retiree.reason.as_str())
+                        .or_insert(0) += 1;
+                }
+            }
+            Who::Slot(i) => {
+                let recycle = self.pool.config.recycle;
+                let slot = &self.pool.slots[i];
+                if recycle.max_rss_bytes.is_none() || slot.inflight.len() >= batches_before {
+                    return;
+                }
+                let rss = slot.runner.as_ref().and_then(|r| r.resident_bytes());
+                if rss.is_some_and(|rss| recycle.over_memory(rss)) {
+                    self.retire(i, Retirement::MaxRss);
+                }
+            }
+        }
+    }
+
+    /// Retires the worker of a slot: it is asked to exit once it has answered what it
+    /// holds, and a fresh one takes the slot at once, so the pool stays at strength.
+    /// Nothing it holds is sent elsewhere: it runs there, once.
+    fn retire(&mut self, index: usize, reason: Retirement) {
+        let slot = &mut self.pool.slots[index];
+        let Some(runner) = slot.runner.as_mut() else {
+            return;
+        };
+        runner.retire();
+        let state = Slot {
+            runner: slot.runner.take(),
+            generation: slot.generation,
+            pid: slot.pid,
+            inflight: std::mem::take(&mut slot.inflight),
+            head_started: slot.head_started.take(),
+            tasks_sent: slot.tasks_sent,
+        };
+        if state.inflight.is_empty() {
+            *self
+                .stats
+                .workers_retired
+                .entry(reason.as_str())
+                .or_insert(0) += 1;
+        }
+        self.pool.retiring.push(Retiree {
+            slot: index,
+            state,
+            reason,
+        });
+        self.restart(index, "was retired");
     }
 
     /// The phases of a traced task's round trip, up to the scheduler taking its outcome.
@@ -1063,13 +1213,18 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
 
     /// A runner is gone: reap it, fail the task it was running (retried if allowed), put
     /// the tasks it had not started back in line, and start a replacement.
-    fn lose(&mut self, slot_index: usize, reason: String) {
-        self.lose_as(slot_index, ErrorKind::WorkerCrashed, reason);
+    fn lose(&mut self, who: Who, reason: String) {
+        self.lose_as(who, ErrorKind::WorkerCrashed, reason);
     }
 
-    /// Like [`Run::lose`], with the error kind the running task ends with.
-    fn lose_as(&mut self, slot_index: usize, kind: ErrorKind, reason: String) {
-        let slot = &mut self.pool.slots[slot_index];
+    /// Like [`Run::lose`], with the error kind the running task ends with. A retiring
+    /// worker lost this way is an ordinary crash; its replacement already serves its slot.
+    fn lose_as(&mut self, who: Who, kind: ErrorKind, reason: String) {
+        let slot_index = match who {
+            Who::Slot(i) => i,
+            Who::Retiree(i) => self.pool.retiring[i].slot,
+        };
+        let slot = self.pool.state_mut(who);
         // How long the running task had run, measured before the kill adds its own time.
         let ran_ms = slot
             .head_started
@@ -1079,6 +1234,9 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         slot.runner = None;
         let pid = slot.pid;
         let Leftovers { running, queued } = leftovers(slot.inflight.drain(..).map(|b| b.tasks));
+        if let Who::Retiree(i) = who {
+            self.pool.retiring.swap_remove(i);
+        }
         let timed_out = kind == ErrorKind::Timeout;
         let message = loss_message(slot_index, pid, timed_out, exit, &reason);
         if let Some(running) = running {
@@ -1095,7 +1253,10 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         for task in queued.into_iter().rev() {
             self.ready.push_front(task);
         }
-        self.restart(slot_index, &message);
+        self.stats.workers_replaced += 1;
+        if who == Who::Slot(slot_index) {
+            self.restart(slot_index, &message);
+        }
     }
 
     /// Starts a replacement for a lost runner. A replacement can itself fail to start (it
@@ -1115,7 +1276,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
             Ok(runner) => {
                 slot.pid = runner.pid();
                 slot.runner = Some(runner);
-                self.stats.workers_replaced += 1;
+                slot.tasks_sent = 0;
             }
             Err(err) => {
                 crate::diag!("warning: cannot replace worker {slot_index} after it {after}: {err}");
@@ -1143,7 +1304,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
                 runner.send(batch.tasks.make_contiguous()).err()
             });
             if let Some(reason) = failed {
-                self.lose(index, reason);
+                self.lose(Who::Slot(index), reason);
             }
         }
     }
@@ -1159,6 +1320,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
             slot.head_started = None;
             tasks.extend(slot.inflight.drain(..).flat_map(|b| b.tasks));
         }
+        tasks.extend(self.stop_retirees());
         tasks.sort_by_key(|t| t.index);
         let error = TaskError::new(ErrorKind::WorkerCrashed, reason);
         for task in tasks {
@@ -1177,6 +1339,23 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
             self.record(task, Err(error.clone()), Attempt::none());
         }
         self.drain = Some(Drain { error, limit: None });
+    }
+
+    /// Kills the retiring workers that still hold tasks (the run is ending early), and
+    /// returns those tasks; the ones that hold nothing are left to exit as asked.
+    fn stop_retirees(&mut self) -> Vec<Job<T::Input>> {
+        let mut tasks = Vec::new();
+        self.pool.retiring.retain_mut(|retiree| {
+            if retiree.state.inflight.is_empty() {
+                return true;
+            }
+            if let Some(mut runner) = retiree.state.runner.take() {
+                runner.kill();
+            }
+            tasks.extend(retiree.state.inflight.drain(..).flat_map(|b| b.tasks));
+            false
+        });
+        tasks
     }
 
     /// Every task taken from the input but not handed to a runner: ready, or waiting out a
