@@ -13,11 +13,17 @@ pub fn input_json(input: &Input) -> Json {
     match input {
         Input::Noop { payload, fault } => match fault {
             None => json!({ "payload_bytes": payload.len() }),
-            Some(f) => json!({
-                "payload_bytes": payload.len(),
-                "fault": f.kind.as_str(),
-                "fault_attempts": f.attempts,
-            }),
+            Some(f) => {
+                let mut fault = json!({
+                    "payload_bytes": payload.len(),
+                    "fault": f.kind.as_str(),
+                    "fault_attempts": f.attempts,
+                });
+                if let workload::fault::FaultKind::Leak { bytes } = f.kind {
+                    fault["fault_bytes"] = json!(bytes);
+                }
+                fault
+            }
         },
         Input::Io { ms } => json!({ "ms": ms }),
         Input::Cpu { iters } => json!({ "iters": iters }),

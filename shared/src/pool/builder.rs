@@ -226,8 +226,11 @@ impl PoolBuilder {
     }
 
     /// Recycling needs workers that are processes of their own: a thread's tasks and
-    /// memory are its caller's, and a broker's workers are on other hosts.
-    fn check_recycle(&self) -> Result<(), PoolError> {
+    /// memory are its caller's, and a broker's workers are on other hosts. [`build`]
+    /// checks it too; a command line can check it before it opens its output.
+    ///
+    /// [`build`]: PoolBuilder::build
+    pub fn check_recycle(&self) -> Result<(), PoolError> {
         if self.recycle.max_tasks == Some(0) {
             return Err(PoolError::Config(
                 "a worker must be allowed at least one task before it is retired".into(),

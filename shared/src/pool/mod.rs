@@ -25,7 +25,7 @@ use crate::{Outcome, Task};
 
 pub use builder::PoolBuilder;
 pub use process::{describe_exit, EchoPeer, WorkerBinary};
-pub use recycle::Recycle;
+pub use recycle::{resident_bytes, Recycle};
 pub use scheduler::{FirstAttempts, Interrupter, Phases, Pool, Record, Run, Stats};
 pub use sequential::running_batch;
 pub use thread::THREAD_NAME_PREFIX;

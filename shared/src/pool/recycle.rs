@@ -63,7 +63,7 @@ impl Retirement {
 
 /// The resident memory of process `pid`: the second field of `/proc/PID/statm`, in
 /// pages. `None` where there is no such file (not Linux, the process is gone).
-pub(crate) fn resident_bytes(pid: u32) -> Option<u64> {
+pub fn resident_bytes(pid: u32) -> Option<u64> {
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
     let pages: u64 = statm.split_ascii_whitespace().nth(1)?.parse().ok()?;
     // SAFETY: sysconf reads a configuration value and touches no memory of ours.
