@@ -149,9 +149,6 @@ pub struct Pool<T: Task> {
     /// What the backend can do, read once: some of it is asked for every outcome.
     caps: Capabilities,
     slots: Vec<Slot<T>>,
-    /// Workers being retired: each runs and answers what it holds while a fresh one
-    /// already serves its slot.
-    retiring: Vec<Retiree<T>>,
     events: Receiver<Event<T::Output>>,
     sender: Sender<Event<T::Output>>,
     /// Start-up failures not yet counted in a run's [`Stats`].
@@ -171,23 +168,34 @@ struct Slot<T: Task> {
     /// Tasks sent to this runner since it started, over every run: what its task limit
     /// is counted against.
     tasks_sent: u64,
+    /// The worker this runner replaced, while it runs and answers what it held, until it
+    /// has exited and been reaped. One at a time: a slot holds at most two processes.
+    retiree: Option<Box<Retiree<T>>>,
+    /// This runner is to be retired as soon as the slot's retiree is gone; meanwhile it
+    /// takes no work.
+    due: Option<Retirement>,
 }
 
 /// A worker being retired, with what it still holds.
 struct Retiree<T: Task> {
-    /// The slot it served (now served by its replacement).
-    slot: usize,
     /// Its runner, generation and batches, as they were in the slot.
     state: Slot<T>,
     reason: Retirement,
 }
 
-/// A runner the scheduler hears from: the one serving a slot, or a retiring one (an index
-/// into [`Pool::retiring`]).
+/// A runner the scheduler hears from, by slot: the one serving it, or its retiree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Who {
     Slot(usize),
     Retiree(usize),
+}
+
+impl Who {
+    fn slot(self) -> usize {
+        match self {
+            Who::Slot(i) | Who::Retiree(i) => i,
+        }
+    }
 }
 
 /// A batch in flight, kept for retries, for the records' inputs, and (when tracing) for
@@ -248,7 +256,14 @@ impl<T: Task> Slot<T> {
             inflight: VecDeque::new(),
             head_started: None,
             tasks_sent: 0,
+            retiree: None,
+            due: None,
         }
+    }
+
+    /// Batches this slot's runners hold: its own, and its retiree's.
+    fn load(&self) -> usize {
+        self.inflight.len() + self.retiree.as_ref().map_or(0, |r| r.state.inflight.len())
     }
 }
 
@@ -292,7 +307,6 @@ impl<T: Task> Pool<T> {
             caps,
             backend,
             slots,
-            retiring: Vec::new(),
             events,
             sender,
             failed_starts,
@@ -428,35 +442,40 @@ impl<T: Task> Pool<T> {
     /// Waits for every retiring worker to exit (each was asked to once it has answered
     /// what it held).
     fn reap_retirees(&mut self) {
-        for mut retiree in self.retiring.drain(..) {
-            if let Some(mut runner) = retiree.state.runner.take() {
+        for slot in &mut self.slots {
+            if let Some(mut runner) = slot.retiree.take().and_then(|r| r.state.runner) {
                 runner.shutdown();
             }
         }
     }
 
-    /// The runner that serves `slot` at `generation`, or the retiring one that did.
+    /// The runner that serves `slot` at `generation`, or its retiree.
     fn find(&self, slot: usize, generation: u64) -> Option<Who> {
-        if self.slots.get(slot)?.generation == generation {
+        let serving = self.slots.get(slot)?;
+        if serving.generation == generation {
             return Some(Who::Slot(slot));
         }
-        self.retiring
-            .iter()
-            .position(|r| r.slot == slot && r.state.generation == generation)
-            .map(Who::Retiree)
+        let retiree = serving.retiree.as_ref()?;
+        (retiree.state.generation == generation).then_some(Who::Retiree(slot))
     }
 
+    /// The state of a runner [`Pool::find`] found.
     fn state(&self, who: Who) -> &Slot<T> {
-        match who {
-            Who::Slot(i) => &self.slots[i],
-            Who::Retiree(i) => &self.retiring[i].state,
+        let slot = &self.slots[who.slot()];
+        match (who, &slot.retiree) {
+            (Who::Retiree(_), Some(retiree)) => &retiree.state,
+            _ => slot,
         }
     }
 
     fn state_mut(&mut self, who: Who) -> &mut Slot<T> {
+        let slot = &mut self.slots[who.slot()];
         match who {
-            Who::Slot(i) => &mut self.slots[i],
-            Who::Retiree(i) => &mut self.retiring[i].state,
+            Who::Retiree(_) if slot.retiree.is_some() => match slot.retiree.as_mut() {
+                Some(retiree) => &mut retiree.state,
+                None => unreachable!("checked above"),
+            },
+            _ => slot,
         }
     }
 }
@@ -661,14 +680,16 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         }
     }
 
-    /// The live runner with the fewest batches queued, if one has room for another.
+    /// The live runner with the fewest batches queued, if one has room for another. A
+    /// slot's retiree counts: while it drains, its replacement takes only what keeps the
+    /// slot's queue at its depth.
     fn least_loaded(&self, depth: usize) -> Option<usize> {
         self.pool
             .slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.runner.is_some() && s.inflight.len() < depth)
-            .min_by_key(|(_, s)| s.inflight.len())
+            .filter(|(_, s)| s.runner.is_some() && s.due.is_none() && s.load() < depth)
+            .min_by_key(|(_, s)| s.load())
             .map(|(i, _)| i)
     }
 
@@ -759,13 +780,15 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
             .config
             .timeout
             .filter(|_| !self.pool.caps.enforces_timeouts)?;
-        let serving = self.pool.slots.iter().enumerate();
-        let serving = serving.filter_map(|(i, s)| s.head_started.map(|t| (t, Who::Slot(i))));
-        let retiring = self.pool.retiring.iter().enumerate();
-        let retiring =
-            retiring.filter_map(|(i, r)| r.state.head_started.map(|t| (t, Who::Retiree(i))));
-        serving
-            .chain(retiring)
+        let started = self.pool.slots.iter().enumerate().flat_map(|(i, s)| {
+            let retiree = s.retiree.as_ref().and_then(|r| r.state.head_started);
+            [
+                s.head_started.map(|t| (t, Who::Slot(i))),
+                retiree.map(|t| (t, Who::Retiree(i))),
+            ]
+        });
+        started
+            .flatten()
             .min_by_key(|(t, _)| *t)
             .map(|(t, who)| (t + limit, who))
     }
@@ -873,11 +896,12 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
                 reason,
             } => match self.pool.find(slot, generation) {
                 // A retired worker that answered everything has exited, as asked.
-                Some(Who::Retiree(i)) if self.pool.retiring[i].state.inflight.is_empty() => {
-                    let mut retiree = self.pool.retiring.swap_remove(i);
-                    if let Some(mut runner) = retiree.state.runner.take() {
+                Some(Who::Retiree(i)) if self.pool.state(Who::Retiree(i)).inflight.is_empty() => {
+                    let retiree = self.pool.slots[i].retiree.take();
+                    if let Some(mut runner) = retiree.and_then(|r| r.state.runner) {
                         runner.shutdown();
                     }
+                    self.retire_if_due(i);
                 }
                 Some(who) => self.lose(who, reason),
                 None => {}
@@ -1002,7 +1026,9 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
     fn after_outcomes(&mut self, who: Who, batches_before: usize) {
         match who {
             Who::Retiree(i) => {
-                let retiree = &self.pool.retiring[i];
+                let Some(retiree) = &self.pool.slots[i].retiree else {
+                    return;
+                };
                 if retiree.state.inflight.is_empty() && batches_before > 0 {
                     *self
                         .stats
@@ -1027,9 +1053,15 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
 
     /// Retires the worker of a slot: it is asked to exit once it has answered what it
     /// holds, and a fresh one takes the slot at once, so the pool stays at strength.
-    /// Nothing it holds is sent elsewhere: it runs there, once.
+    /// Nothing it holds is sent elsewhere: it runs there, once. While the slot's previous
+    /// retiree is still there, the retirement waits (and the worker takes no work), so
+    /// that a slot never holds more than two processes.
     fn retire(&mut self, index: usize, reason: Retirement) {
         let slot = &mut self.pool.slots[index];
+        if slot.retiree.is_some() {
+            slot.due = Some(reason);
+            return;
+        }
         let Some(runner) = slot.runner.as_mut() else {
             return;
         };
@@ -1041,6 +1073,8 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
             inflight: std::mem::take(&mut slot.inflight),
             head_started: slot.head_started.take(),
             tasks_sent: slot.tasks_sent,
+            retiree: None,
+            due: None,
         };
         if state.inflight.is_empty() {
             *self
@@ -1049,12 +1083,15 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
                 .entry(reason.as_str())
                 .or_insert(0) += 1;
         }
-        self.pool.retiring.push(Retiree {
-            slot: index,
-            state,
-            reason,
-        });
+        slot.retiree = Some(Box::new(Retiree { state, reason }));
         self.restart(index, "was retired");
+    }
+
+    /// The slot's retiree is gone: a retirement that waited for it happens now.
+    fn retire_if_due(&mut self, index: usize) {
+        if let Some(reason) = self.pool.slots[index].due.take() {
+            self.retire(index, reason);
+        }
     }
 
     /// The phases of a traced task's round trip, up to the scheduler taking its outcome.
@@ -1220,10 +1257,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
     /// Like [`Run::lose`], with the error kind the running task ends with. A retiring
     /// worker lost this way is an ordinary crash; its replacement already serves its slot.
     fn lose_as(&mut self, who: Who, kind: ErrorKind, reason: String) {
-        let slot_index = match who {
-            Who::Slot(i) => i,
-            Who::Retiree(i) => self.pool.retiring[i].slot,
-        };
+        let slot_index = who.slot();
         let slot = self.pool.state_mut(who);
         // How long the running task had run, measured before the kill adds its own time.
         let ran_ms = slot
@@ -1235,7 +1269,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         let pid = slot.pid;
         let Leftovers { running, queued } = leftovers(slot.inflight.drain(..).map(|b| b.tasks));
         if let Who::Retiree(i) = who {
-            self.pool.retiring.swap_remove(i);
+            self.pool.slots[i].retiree = None;
         }
         let timed_out = kind == ErrorKind::Timeout;
         let message = loss_message(slot_index, pid, timed_out, exit, &reason);
@@ -1254,8 +1288,9 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
             self.ready.push_front(task);
         }
         self.stats.workers_replaced += 1;
-        if who == Who::Slot(slot_index) {
-            self.restart(slot_index, &message);
+        match who {
+            Who::Slot(i) => self.restart(i, &message),
+            Who::Retiree(i) => self.retire_if_due(i),
         }
     }
 
@@ -1277,6 +1312,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
                 slot.pid = runner.pid();
                 slot.runner = Some(runner);
                 slot.tasks_sent = 0;
+                slot.due = None;
             }
             Err(err) => {
                 crate::diag!("warning: cannot replace worker {slot_index} after it {after}: {err}");
@@ -1345,16 +1381,15 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
     /// returns those tasks; the ones that hold nothing are left to exit as asked.
     fn stop_retirees(&mut self) -> Vec<Job<T::Input>> {
         let mut tasks = Vec::new();
-        self.pool.retiring.retain_mut(|retiree| {
-            if retiree.state.inflight.is_empty() {
-                return true;
+        for slot in &mut self.pool.slots {
+            let holds = |r: &mut Box<Retiree<T>>| !r.state.inflight.is_empty();
+            if let Some(mut retiree) = slot.retiree.take_if(holds) {
+                if let Some(mut runner) = retiree.state.runner.take() {
+                    runner.kill();
+                }
+                tasks.extend(retiree.state.inflight.drain(..).flat_map(|b| b.tasks));
             }
-            if let Some(mut runner) = retiree.state.runner.take() {
-                runner.kill();
-            }
-            tasks.extend(retiree.state.inflight.drain(..).flat_map(|b| b.tasks));
-            false
-        });
+        }
         tasks
     }
 
