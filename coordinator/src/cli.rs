@@ -413,6 +413,9 @@ pub enum Suite {
     Floor,
     /// Where one no-op's round trip goes, phase by phase, on each backend.
     Breakdown,
+    /// The cost of retiring a worker and starting its replacement (worker recycling),
+    /// per retirement, next to a task's round trip.
+    Recycle,
     /// The redis backend next to processes and threads: start-up, round trip, throughput,
     /// io speedup, and how long a killed worker's tasks take to be reclaimed (--broker).
     Broker,
@@ -420,7 +423,7 @@ pub enum Suite {
 
 impl Suite {
     /// Floor first, so that every later latency can be compared with it.
-    pub const ALL: [Suite; 9] = [
+    pub const ALL: [Suite; 10] = [
         Suite::Floor,
         Suite::Startup,
         Suite::Latency,
@@ -430,6 +433,7 @@ impl Suite {
         Suite::Memory,
         Suite::Scaling,
         Suite::BreakEven,
+        Suite::Recycle,
     ];
 
     pub fn name(self) -> &'static str {
@@ -444,6 +448,7 @@ impl Suite {
             Suite::Floor => "floor",
             Suite::Breakdown => "breakdown",
             Suite::Broker => "broker",
+            Suite::Recycle => "recycle",
         }
     }
 }
