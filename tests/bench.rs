@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 use crate::common::{assert_contains, assert_exit, coordinator, output, stderr};
 use workpool_cli::bench::units;
 
-const SUITES: [&str; 9] = [
+const SUITES: [&str; 10] = [
     "floor",
     "breakdown",
     "startup",
@@ -18,6 +18,7 @@ const SUITES: [&str; 9] = [
     "memory",
     "scaling",
     "break-even",
+    "recycle",
 ];
 
 fn bench(dir: &Path, extra: &[&str]) -> (Json, String, String) {

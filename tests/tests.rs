@@ -17,6 +17,7 @@ mod info;
 mod limits;
 mod order;
 mod protocol;
+mod recycle;
 mod results;
 mod script;
 mod stopping;

@@ -74,6 +74,26 @@ struct Args {
     /// (one per thread), where a crashing or overrunning task kills only its child.
     #[arg(long, value_enum, default_value_t = Isolate::Thread)]
     isolate: Isolate,
+    /// With --broker --isolate process: retire a child worker once it has run N tasks
+    /// (retries included) and start a fresh one in its place; 1 to 1000000000000. What it
+    /// holds runs there first: nothing is lost or run twice.
+    #[arg(long, value_name = "N", requires = "broker",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TASKS_PER_WORKER))]
+    max_tasks_per_worker: Option<u64>,
+    /// With --broker --isolate process: retire a child worker whose resident memory is
+    /// above SIZE (e.g. 256MiB, 2G; 1MiB to 1TiB) after a batch, and start a fresh one.
+    #[arg(long, value_name = "SIZE", requires = "broker", value_parser = parse_rss)]
+    max_worker_rss: Option<u64>,
+}
+
+/// The most tasks `--max-tasks-per-worker` takes.
+const MAX_TASKS_PER_WORKER: u64 = 1_000_000_000_000;
+
+fn parse_rss(text: &str) -> Result<u64, String> {
+    match workpool::size::parse_size(text, 1 << 40)? {
+        bytes if bytes < 1 << 20 => Err("the smallest limit is 1MiB".into()),
+        bytes => Ok(bytes),
+    }
 }
 
 /// The most batches one broker worker runs at once.
@@ -131,14 +151,29 @@ fn main() -> ExitCode {
 /// `--broker`: exit code 2 when the broker cannot be reached or refuses us at start (a
 /// set-up error, as the coordinator's), 1 when serving fails later.
 fn serve_broker(worker: &Worker, args: &Args, url: &str) -> ExitCode {
+    let recycle = workpool::pool::Recycle {
+        max_tasks: args.max_tasks_per_worker,
+        max_rss_bytes: args.max_worker_rss,
+    };
     let isolation = match args.isolate {
+        Isolate::Thread if recycle.is_on() => {
+            workpool::diag!(
+                "worker: error: --max-tasks-per-worker and --max-worker-rss need --isolate \
+                 process: with threads, the tasks' memory is this worker's own, and a thread \
+                 cannot be retired alone"
+            );
+            return ExitCode::from(2);
+        }
         Isolate::Thread => Isolation::Thread,
         // The children are this very executable, started with --connect.
         Isolate::Process => match std::env::current_exe() {
-            Ok(path) => Isolation::Process(workpool::pool::WorkerBinary {
-                path,
-                source: "this worker",
-            }),
+            Ok(path) => Isolation::Process(
+                workpool::pool::WorkerBinary {
+                    path,
+                    source: "this worker",
+                },
+                recycle,
+            ),
             Err(err) => {
                 workpool::diag!("worker: error: cannot find this executable's path: {err}");
                 return ExitCode::from(2);

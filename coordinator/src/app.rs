@@ -332,7 +332,12 @@ pub fn pool_config(opts: &RunOptions) -> Result<PoolBuilder> {
         .timeout(opts.timeout)
         .first(opts.first)
         .fail_fast(opts.fail_fast)
-        .seed(opts.seed);
+        .seed(opts.seed)
+        .max_tasks_per_worker(opts.max_tasks_per_worker)
+        .max_worker_rss(opts.max_worker_rss);
+    config
+        .check_recycle()
+        .map_err(|err| anyhow::anyhow!("--max-tasks-per-worker, --max-worker-rss: {err}"))?;
     match (opts.backend, &opts.broker) {
         (BackendKind::Redis, Some(url)) => {
             config = config.broker(workpool::broker::BrokerUrl::parse(url)?);

@@ -47,6 +47,10 @@ pub mod limits {
     pub const MAX_BENCH_WORKERS: u64 = 1024;
     /// `bench --load`: CPU hogs.
     pub const MAX_LOAD: u64 = 256;
+    /// `--max-worker-rss`: from 1 MiB (below a worker's own start-up memory, every worker
+    /// would be retired after its first batch) to 1 TiB.
+    pub const MIN_WORKER_RSS: u64 = 1 << 20;
+    pub const MAX_WORKER_RSS: u64 = 1 << 40;
 }
 
 use limits::*;
@@ -200,8 +204,11 @@ pub struct NoopArgs {
     pub payload: usize,
     /// Make chosen tasks misbehave, to see what the pool does: KIND@INDEX strikes every
     /// attempt of task INDEX, KIND@INDEX/N only its first N attempts (N from 1 to 1000).
-    /// KIND is panic, abort, exit, kill (SIGKILL) or hang. INDEX must be below --count,
-    /// and each task takes one fault. abort/exit/kill need the process backend.
+    /// KIND is panic, abort, exit, kill (SIGKILL), hang, or leak:SIZE (allocate SIZE, e.g.
+    /// 4MiB, at most 1GiB, touch it and never free it: see --max-worker-rss). INDEX is a
+    /// task below --count, or * for every task (`leak:4MiB@*`); each task takes one
+    /// fault, and one aimed at a task wins over the one for *. abort/exit/kill need the
+    /// process backend.
     #[arg(long, value_delimiter = ',', value_name = "KIND@INDEX[/N]")]
     pub fault: Vec<workpool::workload::fault::FaultSpec>,
     #[command(flatten)]
@@ -414,6 +421,9 @@ pub enum Suite {
     Floor,
     /// Where one no-op's round trip goes, phase by phase, on each backend.
     Breakdown,
+    /// The cost of retiring a worker and starting its replacement (worker recycling),
+    /// per retirement, next to a task's round trip.
+    Recycle,
     /// The redis backend next to processes and threads: start-up, round trip, throughput,
     /// io speedup, and how long a killed worker's tasks take to be reclaimed (--broker).
     Broker,
@@ -421,7 +431,7 @@ pub enum Suite {
 
 impl Suite {
     /// Floor first, so that every later latency can be compared with it.
-    pub const ALL: [Suite; 9] = [
+    pub const ALL: [Suite; 10] = [
         Suite::Floor,
         Suite::Startup,
         Suite::Latency,
@@ -431,6 +441,7 @@ impl Suite {
         Suite::Memory,
         Suite::Scaling,
         Suite::BreakEven,
+        Suite::Recycle,
     ];
 
     pub fn name(self) -> &'static str {
@@ -445,6 +456,7 @@ impl Suite {
             Suite::Floor => "floor",
             Suite::Breakdown => "breakdown",
             Suite::Broker => "broker",
+            Suite::Recycle => "recycle",
         }
     }
 }
@@ -526,6 +538,19 @@ pub struct RunOptions {
     /// No progress bar, no per-task table rows: only the summary and errors.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Retire a worker process once it has run N tasks (retries included; 1 to
+    /// 1000000000000) and start a fresh one in its slot. Batches are sized to fit what a
+    /// worker has left; what it holds runs there before it exits, so nothing is lost,
+    /// retried or run twice. Process backend only (a thread cannot be retired alone; with
+    /// --backend redis, give `worker --broker --isolate process` the limit).
+    #[arg(long, value_name = "N", value_parser = u64_in(1, MAX_COUNT))]
+    pub max_tasks_per_worker: Option<u64>,
+    /// Retire a worker process whose resident memory is above SIZE (e.g. 256MiB, 2G;
+    /// 1MiB to 1TiB) after a batch, and start a fresh one in its slot. Read from /proc
+    /// between batches, so a worker may pass SIZE by what the batches already queued to it
+    /// add. Process backend only (a thread's memory is the coordinator's).
+    #[arg(long, value_name = "SIZE", value_parser = parse_rss)]
+    pub max_worker_rss: Option<u64>,
     /// The worker executable [default: $WORKPOOL_WORKER, else `worker` next to this binary].
     #[arg(long, value_name = "PATH")]
     pub worker_bin: Option<PathBuf>,
@@ -588,6 +613,14 @@ fn parse_chunk(text: &str) -> Result<Chunk, String> {
     match text.parse::<usize>() {
         Ok(n @ 1..=MAX_CHUNK) => Ok(Chunk::Fixed(n)),
         _ => Err(format!("write `auto` or a number from 1 to {MAX_CHUNK}")),
+    }
+}
+
+/// A memory size from [`MIN_WORKER_RSS`] to [`MAX_WORKER_RSS`].
+fn parse_rss(text: &str) -> Result<u64, String> {
+    match workpool::size::parse_size(text, MAX_WORKER_RSS)? {
+        bytes if bytes < MIN_WORKER_RSS => Err("the smallest limit is 1MiB".into()),
+        bytes => Ok(bytes),
     }
 }
 
@@ -681,6 +714,7 @@ mod tests {
         (&["run", "noop"], "--inflight", MAX_INFLIGHT),
         (&["run", "noop"], "--retries", MAX_RETRIES),
         (&["run", "noop"], "--first", MAX_COUNT),
+        (&["run", "noop"], "--max-tasks-per-worker", MAX_COUNT),
         (&["run", "noop"], "--backoff-ms", MAX_BACKOFF_MS),
         (&["run", "noop"], "--seed", u64::MAX),
         (&["gen-data", "--dir", "d"], "--files", MAX_FILES),

@@ -89,11 +89,9 @@ impl Plan {
                     use workpool::pool::BackendKind;
                     if !matches!(backend, BackendKind::Process | BackendKind::Redis) {
                         bail!(
-                            "--fault {}@{} would end the coordinator itself on the {} \
+                            "--fault {spec} would end the coordinator itself on the {} \
                              backend, where tasks run inside it: use --backend process (a \
                              crashing task taking the whole pool down is what threads risk)",
-                            spec.fault.kind.as_str(),
-                            spec.index,
                             backend.as_str()
                         );
                     }
@@ -101,7 +99,7 @@ impl Plan {
                 let faults = fault::by_index(&args.fault, args.count)?;
                 let inputs = (0..args.count).map(move |index| NoopInput {
                     payload: noop_payload(index, len),
-                    fault: faults.get(&index).copied(),
+                    fault: faults.for_task(index),
                 });
                 Tasks::Noop(Typed::new(Noop, inputs))
             }

@@ -69,6 +69,10 @@ pub fn write_input_json<W: Write>(out: &mut W, input: &Input) -> io::Result<()> 
                 out.write_all(f.kind.as_str().as_bytes())?;
                 out.write_all(b"\",\"fault_attempts\":")?;
                 int(out, f.attempts)?;
+                if let workload::fault::FaultKind::Leak { bytes } = f.kind {
+                    out.write_all(b",\"fault_bytes\":")?;
+                    int(out, bytes)?;
+                }
             }
             out.write_all(b"}")
         }

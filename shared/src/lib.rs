@@ -56,6 +56,7 @@ pub mod outcome;
 pub mod pool;
 pub mod protocol;
 pub mod seed;
+pub mod size;
 pub mod task;
 pub mod worker;
 #[cfg(feature = "workloads")]

@@ -14,6 +14,7 @@ mod overhead;
 mod peers;
 mod plot;
 mod progress;
+mod recycle;
 mod scaling;
 pub mod stats;
 pub mod units;
@@ -286,6 +287,7 @@ impl Run {
                 Suite::Memory => memory::memory(bench, &mut report),
                 Suite::Scaling => scaling::scaling(bench, &mut report),
                 Suite::Broker => broker::broker(bench, &mut report),
+                Suite::Recycle => recycle::recycle(bench, &mut report),
             };
             if let Err(err) = result {
                 let note = format!("suite {} failed: {err:#}", suite.name());

@@ -12,7 +12,7 @@ use crate::cli::Suite;
 /// Rough relative durations of the suites, full and `--quick`: the weights of the ETA.
 fn weight(suite: Suite, quick: bool) -> u64 {
     let (full, quick_s) = match suite {
-        Suite::Floor | Suite::Breakdown | Suite::Memory => (2, 1),
+        Suite::Floor | Suite::Breakdown | Suite::Memory | Suite::Recycle => (2, 1),
         Suite::Startup | Suite::Latency => (4, 1),
         Suite::Payload => (8, 2),
         Suite::BreakEven => (10, 3),

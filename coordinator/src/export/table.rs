@@ -178,6 +178,17 @@ impl Exporter for Table {
         for (k, v) in rows {
             grid.add_row([k.to_string(), escape_controls(&v).into_owned()]);
         }
+        if !s.stats.workers_retired.is_empty() {
+            let total: u64 = s.stats.workers_retired.values().sum();
+            let reasons: Vec<String> = s
+                .stats
+                .workers_retired
+                .iter()
+                .map(|(reason, n)| format!("{reason}: {n}"))
+                .collect();
+            let retired = format!("{total} ({})", reasons.join(", "));
+            grid.add_row(["workers retired".to_string(), retired]);
+        }
         if s.stats.duplicates > 0 {
             let dropped = s.stats.duplicates.to_string();
             grid.add_row(["duplicates dropped".to_string(), dropped]);

@@ -28,11 +28,17 @@ fn reference_record(record: &Record) -> Json {
     let input = match &record.input {
         Input::Noop { payload, fault } => match fault {
             None => json!({ "payload_bytes": payload.len() }),
-            Some(f) => json!({
-                "payload_bytes": payload.len(),
-                "fault": f.kind.as_str(),
-                "fault_attempts": f.attempts,
-            }),
+            Some(f) => {
+                let mut fault = json!({
+                    "payload_bytes": payload.len(),
+                    "fault": f.kind.as_str(),
+                    "fault_attempts": f.attempts,
+                });
+                if let FaultKind::Leak { bytes } = f.kind {
+                    fault["fault_bytes"] = json!(bytes);
+                }
+                fault
+            }
         },
         Input::Io { ms } => json!({ "ms": ms }),
         Input::Cpu { iters } => json!({ "iters": iters }),
@@ -340,6 +346,15 @@ fn noop_records() -> Vec<Record> {
     );
     crashed.attempts = 3;
     records.push(crashed);
+    // A leak's input carries its size too.
+    let leaked = struck(9, FaultKind::Leak { bytes: 4 << 20 }, 0);
+    records.push(record(
+        9,
+        leaked,
+        Ok(Value::Noop {
+            payload: Vec::new(),
+        }),
+    ));
     // Cancelled by a stop: never ran, so no worker or pid.
     for index in 10..13 {
         let mut cancelled = record(

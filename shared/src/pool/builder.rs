@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{process, sequential, thread, Backend, BackendKind, Chunk, Order, Pool, PoolError};
-use super::{WorkerBinary, MAX_WORKERS};
+use super::{Recycle, WorkerBinary, MAX_WORKERS};
 use crate::protocol::RunSettings;
 use crate::Task;
 
@@ -44,6 +44,7 @@ pub struct PoolBuilder {
     pub(crate) seed: u64,
     pub(crate) trace: bool,
     pub(crate) worker: Option<WorkerBinary>,
+    pub(crate) recycle: Recycle,
     #[cfg(feature = "redis")]
     pub(crate) broker: Option<crate::broker::BrokerUrl>,
 }
@@ -64,6 +65,7 @@ impl Default for PoolBuilder {
             seed: 0,
             trace: false,
             worker: None,
+            recycle: Recycle::default(),
             #[cfg(feature = "redis")]
             broker: None,
         }
@@ -134,6 +136,30 @@ impl PoolBuilder {
         self
     }
 
+    /// Retire a worker process once it has run this many tasks (retries included), and
+    /// start a fresh one in its slot; batches sent to it are sized to fit what it has
+    /// left [default: none]. Process backend only.
+    pub fn max_tasks_per_worker(mut self, tasks: Option<u64>) -> Self {
+        self.recycle.max_tasks = tasks;
+        self
+    }
+
+    /// Retire a worker process whose resident memory is above this many bytes after a
+    /// batch, and start a fresh one in its slot: checked between batches, so a worker
+    /// may pass it by what the batches already queued to it add [default: none]. Process
+    /// backend only.
+    pub fn max_worker_rss(mut self, bytes: Option<u64>) -> Self {
+        self.recycle.max_rss_bytes = bytes;
+        self
+    }
+
+    /// Both recycling limits at once (see [`PoolBuilder::max_tasks_per_worker`] and
+    /// [`PoolBuilder::max_worker_rss`]).
+    pub fn recycle(mut self, recycle: Recycle) -> Self {
+        self.recycle = recycle;
+        self
+    }
+
     /// The Redis broker of the redis backend.
     #[cfg(feature = "redis")]
     pub fn broker(mut self, url: crate::broker::BrokerUrl) -> Self {
@@ -178,7 +204,41 @@ impl PoolBuilder {
                     .into(),
             ));
         }
+        self.check_recycle()?;
         Pool::start(self.clone(), task)
+    }
+
+    /// Recycling needs workers that are processes of their own: a thread's tasks and
+    /// memory are its caller's, and a broker's workers are on other hosts. [`build`]
+    /// checks it too; a command line can check it before it opens its output.
+    ///
+    /// [`build`]: PoolBuilder::build
+    pub fn check_recycle(&self) -> Result<(), PoolError> {
+        if self.recycle.max_tasks == Some(0) {
+            return Err(PoolError::Config(
+                "a worker must be allowed at least one task before it is retired".into(),
+            ));
+        }
+        let why = match self.backend {
+            _ if !self.recycle.is_on() => return Ok(()),
+            BackendKind::Process => return Ok(()),
+            BackendKind::Thread => {
+                "a thread's memory is the caller's own process's, and a thread cannot be \
+                 retired alone"
+            }
+            BackendKind::Sequential => {
+                "its tasks run in the caller's own thread, whose memory is the caller's"
+            }
+            BackendKind::Redis => {
+                "its workers are processes on other hosts: give `worker --broker --isolate \
+                 process` its own recycling limits"
+            }
+        };
+        Err(PoolError::Config(format!(
+            "worker recycling (a task or memory limit per worker) needs the process backend, \
+             not the {} backend: {why}",
+            self.backend.as_str()
+        )))
     }
 
     /// What every runner of the pool needs besides the task.

@@ -47,6 +47,9 @@ enum Act {
     Crash,
     /// Dies, and its outcome arrives after the loss was reported.
     CrashThenLate,
+    /// Holds its outcome until the next batch, and dies instead if the runner is retired
+    /// first: a worker that crashes while it drains.
+    HoldThenCrash,
 }
 
 /// The script: what the runner does with attempt `.1` at task `.0`.
@@ -64,6 +67,8 @@ struct Log {
     killed: Vec<usize>,
     /// (slot, generation, [(index, attempt)]) of every batch sent.
     batches: Vec<SentBatch>,
+    /// (slot, generation) of every runner retired.
+    retired: Vec<(usize, u64)>,
 }
 
 struct MockBackend {
@@ -72,6 +77,8 @@ struct MockBackend {
     log: Arc<Mutex<Log>>,
     /// Replacements fail to start, for good.
     no_replacements: bool,
+    /// Resident memory each task a runner answers adds (a leak), in bytes.
+    leak_per_task: u64,
 }
 
 impl Backend<Square> for MockBackend {
@@ -100,6 +107,9 @@ impl Backend<Square> for MockBackend {
             log: Arc::clone(&self.log),
             held: Vec::new(),
             stuck: false,
+            answered: 0,
+            leak_per_task: self.leak_per_task,
+            crash_when_retired: false,
         }))
     }
 }
@@ -116,10 +126,16 @@ struct MockRunner {
     log: Arc<Mutex<Log>>,
     held: Vec<Outcome<u64>>,
     stuck: bool,
+    /// Tasks answered: its memory is `answered * leak_per_task`.
+    answered: u64,
+    leak_per_task: u64,
+    /// A held outcome is a crash if the runner is retired before sending it.
+    crash_when_retired: bool,
 }
 
 impl MockRunner {
-    fn emit(&self, outcomes: Vec<Outcome<u64>>) {
+    fn emit(&mut self, outcomes: Vec<Outcome<u64>>) {
+        self.answered += outcomes.len() as u64;
         if !outcomes.is_empty() {
             let _ = self.events.send(Event::Outcomes {
                 slot: self.slot,
@@ -164,6 +180,7 @@ impl Runner<Square> for MockRunner {
             return Ok(None);
         }
         let earlier = std::mem::take(&mut self.held);
+        self.crash_when_retired = false;
         let mut out = Vec::new();
         for job in jobs {
             let square = Ok(job.input * job.input);
@@ -175,6 +192,10 @@ impl Runner<Square> for MockRunner {
                     out.push(outcome(job, square));
                 }
                 Act::Hold => self.held.push(outcome(job, square)),
+                Act::HoldThenCrash => {
+                    self.held.push(outcome(job, square));
+                    self.crash_when_retired = true;
+                }
                 Act::Hang => {
                     self.stuck = true;
                     break;
@@ -202,6 +223,30 @@ impl Runner<Square> for MockRunner {
     }
 
     fn shutdown(&mut self) {}
+
+    /// Answers what it holds (or crashes, as scripted), then exits as a process would:
+    /// its channel closes.
+    fn retire(&mut self) {
+        lock(&self.log).retired.push((self.slot, self.generation));
+        if self.stuck {
+            return; // Hung: it never answers, nor exits.
+        }
+        if self.crash_when_retired {
+            self.lost();
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        self.emit(held);
+        let _ = self.events.send(Event::Lost {
+            slot: self.slot,
+            generation: self.generation,
+            reason: "exited (mock)".into(),
+        });
+    }
+
+    fn resident_bytes(&self) -> Option<u64> {
+        Some(self.answered * self.leak_per_task)
+    }
 }
 
 /// The capabilities of a backend that delivers in order and can kill its runners.
@@ -242,6 +287,7 @@ struct Setup {
     caps: Capabilities,
     script: Script,
     no_replacements: bool,
+    leak_per_task: u64,
 }
 
 impl Setup {
@@ -254,6 +300,7 @@ impl Setup {
             caps: in_order(),
             script: Arc::new(script),
             no_replacements: false,
+            leak_per_task: 0,
         }
     }
 
@@ -264,6 +311,7 @@ impl Setup {
             script: Arc::clone(&self.script),
             log: Arc::clone(&log),
             no_replacements: self.no_replacements,
+            leak_per_task: self.leak_per_task,
         };
         let pool = Pool::with_backend(self.builder.clone(), Box::new(backend), Instant::now())
             .expect("the mock starts");
@@ -572,4 +620,183 @@ fn when_no_runner_can_be_started_every_task_left_fails() {
         "{ended:?}"
     );
     assert_eq!(stats.failed, 4);
+}
+
+/// Tasks each runner, by (slot, generation), was sent over the run.
+fn tasks_per_runner(log: &Log) -> std::collections::BTreeMap<(usize, u64), usize> {
+    let mut sent = std::collections::BTreeMap::new();
+    for (slot, generation, keys) in &log.batches {
+        *sent.entry((*slot, *generation)).or_insert(0) += keys.len();
+    }
+    sent
+}
+
+#[test]
+fn a_worker_runs_at_most_its_task_limit_then_a_fresh_one_takes_its_slot() {
+    for (chunk, inflight) in [(Chunk::Fixed(2), 2), (Chunk::Fixed(5), 1), (Chunk::Auto, 2)] {
+        let mut setup = Setup::new(|_, _| Act::Answer);
+        setup.builder = setup
+            .builder
+            .chunk(chunk)
+            .inflight(inflight)
+            .max_tasks_per_worker(Some(3));
+        let (records, stats, log) = setup.run(100, Order::Input);
+        assert_eq!(
+            endings(&records),
+            (0..100).map(|i| ok(i, 1)).collect::<Vec<_>>(),
+            "{chunk:?}"
+        );
+        let sent = tasks_per_runner(&log);
+        assert!(sent.values().all(|&n| n <= 3), "{chunk:?}: {sent:?}");
+        // Batches are sized to what a worker has left, so none is wasted on a remainder.
+        assert!(sent.len() <= 100 / 3 + 2, "{chunk:?}: {sent:?}");
+        let retired = stats.workers_retired.get("max_tasks").copied();
+        assert_eq!(retired, Some(log.retired.len() as u64), "{chunk:?}");
+        assert_eq!(
+            log.started.len(),
+            2 + log.retired.len(),
+            "one fresh worker each"
+        );
+        assert_eq!((stats.workers_replaced, stats.retries), (0, 0));
+    }
+}
+
+#[test]
+fn retries_count_against_the_task_limit() {
+    let mut setup = Setup::new(|i, a| {
+        if a == 1 && i % 2 == 0 {
+            Act::Fail(ErrorKind::Network)
+        } else {
+            Act::Answer
+        }
+    });
+    setup.builder = setup.builder.retries(1).max_tasks_per_worker(Some(2));
+    let (records, stats, log) = setup.run(10, Order::Input);
+    assert_each_once(&records, 10);
+    assert_eq!(stats.retries, 5);
+    let sent = tasks_per_runner(&log);
+    assert!(sent.values().all(|&n| n <= 2), "{sent:?}");
+    assert_eq!(
+        sent.values().sum::<usize>(),
+        15,
+        "ten first attempts, five retries"
+    );
+}
+
+#[test]
+fn a_worker_above_the_memory_limit_after_a_batch_is_retired() {
+    let mut setup = Setup::new(|_, _| Act::Answer);
+    setup.leak_per_task = 1 << 20;
+    setup.builder = setup
+        .builder
+        .chunk(Chunk::Fixed(2))
+        .inflight(1)
+        .max_worker_rss(Some(5 << 20));
+    let (records, stats, log) = setup.run(60, Order::Input);
+    assert_each_once(&records, 60);
+    assert!(records.iter().all(|r| r.result.is_ok()));
+    // Checked after each batch of two: a worker is retired at 6 MiB, never later.
+    let sent = tasks_per_runner(&log);
+    assert!(sent.values().all(|&n| n <= 6), "{sent:?}");
+    assert_eq!(stats.workers_retired.get("max_rss"), Some(&10), "{sent:?}");
+    assert_eq!(stats.workers_replaced, 0);
+}
+
+#[test]
+fn a_worker_that_crashes_while_it_drains_is_an_ordinary_crash() {
+    // Task 3 is the last a worker takes before its limit; it dies instead of answering.
+    let mut setup = Setup::new(|i, a| {
+        if (i, a) == (3, 1) {
+            Act::HoldThenCrash
+        } else {
+            Act::Answer
+        }
+    });
+    setup.builder = setup
+        .builder
+        .workers(1)
+        .retries(1)
+        .max_tasks_per_worker(Some(4));
+    let (records, stats, _) = setup.run(10, Order::Input);
+    assert_each_once(&records, 10);
+    assert_eq!(
+        endings(&records)[3],
+        ok(3, 2),
+        "retried once, as a crash is"
+    );
+    assert_eq!(stats.workers_replaced, 1);
+    // The second worker ran four tasks (the retry among them) and was retired; the
+    // first crashed, and is not counted as retired; the third ran the last three.
+    assert_eq!(stats.workers_retired.get("max_tasks"), Some(&1));
+}
+
+#[test]
+fn a_retiring_worker_whose_task_hangs_times_out() {
+    let mut setup = Setup::new(|i, a| {
+        if (i, a) == (1, 1) {
+            Act::Hang
+        } else {
+            Act::Answer
+        }
+    });
+    setup.builder = setup
+        .builder
+        .workers(1)
+        .inflight(1)
+        .max_tasks_per_worker(Some(2))
+        .timeout(Some(Duration::from_millis(20)));
+    let (records, stats, log) = setup.run(6, Order::Input);
+    assert_each_once(&records, 6);
+    assert_eq!(endings(&records)[1], (1, Err(ErrorKind::Timeout), 1));
+    assert_eq!(stats.workers_replaced, 1);
+    assert_eq!(log.killed.len(), 1, "{log:?}");
+}
+
+#[test]
+fn an_interrupt_cancels_what_a_retiring_worker_holds() {
+    let mut setup = Setup::new(|i, _| if i == 2 { Act::Hang } else { Act::Answer });
+    setup.builder = setup.builder.workers(1).max_tasks_per_worker(Some(3));
+    let (mut pool, log) = setup.pool();
+    let interrupter = pool.interrupter();
+    let mut run = pool.map(0..10);
+    let first: Vec<_> = run.by_ref().take(2).collect();
+    interrupter.interrupt();
+    let rest: Vec<_> = run.by_ref().collect();
+    let stats = run.stats();
+    let mut all = first;
+    all.extend(rest);
+    assert_each_once(&all, 10);
+    assert_eq!(endings(&all)[2], (2, Err(ErrorKind::Cancelled), 1));
+    assert_eq!(lock(&log).killed, [0], "the hung retiring worker is killed");
+    assert!(
+        stats.workers_retired.is_empty(),
+        "{:?}",
+        stats.workers_retired
+    );
+}
+
+#[test]
+fn recycling_needs_worker_processes() {
+    use super::BackendKind;
+    for backend in [
+        BackendKind::Thread,
+        BackendKind::Sequential,
+        BackendKind::Redis,
+    ] {
+        for builder in [
+            PoolBuilder::new().max_tasks_per_worker(Some(5)),
+            PoolBuilder::new().max_worker_rss(Some(1 << 30)),
+        ] {
+            let err = builder.backend(backend).build(Square).err();
+            let message = err.map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                message.contains("needs the process backend") && message.contains(backend.as_str()),
+                "{backend:?}: {message}"
+            );
+        }
+    }
+    let zero = PoolBuilder::new()
+        .max_tasks_per_worker(Some(0))
+        .build(Square);
+    assert!(zero.is_err_and(|e| e.to_string().contains("at least one task")));
 }

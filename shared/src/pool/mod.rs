@@ -11,6 +11,7 @@ mod mock;
 mod process;
 mod record;
 mod recovery;
+mod recycle;
 mod reorder;
 mod retry;
 mod scheduler;
@@ -26,6 +27,7 @@ use crate::{Outcome, Task};
 pub use builder::PoolBuilder;
 pub use process::{describe_exit, EchoPeer, WorkerBinary};
 pub use record::{Phases, Record, Stats};
+pub use recycle::{resident_bytes, Recycle};
 pub use scheduler::{FirstAttempts, Interrupter, Pool, Run};
 pub use sequential::running_batch;
 pub use thread::THREAD_NAME_PREFIX;
@@ -238,6 +240,13 @@ pub(crate) trait Runner<T: Task>: Send {
     fn kill(&mut self) -> Option<String>;
     /// Asks the runner to finish and waits for it.
     fn shutdown(&mut self);
+    /// Asks the runner to exit once it has run and answered every batch sent to it, and
+    /// returns at once (a worker being recycled). Only process runners are recycled.
+    fn retire(&mut self) {}
+    /// The runner's resident memory in bytes, where it has its own.
+    fn resident_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A runner, or why its start failed.

@@ -428,10 +428,19 @@ impl<T: Task> Runner<T> for ProcessRunner<T> {
     }
 
     fn shutdown(&mut self) {
+        self.retire();
+        self.child.wait_or_kill(SHUTDOWN_GRACE);
+    }
+
+    fn retire(&mut self) {
+        // The worker reads its messages in order: it runs the batches ahead of this first.
         if let Ok(frame) = codec::encode(&ToWorkerRef::<T::Input>::Shutdown) {
             let _ = self.to_worker.send(frame);
         }
-        self.child.wait_or_kill(SHUTDOWN_GRACE);
+    }
+
+    fn resident_bytes(&self) -> Option<u64> {
+        super::recycle::resident_bytes(self.pid)
     }
 }
 

@@ -74,8 +74,13 @@ pub struct Stats {
     pub not_started: Option<u64>,
     /// Attempts beyond the first, over all tasks.
     pub retries: u64,
-    /// Replacement runners started after one died or was killed.
+    /// Workers that died or were killed (a crash, a timeout), each replaced by a fresh
+    /// one; a worker that dies while it is being retired counts here, not as retired.
     pub workers_replaced: u64,
+    /// Workers retired and replaced after they answered everything they held, by reason:
+    /// `max_tasks` (they ran `--max-tasks-per-worker`), `max_rss` (their memory passed
+    /// `--max-worker-rss`).
+    pub workers_retired: BTreeMap<&'static str, u64>,
     /// Replacements that failed to start and were tried again (one killed during its
     /// handshake, say).
     pub failed_starts: u64,

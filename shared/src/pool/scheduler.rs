@@ -12,6 +12,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use super::batching::{BatchPolicy, MAX_AUTO_CHUNK};
 use super::record::{Phases, Record, Stats};
 use super::recovery::{leftovers, loss_message, start_with_retries, Leftovers};
+use super::recycle::Retirement;
 use super::reorder::ReorderBuffer;
 use super::retry::{backoff, RetryQueue};
 use super::{Backend, Capabilities, Event, Order, PoolBuilder, PoolError, Runner};
@@ -74,6 +75,37 @@ struct Slot<T: Task> {
     /// When the task at the head of `inflight` started: the worker runs its queue in order,
     /// so that is when the batch reached an idle worker or the previous outcome arrived.
     head_started: Option<Instant>,
+    /// Tasks sent to this runner since it started, over every run: what its task limit
+    /// is counted against.
+    tasks_sent: u64,
+    /// The worker this runner replaced, while it runs and answers what it held, until it
+    /// has exited and been reaped. One at a time: a slot holds at most two processes.
+    retiree: Option<Box<Retiree<T>>>,
+    /// This runner is to be retired as soon as the slot's retiree is gone; meanwhile it
+    /// takes no work.
+    due: Option<Retirement>,
+}
+
+/// A worker being retired, with what it still holds.
+struct Retiree<T: Task> {
+    /// Its runner, generation and batches, as they were in the slot.
+    state: Slot<T>,
+    reason: Retirement,
+}
+
+/// A runner the scheduler hears from, by slot: the one serving it, or its retiree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Slot(usize),
+    Retiree(usize),
+}
+
+impl Who {
+    fn slot(self) -> usize {
+        match self {
+            Who::Slot(i) | Who::Retiree(i) => i,
+        }
+    }
 }
 
 /// A batch in flight, kept for retries, for the records' inputs, and (when tracing) for
@@ -99,7 +131,15 @@ impl<T: Task> Slot<T> {
             generation,
             inflight: VecDeque::new(),
             head_started: None,
+            tasks_sent: 0,
+            retiree: None,
+            due: None,
         }
+    }
+
+    /// Batches this slot's runners hold: its own, and its retiree's.
+    fn load(&self) -> usize {
+        self.inflight.len() + self.retiree.as_ref().map_or(0, |r| r.state.inflight.len())
     }
 }
 
@@ -218,6 +258,7 @@ impl<T: Task> Pool<T> {
         while let Ok(event) = self.events.try_recv() {
             drop(event); // late news from the previous run
         }
+        self.reap_retirees();
         self.backend.begin_run();
         for slot in 0..self.slots.len() {
             if self.slots[slot].runner.is_none() {
@@ -266,10 +307,51 @@ impl<T: Task> Pool<T> {
     }
 
     fn shutdown_all(&mut self) {
+        self.reap_retirees();
         for slot in &mut self.slots {
             if let Some(mut runner) = slot.runner.take() {
                 runner.shutdown();
             }
+        }
+    }
+
+    /// Waits for every retiring worker to exit (each was asked to once it has answered
+    /// what it held).
+    fn reap_retirees(&mut self) {
+        for slot in &mut self.slots {
+            if let Some(mut runner) = slot.retiree.take().and_then(|r| r.state.runner) {
+                runner.shutdown();
+            }
+        }
+    }
+
+    /// The runner that serves `slot` at `generation`, or its retiree.
+    fn find(&self, slot: usize, generation: u64) -> Option<Who> {
+        let serving = self.slots.get(slot)?;
+        if serving.generation == generation {
+            return Some(Who::Slot(slot));
+        }
+        let retiree = serving.retiree.as_ref()?;
+        (retiree.state.generation == generation).then_some(Who::Retiree(slot))
+    }
+
+    /// The state of a runner [`Pool::find`] found.
+    fn state(&self, who: Who) -> &Slot<T> {
+        let slot = &self.slots[who.slot()];
+        match (who, &slot.retiree) {
+            (Who::Retiree(_), Some(retiree)) => &retiree.state,
+            _ => slot,
+        }
+    }
+
+    fn state_mut(&mut self, who: Who) -> &mut Slot<T> {
+        let slot = &mut self.slots[who.slot()];
+        match who {
+            Who::Retiree(_) if slot.retiree.is_some() => match slot.retiree.as_mut() {
+                Some(retiree) => &mut retiree.state,
+                None => unreachable!("checked above"),
+            },
+            _ => slot,
         }
     }
 }
@@ -461,7 +543,8 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
             .policy
             .chunk_size(self.remaining_hint, self.pool.slots.len());
         while let Some(slot) = self.least_loaded(depth) {
-            let batch = self.take_batch(chunk);
+            let sent = self.pool.slots[slot].tasks_sent;
+            let batch = self.take_batch(self.pool.config.recycle.batch_room(sent, chunk));
             if batch.is_empty() {
                 break;
             }
@@ -473,14 +556,16 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         }
     }
 
-    /// The live runner with the fewest batches queued, if one has room for another.
+    /// The live runner with the fewest batches queued, if one has room for another. A
+    /// slot's retiree counts: while it drains, its replacement takes only what keeps the
+    /// slot's queue at its depth.
     fn least_loaded(&self, depth: usize) -> Option<usize> {
         self.pool
             .slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.runner.is_some() && s.inflight.len() < depth)
-            .min_by_key(|(_, s)| s.inflight.len())
+            .filter(|(_, s)| s.runner.is_some() && s.due.is_none() && s.load() < depth)
+            .min_by_key(|(_, s)| s.load())
             .map(|(i, _)| i)
     }
 
@@ -514,6 +599,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
             runner,
             inflight,
             head_started,
+            tasks_sent,
             ..
         } = &mut self.pool.slots[slot_index];
         let Some(runner) = runner.as_mut() else {
@@ -522,6 +608,8 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         };
         self.stats.batches += 1;
         self.stats.largest_batch = self.stats.largest_batch.max(batch.len());
+        *tasks_sent += batch.len() as u64;
+        let spent = self.pool.config.recycle.spent(*tasks_sent);
         // The batch stays here (for retries and for the records' inputs); the runner sees
         // it borrowed, so only a backend that must own it (threads) copies it.
         if inflight.is_empty() {
@@ -547,8 +635,10 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
             }),
             None => Ok(()),
         };
-        if let Err(reason) = sent {
-            self.lose(slot_index, reason);
+        match sent {
+            Err(reason) => self.lose(Who::Slot(slot_index), reason),
+            Ok(()) if spent => self.retire(slot_index, Retirement::MaxTasks),
+            Ok(()) => {}
         }
     }
 
@@ -559,19 +649,24 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         }
     }
 
-    /// The earliest moment a running task exceeds `--timeout`, and its slot.
-    fn next_deadline(&self) -> Option<(Instant, usize)> {
+    /// The earliest moment a running task exceeds `--timeout`, and its runner.
+    fn next_deadline(&self) -> Option<(Instant, Who)> {
         let limit = self
             .pool
             .config
             .timeout
             .filter(|_| !self.pool.caps.enforces_timeouts)?;
-        self.pool
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.head_started.map(|t| (t + limit, i)))
-            .min()
+        let started = self.pool.slots.iter().enumerate().flat_map(|(i, s)| {
+            let retiree = s.retiree.as_ref().and_then(|r| r.state.head_started);
+            [
+                s.head_started.map(|t| (t, Who::Slot(i))),
+                retiree.map(|t| (t, Who::Retiree(i))),
+            ]
+        });
+        started
+            .flatten()
+            .min_by_key(|(t, _)| *t)
+            .map(|(t, who)| (t + limit, who))
     }
 
     fn wait_for_event(&mut self) {
@@ -617,7 +712,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         let Some(limit) = self.pool.config.timeout else {
             return;
         };
-        while let Some((at, slot)) = self.next_deadline() {
+        while let Some((at, who)) = self.next_deadline() {
             if at > Instant::now() {
                 break;
             }
@@ -628,7 +723,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
                 "its thread cannot be killed: abandoned and replaced"
             };
             let reason = format!("task ran longer than the {limit:?} timeout; {how}");
-            self.lose_as(slot, ErrorKind::Timeout, reason);
+            self.lose_as(who, ErrorKind::Timeout, reason);
         }
     }
 
@@ -641,12 +736,14 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
                 arrival,
                 pid,
             } => {
-                if self.pool.slots.get(slot).map(|s| s.generation) != Some(generation) {
+                let Some(who) = self.pool.find(slot, generation) else {
                     return; // From a runner already replaced; its tasks were reassigned.
-                }
-                let pid = pid.map_or(self.pool.slots[slot].pid, |p| p.get());
+                };
+                let state = self.pool.state(who);
+                let pid = pid.map_or(state.pid, |p| p.get());
+                let batches_before = state.inflight.len();
                 for outcome in outcomes {
-                    match self.pop_inflight(slot, &outcome) {
+                    match self.pop_inflight(who, &outcome) {
                         Some((task, sent)) => {
                             let phases = self.phases(sent, &outcome, arrival);
                             let arrived_ns = arrival.received_ns;
@@ -662,21 +759,29 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
                                 "reported task {} attempt {}, which it was not running",
                                 outcome.index, outcome.attempt
                             );
-                            self.lose(slot, reason);
+                            self.lose(who, reason);
                             return;
                         }
                     }
                 }
+                self.after_outcomes(who, batches_before);
             }
             Event::Lost {
                 slot,
                 generation,
                 reason,
-            } => {
-                if self.pool.slots[slot].generation == generation {
-                    self.lose(slot, reason);
+            } => match self.pool.find(slot, generation) {
+                // A retired worker that answered everything has exited, as asked.
+                Some(Who::Retiree(i)) if self.pool.state(Who::Retiree(i)).inflight.is_empty() => {
+                    let retiree = self.pool.slots[i].retiree.take();
+                    if let Some(mut runner) = retiree.and_then(|r| r.state.runner) {
+                        runner.shutdown();
+                    }
+                    self.retire_if_due(i);
                 }
-            }
+                Some(who) => self.lose(who, reason),
+                None => {}
+            },
             Event::BackendDown { reason } => self.abandon_everything(&reason),
             Event::Republish => self.republish(),
             Event::Interrupted => {
@@ -715,6 +820,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
             slot.head_started = None;
             tasks.extend(slot.inflight.drain(..).flat_map(|b| b.tasks));
         }
+        tasks.extend(self.stop_retirees());
         tasks.extend(self.take_unstarted());
         tasks.sort_by_key(|t| t.index);
         let error = TaskError::new(ErrorKind::Cancelled, reason);
@@ -759,10 +865,12 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
     /// head of its oldest batch, or of any of its batches where they interleave.
     fn pop_inflight(
         &mut self,
-        slot: usize,
+        who: Who,
         outcome: &Outcome<T::Output>,
     ) -> Option<(Job<T::Input>, SendTimes)> {
-        let inflight = &mut self.pool.slots[slot].inflight;
+        let interleave = self.pool.caps.batches_interleave;
+        let state = self.pool.state_mut(who);
+        let inflight = &mut state.inflight;
         let answers = |batch: &Batch<T::Input>| {
             batch
                 .tasks
@@ -771,7 +879,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         };
         let position = if inflight.front().is_some_and(answers) {
             0
-        } else if self.pool.caps.batches_interleave {
+        } else if interleave {
             inflight.iter().position(answers)?
         } else {
             return None;
@@ -784,8 +892,82 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         }
         // The runner goes straight on to its next queued task, if any.
         let next_started = (!inflight.is_empty()).then(Instant::now);
-        self.pool.slots[slot].head_started = next_started;
+        state.head_started = next_started;
         task
+    }
+
+    /// After a runner's outcomes were taken: a retiring worker that has answered
+    /// everything counts as retired, and a serving one that finished a batch has its
+    /// memory checked (between batches, never per task).
+    fn after_outcomes(&mut self, who: Who, batches_before: usize) {
+        match who {
+            Who::Retiree(i) => {
+                let Some(retiree) = &self.pool.slots[i].retiree else {
+                    return;
+                };
+                if retiree.state.inflight.is_empty() && batches_before > 0 {
+                    *self
+                        .stats
+                        .workers_retired
+                        .entry(retiree.reason.as_str())
+                        .or_insert(0) += 1;
+                }
+            }
+            Who::Slot(i) => {
+                let recycle = self.pool.config.recycle;
+                let slot = &self.pool.slots[i];
+                if recycle.max_rss_bytes.is_none() || slot.inflight.len() >= batches_before {
+                    return;
+                }
+                let rss = slot.runner.as_ref().and_then(|r| r.resident_bytes());
+                if rss.is_some_and(|rss| recycle.over_memory(rss)) {
+                    self.retire(i, Retirement::MaxRss);
+                }
+            }
+        }
+    }
+
+    /// Retires the worker of a slot: it is asked to exit once it has answered what it
+    /// holds, and a fresh one takes the slot at once, so the pool stays at strength.
+    /// Nothing it holds is sent elsewhere: it runs there, once. While the slot's previous
+    /// retiree is still there, the retirement waits (and the worker takes no work), so
+    /// that a slot never holds more than two processes.
+    fn retire(&mut self, index: usize, reason: Retirement) {
+        let slot = &mut self.pool.slots[index];
+        if slot.retiree.is_some() {
+            slot.due = Some(reason);
+            return;
+        }
+        let Some(runner) = slot.runner.as_mut() else {
+            return;
+        };
+        runner.retire();
+        let state = Slot {
+            runner: slot.runner.take(),
+            generation: slot.generation,
+            pid: slot.pid,
+            inflight: std::mem::take(&mut slot.inflight),
+            head_started: slot.head_started.take(),
+            tasks_sent: slot.tasks_sent,
+            retiree: None,
+            due: None,
+        };
+        if state.inflight.is_empty() {
+            *self
+                .stats
+                .workers_retired
+                .entry(reason.as_str())
+                .or_insert(0) += 1;
+        }
+        slot.retiree = Some(Box::new(Retiree { state, reason }));
+        self.restart(index, "was retired");
+    }
+
+    /// The slot's retiree is gone: a retirement that waited for it happens now.
+    fn retire_if_due(&mut self, index: usize) {
+        if let Some(reason) = self.pool.slots[index].due.take() {
+            self.retire(index, reason);
+        }
     }
 
     /// The phases of a traced task's round trip, up to the scheduler taking its outcome.
@@ -944,13 +1126,15 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
 
     /// A runner is gone: reap it, fail the task it was running (retried if allowed), put
     /// the tasks it had not started back in line, and start a replacement.
-    fn lose(&mut self, slot_index: usize, reason: String) {
-        self.lose_as(slot_index, ErrorKind::WorkerCrashed, reason);
+    fn lose(&mut self, who: Who, reason: String) {
+        self.lose_as(who, ErrorKind::WorkerCrashed, reason);
     }
 
-    /// Like [`Run::lose`], with the error kind the running task ends with.
-    fn lose_as(&mut self, slot_index: usize, kind: ErrorKind, reason: String) {
-        let slot = &mut self.pool.slots[slot_index];
+    /// Like [`Run::lose`], with the error kind the running task ends with. A retiring
+    /// worker lost this way is an ordinary crash; its replacement already serves its slot.
+    fn lose_as(&mut self, who: Who, kind: ErrorKind, reason: String) {
+        let slot_index = who.slot();
+        let slot = self.pool.state_mut(who);
         // How long the running task had run, measured before the kill adds its own time.
         let ran_ms = slot
             .head_started
@@ -960,6 +1144,9 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         slot.runner = None;
         let pid = slot.pid;
         let Leftovers { running, queued } = leftovers(slot.inflight.drain(..).map(|b| b.tasks));
+        if let Who::Retiree(i) = who {
+            self.pool.slots[i].retiree = None;
+        }
         let timed_out = kind == ErrorKind::Timeout;
         let message = loss_message(slot_index, pid, timed_out, exit, &reason);
         if let Some(running) = running {
@@ -976,7 +1163,11 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         for task in queued.into_iter().rev() {
             self.ready.push_front(task);
         }
-        self.restart(slot_index, &message);
+        self.stats.workers_replaced += 1;
+        match who {
+            Who::Slot(i) => self.restart(i, &message),
+            Who::Retiree(i) => self.retire_if_due(i),
+        }
     }
 
     /// Starts a replacement for a lost runner. A replacement can itself fail to start (it
@@ -996,7 +1187,8 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
             Ok(runner) => {
                 slot.pid = runner.pid();
                 slot.runner = Some(runner);
-                self.stats.workers_replaced += 1;
+                slot.tasks_sent = 0;
+                slot.due = None;
             }
             Err(err) => {
                 crate::diag!("warning: cannot replace worker {slot_index} after it {after}: {err}");
@@ -1024,7 +1216,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
                 runner.send(batch.tasks.make_contiguous()).err()
             });
             if let Some(reason) = failed {
-                self.lose(index, reason);
+                self.lose(Who::Slot(index), reason);
             }
         }
     }
@@ -1040,6 +1232,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
             slot.head_started = None;
             tasks.extend(slot.inflight.drain(..).flat_map(|b| b.tasks));
         }
+        tasks.extend(self.stop_retirees());
         tasks.sort_by_key(|t| t.index);
         let error = TaskError::new(ErrorKind::WorkerCrashed, reason);
         for task in tasks {
@@ -1058,6 +1251,22 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
             self.record(task, Err(error.clone()), Attempt::none());
         }
         self.drain = Some(Drain { error, limit: None });
+    }
+
+    /// Kills the retiring workers that still hold tasks (the run is ending early), and
+    /// returns those tasks; the ones that hold nothing are left to exit as asked.
+    fn stop_retirees(&mut self) -> Vec<Job<T::Input>> {
+        let mut tasks = Vec::new();
+        for slot in &mut self.pool.slots {
+            let holds = |r: &mut Box<Retiree<T>>| !r.state.inflight.is_empty();
+            if let Some(mut retiree) = slot.retiree.take_if(holds) {
+                if let Some(mut runner) = retiree.state.runner.take() {
+                    runner.kill();
+                }
+                tasks.extend(retiree.state.inflight.drain(..).flat_map(|b| b.tasks));
+            }
+        }
+        tasks
     }
 
     /// Every task taken from the input but not handed to a runner: ready, or waiting out a

@@ -29,7 +29,7 @@ use crate::broker::{
     self, Body, BrokerError, BrokerUrl, Burial, Entry, OutcomeEntryRef, RunSpec, TaskEntry,
 };
 use crate::codec::{self, CodecError, Frame};
-use crate::pool::{BackendKind, Chunk, Pool, PoolBuilder, WorkerBinary};
+use crate::pool::{BackendKind, Chunk, Pool, PoolBuilder, Recycle, WorkerBinary};
 use crate::protocol::Job as Batch;
 use crate::{ErrorKind, Outcome, Task, TaskError};
 
@@ -71,8 +71,9 @@ pub enum Isolation {
     /// down (its batches are then taken over by others).
     Thread,
     /// A child worker process (this program, started as a worker): a crash or a
-    /// `--timeout` kills only the child, which is replaced.
-    Process(WorkerBinary),
+    /// `--timeout` kills only the child, which is replaced; and a child is retired and
+    /// replaced as the [`Recycle`] limits say (a task count, a memory limit).
+    Process(WorkerBinary, Recycle),
 }
 
 impl Settings {
@@ -192,7 +193,7 @@ pub fn serve(worker: &Worker, settings: Settings) -> Result<(), ServeError> {
     }
     let isolation = match settings.isolation {
         Isolation::Thread => "threads",
-        Isolation::Process(_) => "child processes",
+        Isolation::Process(..) => "child processes",
     };
     crate::diag!(
         "worker {}: serving {} with {} {isolation} (lease {:?}, max deliveries {})",
@@ -310,9 +311,10 @@ pub(super) fn runner_for<T: Task>(
         // abandon: two hand-offs between threads fewer per batch.
         Isolation::Thread if timeout.is_none() => builder.backend(BackendKind::Sequential),
         Isolation::Thread => builder.backend(BackendKind::Thread),
-        Isolation::Process(bin) => builder
+        Isolation::Process(bin, recycle) => builder
             .backend(BackendKind::Process)
-            .worker_program(bin.clone()),
+            .worker_program(bin.clone())
+            .recycle(*recycle),
     };
     let pool = builder
         .build(task)

@@ -1,5 +1,5 @@
 //! Injected faults, for testing what the pool does when a task misbehaves: `noop` tasks can
-//! be told to panic, abort, exit, be killed by a signal, or hang.
+//! be told to panic, abort, exit, be killed by a signal, hang, or leak memory.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,7 +21,16 @@ pub enum FaultKind {
     Kill,
     /// The task never finishes (sleeps for a day).
     Hang,
+    /// The task allocates this many bytes, touches every page, and never frees them (a
+    /// leak that worker recycling by memory is for).
+    Leak {
+        /// Bytes kept, at most [`MAX_LEAK_BYTES`].
+        bytes: u64,
+    },
 }
+
+/// The most one task may leak: a typo (`leak:4T`) should not take the machine's memory.
+pub const MAX_LEAK_BYTES: u64 = 1 << 30;
 
 impl FaultKind {
     /// The kind's name, as `--fault` spells it.
@@ -32,6 +41,7 @@ impl FaultKind {
             FaultKind::Exit => "exit",
             FaultKind::Kill => "kill",
             FaultKind::Hang => "hang",
+            FaultKind::Leak { .. } => "leak",
         }
     }
 
@@ -68,20 +78,33 @@ impl Fault {
                 }
             }
             FaultKind::Hang => std::thread::sleep(Duration::from_secs(86_400)),
+            FaultKind::Leak { bytes } => leak(bytes),
         }
     }
+}
+
+/// Allocates `bytes`, writes to every page so that they are resident, and keeps them.
+fn leak(bytes: u64) {
+    let len = usize::try_from(bytes.min(MAX_LEAK_BYTES)).unwrap_or(0);
+    let kept: &'static mut [u8] = Vec::leak(vec![0u8; len]);
+    for page in kept.chunks_mut(4096) {
+        page[0] = 1;
+    }
+    // The writes must happen although nothing reads them.
+    std::hint::black_box(kept);
 }
 
 /// The most attempts `KIND@INDEX/N` can name; as many as the coordinator's `--retries`
 /// allows, and more than that would mean "every attempt", which `KIND@INDEX` says.
 pub const MAX_STRUCK_ATTEMPTS: u32 = 1000;
 
-/// A fault aimed at one task: `KIND@INDEX` (every attempt) or `KIND@INDEX/N` (the first N
-/// attempts, N from 1 to [`MAX_STRUCK_ATTEMPTS`]), e.g. `abort@3`, `hang@0/1`.
+/// A fault aimed at one task or every task: `KIND@INDEX` (every attempt) or
+/// `KIND@INDEX/N` (the first N attempts, N from 1 to [`MAX_STRUCK_ATTEMPTS`]), with INDEX a
+/// task's index or `*` for every task, e.g. `abort@3`, `hang@0/1`, `leak:4MiB@*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FaultSpec {
-    /// The task it strikes.
-    pub index: u64,
+    /// The task it strikes; `None` for every task (`*`).
+    pub index: Option<u64>,
     /// What it does.
     pub fault: Fault,
 }
@@ -93,17 +116,25 @@ impl FromStr for FaultSpec {
         let usage = || {
             format!(
                 "`{text}` is not a fault: use KIND@INDEX or KIND@INDEX/ATTEMPTS, with KIND one \
-                 of panic, abort, exit, kill, hang (e.g. abort@3, hang@0/1)"
+                 of panic, abort, exit, kill, hang, leak:SIZE and INDEX a task or * (e.g. \
+                 abort@3, hang@0/1, leak:4MiB@*)"
             )
         };
         let (kind, rest) = text.split_once('@').ok_or_else(usage)?;
-        let kind = match kind {
-            "panic" => FaultKind::Panic,
-            "abort" => FaultKind::Abort,
-            "exit" => FaultKind::Exit,
-            "kill" => FaultKind::Kill,
-            "hang" => FaultKind::Hang,
-            _ => return Err(usage()),
+        let kind = match kind.split_once(':') {
+            Some(("leak", size)) => FaultKind::Leak {
+                bytes: crate::size::parse_size(size, MAX_LEAK_BYTES)
+                    .map_err(|err| format!("`{text}`: {err}"))?,
+            },
+            Some(_) => return Err(usage()),
+            None => match kind {
+                "panic" => FaultKind::Panic,
+                "abort" => FaultKind::Abort,
+                "exit" => FaultKind::Exit,
+                "kill" => FaultKind::Kill,
+                "hang" => FaultKind::Hang,
+                _ => return Err(usage()),
+            },
         };
         let (index, attempts) = match rest.split_once('/') {
             Some((index, attempts)) => match attempts.parse::<u32>() {
@@ -118,8 +149,12 @@ impl FromStr for FaultSpec {
             },
             None => (rest, 0),
         };
+        let index = match index {
+            "*" => None,
+            index => Some(index.parse().map_err(|_| usage())?),
+        };
         Ok(FaultSpec {
-            index: index.parse().map_err(|_| usage())?,
+            index,
             fault: Fault { kind, attempts },
         })
     }
@@ -127,7 +162,14 @@ impl FromStr for FaultSpec {
 
 impl fmt::Display for FaultSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.fault.kind.as_str(), self.index)?;
+        write!(f, "{}", self.fault.kind.as_str())?;
+        if let FaultKind::Leak { bytes } = self.fault.kind {
+            write!(f, ":{bytes}")?;
+        }
+        match self.index {
+            Some(index) => write!(f, "@{index}")?,
+            None => write!(f, "@*")?,
+        }
         if self.fault.attempts != 0 {
             write!(f, "/{}", self.fault.attempts)?;
         }
@@ -141,35 +183,64 @@ impl fmt::Display for FaultSpec {
 pub enum FaultPlanError {
     /// A fault aimed past the last task.
     #[error(
-        "--fault {spec}: there is no task {} in --count {count} (tasks are numbered from 0)",
-        spec.index
+        "--fault {spec}: there is no task {index} in --count {count} (tasks are numbered from 0)"
     )]
-    NoSuchTask { spec: FaultSpec, count: u64 },
-    /// Two faults aimed at one task.
+    NoSuchTask {
+        spec: FaultSpec,
+        index: u64,
+        count: u64,
+    },
+    /// Two faults aimed at one task, or two at every task.
     #[error("--fault {first} and {second} aim at the same task: give each task one fault")]
     SameTask { first: FaultSpec, second: FaultSpec },
 }
 
-/// The faults of a run of `count` tasks, by task index. Refuses a fault aimed past the last
-/// task (it would silently do nothing) and two faults aimed at one task (only one could
-/// strike).
-pub fn by_index(specs: &[FaultSpec], count: u64) -> Result<HashMap<u64, Fault>, FaultPlanError> {
+/// The faults of a run: by task index, and one for every other task (`*`).
+#[derive(Debug, Clone, Default)]
+pub struct FaultPlan {
+    by_index: HashMap<u64, Fault>,
+    every: Option<Fault>,
+}
+
+impl FaultPlan {
+    /// The fault of task `index`: its own, else the one for every task.
+    pub fn for_task(&self, index: u64) -> Option<Fault> {
+        self.by_index.get(&index).copied().or(self.every)
+    }
+}
+
+/// The faults of a run of `count` tasks. A fault aimed at one task wins over the one for
+/// every task (`*`). Refuses a fault aimed past the last task (it would silently do
+/// nothing) and two faults aimed at one task, or two at every task (only one could strike).
+pub fn by_index(specs: &[FaultSpec], count: u64) -> Result<FaultPlan, FaultPlanError> {
     let mut faults: HashMap<u64, FaultSpec> = HashMap::with_capacity(specs.len());
+    let mut every: Option<FaultSpec> = None;
     for spec in specs {
-        if spec.index >= count {
-            return Err(FaultPlanError::NoSuchTask { spec: *spec, count });
-        }
-        if let Some(first) = faults.insert(spec.index, *spec) {
+        let earlier = match spec.index {
+            Some(index) if index >= count => {
+                return Err(FaultPlanError::NoSuchTask {
+                    spec: *spec,
+                    index,
+                    count,
+                })
+            }
+            Some(index) => faults.insert(index, *spec),
+            None => every.replace(*spec),
+        };
+        if let Some(first) = earlier {
             return Err(FaultPlanError::SameTask {
                 first,
                 second: *spec,
             });
         }
     }
-    Ok(faults
-        .into_iter()
-        .map(|(i, spec)| (i, spec.fault))
-        .collect())
+    Ok(FaultPlan {
+        by_index: faults
+            .into_iter()
+            .map(|(i, spec)| (i, spec.fault))
+            .collect(),
+        every: every.map(|spec| spec.fault),
+    })
 }
 
 #[cfg(test)]
@@ -179,11 +250,15 @@ mod tests {
     #[test]
     fn specs_parse() {
         let spec: FaultSpec = "abort@3".parse().unwrap();
-        assert_eq!(spec.index, 3);
+        assert_eq!(spec.index, Some(3));
         assert_eq!(spec.fault.kind, FaultKind::Abort);
         assert_eq!(spec.fault.attempts, 0);
         let spec: FaultSpec = "hang@0/1".parse().unwrap();
-        assert_eq!((spec.index, spec.fault.attempts), (0, 1));
+        assert_eq!((spec.index, spec.fault.attempts), (Some(0), 1));
+        let spec: FaultSpec = "leak:4MiB@*/2".parse().unwrap();
+        assert_eq!(spec.index, None);
+        assert_eq!(spec.fault.kind, FaultKind::Leak { bytes: 4 << 20 });
+        assert_eq!(spec.fault.attempts, 2);
         for bad in [
             "abort",
             "boom@1",
@@ -192,10 +267,21 @@ mod tests {
             "@1",
             "kill@1/0",
             "kill@1/1001",
+            "leak@1",
+            "leak:@1",
+            "leak:2G@1",
+            "panic:1@1",
+            "hang@**",
         ] {
             assert!(bad.parse::<FaultSpec>().is_err(), "{bad}");
         }
-        for text in ["abort@3", "hang@0/1", "kill@7/1000"] {
+        for text in [
+            "abort@3",
+            "hang@0/1",
+            "kill@7/1000",
+            "leak:4096@*",
+            "panic@*/2",
+        ] {
             let spec: FaultSpec = text.parse().unwrap();
             assert_eq!(spec.to_string(), text);
         }
@@ -206,9 +292,20 @@ mod tests {
         let specs = |texts: &[&str]| -> Vec<FaultSpec> {
             texts.iter().map(|t| t.parse().unwrap()).collect()
         };
-        let faults = by_index(&specs(&["panic@0", "hang@2/1"]), 3).unwrap();
-        assert_eq!(faults.len(), 2);
-        assert_eq!(faults[&2].attempts, 1);
+        let faults = by_index(&specs(&["panic@0", "hang@2/1", "leak:1k@*"]), 3).unwrap();
+        assert_eq!(faults.for_task(0).map(|f| f.kind), Some(FaultKind::Panic));
+        assert_eq!(faults.for_task(2).map(|f| f.attempts), Some(1));
+        let leak = Some(FaultKind::Leak { bytes: 1024 });
+        assert_eq!(
+            faults.for_task(1).map(|f| f.kind),
+            leak,
+            "the one for every task"
+        );
+        assert!(by_index(&[], 3).unwrap().for_task(0).is_none());
+        assert!(matches!(
+            by_index(&specs(&["leak:1k@*", "panic@*"]), 3),
+            Err(FaultPlanError::SameTask { .. })
+        ));
         assert!(matches!(
             by_index(&specs(&["panic@3"]), 3),
             Err(FaultPlanError::NoSuchTask { count: 3, .. })
@@ -230,5 +327,17 @@ mod tests {
         };
         assert!(std::panic::catch_unwind(|| fault.strike(1)).is_err());
         fault.strike(2); // returns: the second attempt is spared
+    }
+
+    #[test]
+    fn a_leak_stays_resident() {
+        let before = crate::pool::resident_bytes(std::process::id()).unwrap_or(0);
+        let leak = Fault {
+            kind: FaultKind::Leak { bytes: 8 << 20 },
+            attempts: 0,
+        };
+        leak.strike(1);
+        let after = crate::pool::resident_bytes(std::process::id()).unwrap_or(0);
+        assert!(after >= before + (7 << 20), "{before} -> {after}");
     }
 }
