@@ -80,6 +80,7 @@ fn run(workload: &Workload) -> Result<u8> {
         workload: plan.workload,
         order: opts.order,
         quiet: opts.quiet,
+        terminal: opts.output.is_none() && io::IsTerminal::is_terminal(&io::stdout()),
     };
     let exporter = export::exporter(opts.format, export::output(sink), layout);
     let progress = Progress::new(opts.progress, opts.quiet, plan.len.map(|n| n as u64));

@@ -41,6 +41,8 @@ pub struct Layout {
     pub order: Order,
     /// Table: print only the summary.
     pub quiet: bool,
+    /// Table: rows go to a terminal (cancelled ones are dimmed there).
+    pub terminal: bool,
 }
 
 pub fn exporter(format: Format, out: Output, layout: Layout) -> Box<dyn Exporter> {

@@ -11,38 +11,91 @@ use super::Output;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table as Grid};
 
 use super::{Exporter, Layout};
-use crate::builtin::Record;
+use crate::builtin::{Input, Record};
 use crate::report::{self, Cell, CellRoom, Summary};
 use workpool::pool::Order;
+use workpool::ErrorKind;
 
 pub struct Table {
     out: Output,
-    columns: &'static [&'static str],
+    /// The value's fields shown, by their position in [`report::value_columns`]: a field
+    /// that repeats the input (a quote's ticker) or matters little (its simulated latency)
+    /// is left to the other formats, so a row fits 100 columns.
+    shown: Vec<usize>,
+    headers: Vec<&'static str>,
     order: Order,
     quiet: bool,
     widths: Vec<usize>,
     header_written: bool,
+    /// Consecutive tasks cancelled before they ran: one line says them all.
+    cancelled: Option<CancelledRun>,
+    /// Whether rows go to a terminal, where cancelled ones are dimmed.
+    terminal: bool,
     /// Reused for every row: a row costs no allocation.
     line: String,
     cell: String,
+    number: String,
     room: CellRoom,
+}
+
+/// A run of tasks cancelled before they ran, by index, with the reason they share.
+struct CancelledRun {
+    first: u64,
+    last: u64,
+    reason: String,
+}
+
+/// Value fields the table leaves out, by workload (the JSON and CSV keep them): a ticker
+/// the input already shows, a simulated latency.
+fn hidden(workload: &str, column: &str) -> bool {
+    matches!(
+        (workload, column),
+        ("fetch", "ticker" | "latency_ms") | ("files", "ticker")
+    )
+}
+
+/// A column's header in the table: the field's name, shortened where it is long.
+fn header(column: &'static str) -> &'static str {
+    match column {
+        "start_price" => "start",
+        "end_price" => "end",
+        "total_return_pct" => "return%",
+        "volatility_pct" => "vol%",
+        "avg_volume" => "avg_volume",
+        "skipped_rows" => "skipped",
+        other => other,
+    }
 }
 
 impl Table {
     pub fn new(out: Output, layout: Layout) -> Self {
         let columns = report::value_columns(layout.workload);
-        let mut widths = vec![6, 14];
-        widths.extend(columns.iter().map(|c| c.len().max(9)));
-        widths.extend([8, 6, 8, 10]);
+        let shown: Vec<usize> = (0..columns.len())
+            .filter(|&i| !hidden(layout.workload, columns[i]))
+            .collect();
+        let headers: Vec<&'static str> = ["index", "input"]
+            .into_iter()
+            .chain(shown.iter().map(|&i| header(columns[i])))
+            .chain(["attempts", "worker", "pid", "ms"])
+            .collect();
+        // Tickers are short; payload sizes, sleeps and paths less so.
+        let input_width = if layout.workload == "fetch" { 6 } else { 14 };
+        let mut widths = vec![5, input_width];
+        widths.extend(shown.iter().map(|&i| header(columns[i]).len().max(8)));
+        widths.extend([8, 6, 7, 8]);
         Table {
             out,
-            columns,
+            shown,
+            headers,
             order: layout.order,
             quiet: layout.quiet,
             widths,
             header_written: false,
+            cancelled: None,
+            terminal: layout.terminal,
             line: String::new(),
             cell: String::new(),
+            number: String::new(),
             room: CellRoom::default(),
         }
     }
@@ -52,8 +105,17 @@ impl Table {
         push_to(&mut self.line, &self.widths, n, text);
     }
 
+    /// Appends a value cell: numbers as in the other formats, but floats to 2 decimals
+    /// (prices, percentages, ratios: more digits are noise in a table).
     fn push_cell(&mut self, n: usize, cell: Cell<'_>) {
-        push_to(&mut self.line, &self.widths, n, cell.render(&mut self.room));
+        match cell {
+            Cell::Float(f) if f.is_finite() => {
+                self.number.clear();
+                let _ = write!(self.number, "{f:.2}");
+                push_to(&mut self.line, &self.widths, n, &self.number);
+            }
+            _ => push_to(&mut self.line, &self.widths, n, cell.render(&mut self.room)),
+        }
     }
 
     /// Writes the line built so far, without its trailing blanks.
@@ -72,14 +134,56 @@ impl Table {
         if self.order == Order::Completion {
             self.line.push_str("[   time] ");
         }
-        let cells = ["index", "input"]
-            .into_iter()
-            .chain(self.columns.iter().copied())
-            .chain(["attempts", "worker", "pid", "ms"]);
-        for (n, cell) in cells.enumerate() {
-            self.push(n, cell);
+        for n in 0..self.headers.len() {
+            let header = self.headers[n];
+            self.push(n, header);
         }
         self.end_line()
+    }
+
+    /// Writes the line for the run of cancelled tasks held back, if any.
+    fn end_cancelled_run(&mut self) -> io::Result<()> {
+        let Some(run) = self.cancelled.take() else {
+            return Ok(());
+        };
+        let count = run.last - run.first + 1;
+        let tasks = if count == 1 { "task" } else { "tasks" };
+        let index = if count == 1 {
+            run.first.to_string()
+        } else {
+            format!("{}..{}", run.first, run.last)
+        };
+        self.line.clear();
+        if self.order == Order::Completion {
+            self.line.push_str("[      -] ");
+        }
+        self.push(0, &index);
+        let text = format!("cancelled: {} ({count} {tasks}, not run)", run.reason);
+        self.line.push_str(&escape_controls(&text));
+        if self.terminal {
+            let dimmed = console::style(self.line.trim_end())
+                .dim()
+                .force_styling(true);
+            self.line = dimmed.to_string();
+        }
+        self.end_line()
+    }
+
+    /// Holds back a task cancelled before it ran, to say a run of them in one line.
+    fn hold_cancelled(&mut self, index: u64, reason: &str) -> io::Result<()> {
+        if let Some(run) = &mut self.cancelled {
+            if run.last + 1 == index && run.reason == reason {
+                run.last = index;
+                return Ok(());
+            }
+        }
+        self.end_cancelled_run()?;
+        self.cancelled = Some(CancelledRun {
+            first: index,
+            last: index,
+            reason: reason.to_string(),
+        });
+        Ok(())
     }
 }
 
@@ -89,6 +193,12 @@ impl Exporter for Table {
             return Ok(());
         }
         self.header()?;
+        if let Err(err) = &record.result {
+            if err.kind == ErrorKind::Cancelled && record.worker.is_none() {
+                return self.hold_cancelled(record.index, &err.message);
+            }
+        }
+        self.end_cancelled_run()?;
         self.line.clear();
         if self.order == Order::Completion {
             let _ = write!(self.line, "[{:6.2}s] ", record.finished_ms / 1000.0);
@@ -96,21 +206,26 @@ impl Exporter for Table {
         self.push_cell(0, Cell::Int(record.index));
         let mut label = std::mem::take(&mut self.cell);
         label.clear();
-        report::input_label(&record.input, &mut label);
+        table_label(&record.input, &mut label);
         self.push(1, &label);
         let mut n = 2;
         match &record.result {
             Ok(value) => {
                 let cells = report::value_cells(record.index, value);
-                for &cell in cells.iter().take(self.columns.len()) {
-                    self.push_cell(n, cell);
+                for i in 0..self.shown.len() {
+                    self.push_cell(n, cells[self.shown[i]]);
                     n += 1;
                 }
             }
-            Err(_) => {
-                // The value columns say FAILED; the reason closes the row, unaligned.
-                for i in 0..self.columns.len().max(1) {
-                    self.push(n, if i == 0 { "FAILED" } else { "-" });
+            Err(err) => {
+                // The value columns say why in a word; the reason closes the row.
+                let word = if err.kind == ErrorKind::Cancelled {
+                    "cancelled"
+                } else {
+                    "FAILED"
+                };
+                for i in 0..self.shown.len().max(1) {
+                    self.push(n, if i == 0 { word } else { "-" });
                     n += 1;
                 }
             }
@@ -130,11 +245,14 @@ impl Exporter for Table {
         self.end_line()
     }
 
+    /// A run of cancelled tasks held back stays held: they come at a stop, in a burst,
+    /// and the next record or the summary ends them.
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 
     fn finish(&mut self, s: &Summary) -> io::Result<()> {
+        self.end_cancelled_run()?;
         let mut grid = Grid::new();
         grid.load_preset(UTF8_FULL_CONDENSED);
         grid.set_header(["summary", ""]);
@@ -154,8 +272,11 @@ impl Exporter for Table {
             (
                 "backend",
                 match &s.broker {
-                    Some(url) => format!("redis at {url}, up to {} batches queued", s.workers),
-                    None => format!("{} x {} workers", s.backend.as_str(), s.workers),
+                    Some(url) => {
+                        let batches = if s.workers == 1 { "batch" } else { "batches" };
+                        format!("redis at {url}, up to {} {batches} queued", s.workers)
+                    }
+                    None => format!("{} x {}", s.backend.as_str(), plural(s.workers, "worker")),
                 },
             ),
             ("tasks", s.stats.tasks.to_string()),
@@ -170,8 +291,9 @@ impl Exporter for Table {
             (
                 "batches",
                 format!(
-                    "{} (largest {} tasks)",
-                    s.stats.batches, s.stats.largest_batch
+                    "{} (largest {})",
+                    s.stats.batches,
+                    plural(s.stats.largest_batch, "task")
                 ),
             ),
         ];
@@ -213,6 +335,35 @@ impl Exporter for Table {
         }
         writeln!(self.out, "{grid}")?;
         self.out.flush()
+    }
+}
+
+/// "1 worker", "2 workers".
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// The input as a table shows it: as the other formats label it, but an injected fault in
+/// words (`fault=kill`, `fault=hang/1` for its first attempt only) rather than as JSON.
+fn table_label(input: &Input, out: &mut String) {
+    match input {
+        Input::Noop {
+            payload,
+            fault: Some(fault),
+        } => {
+            let _ = write!(out, "fault={}", fault.kind.as_str());
+            if fault.attempts > 0 {
+                let _ = write!(out, "/{}", fault.attempts);
+            }
+            if !payload.is_empty() {
+                let _ = write!(out, ",{}B", payload.len());
+            }
+        }
+        _ => report::input_label(input, out),
     }
 }
 
