@@ -203,7 +203,7 @@ pub fn parse_jsonl(text: &str) -> Run {
         .expect("no output at all: expected a summary line");
     let summary = match last {
         Json::Object(mut map) if map.len() == 1 && map.contains_key("summary") => {
-            map.remove("summary").unwrap()
+            map.remove("summary").expect("checked above")
         }
         other => panic!("the last line should be {{\"summary\": ...}}, is {other}"),
     };

@@ -50,7 +50,7 @@ fn assert_failed(record: &Json, kind: &str, needles: &[&str]) {
 }
 
 fn mkfifo(path: &Path) {
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("a path without NUL");
     // SAFETY: a valid NUL-terminated path; mkfifo only creates a file.
     assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
 }
@@ -257,7 +257,7 @@ const YAHOO: &[u8] = b"Date,Open,High,Low,Close,Adj Close,Volume\n\
 
 /// The rows of YAHOO that have every value, with only the columns the statistics use.
 fn kept_rows(price_name: &str, price: usize) -> String {
-    let text = std::str::from_utf8(YAHOO).unwrap();
+    let text = std::str::from_utf8(YAHOO).expect("ASCII");
     let mut kept = format!("date,{price_name},volume\n");
     for line in text.lines().skip(1).filter(|l| !l.contains("null")) {
         let fields: Vec<&str> = line.split(',').collect();

@@ -181,7 +181,9 @@ fn an_interrupt_ends_a_run_stuck_in_the_coordinators_own_thread() {
     );
     // Task 1 now hangs for a day in the coordinator's main thread.
     let pid = i32::try_from(child.id()).expect("pid");
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    // SAFETY: kill only sends a signal, to our own child that is not yet reaped.
+    let sent = unsafe { libc::kill(pid, libc::SIGINT) };
+    assert_eq!(sent, 0);
     let status = wait(&mut child, "interrupted sequential run");
     let mut err = String::new();
     child

@@ -183,15 +183,15 @@ fn failures_under_a_fail_rate_are_reproducible_for_a_seed() {
 /// Reads a generated price file the plain way and computes the notebook's statistics in
 /// two passes, independently of the workload's streaming code.
 fn reference_stats(path: &Path) -> [f64; 6] {
-    let text = fs::read_to_string(path).unwrap();
+    let text = fs::read_to_string(path).expect("the price file");
     let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let close_at = header.iter().position(|h| *h == "close").unwrap();
-    let volume_at = header.iter().position(|h| *h == "volume").unwrap();
+    let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    let close_at = header.iter().position(|h| *h == "close").expect("a close column");
+    let volume_at = header.iter().position(|h| *h == "volume").expect("a volume column");
     let rows: Vec<(f64, f64)> = lines
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
-            (f[close_at].parse().unwrap(), f[volume_at].parse().unwrap())
+            (f[close_at].parse().expect("a price"), f[volume_at].parse().expect("a volume"))
         })
         .collect();
     let returns: Vec<f64> = rows.windows(2).map(|w| w[1].0 / w[0].0 - 1.0).collect();

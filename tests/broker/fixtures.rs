@@ -509,11 +509,8 @@ impl Background {
         assert!(self.status.is_none(), "the coordinator was reaped");
         let pid = i32::try_from(self.child.id()).expect("pid out of range");
         // SAFETY: kill only sends a signal, to our own child that is not yet reaped.
-        assert_eq!(
-            unsafe { libc::kill(pid, signal) },
-            0,
-            "kill({pid}, {signal})"
-        );
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "kill({pid}, {signal})");
     }
 
     /// SIGKILL: the coordinator gets no chance to clean up.
