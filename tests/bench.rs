@@ -51,8 +51,9 @@ fn bench(dir: &Path, extra: &[&str]) -> (Json, String, String) {
         "a suite failed:\n{}",
         stderr(&out)
     );
-    let report: Json = serde_json::from_str(&std::fs::read_to_string(json).expect("the JSON export"))
-        .expect("the JSON export parses");
+    let report: Json =
+        serde_json::from_str(&std::fs::read_to_string(json).expect("the JSON export"))
+            .expect("the JSON export parses");
     (
         report,
         std::fs::read_to_string(csv).expect("the CSV export"),

@@ -186,12 +186,21 @@ fn reference_stats(path: &Path) -> [f64; 6] {
     let text = fs::read_to_string(path).expect("the price file");
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
-    let close_at = header.iter().position(|h| *h == "close").expect("a close column");
-    let volume_at = header.iter().position(|h| *h == "volume").expect("a volume column");
+    let close_at = header
+        .iter()
+        .position(|h| *h == "close")
+        .expect("a close column");
+    let volume_at = header
+        .iter()
+        .position(|h| *h == "volume")
+        .expect("a volume column");
     let rows: Vec<(f64, f64)> = lines
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
-            (f[close_at].parse().expect("a price"), f[volume_at].parse().expect("a volume"))
+            (
+                f[close_at].parse().expect("a price"),
+                f[volume_at].parse().expect("a volume"),
+            )
         })
         .collect();
     let returns: Vec<f64> = rows.windows(2).map(|w| w[1].0 / w[0].0 - 1.0).collect();
