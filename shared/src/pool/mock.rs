@@ -50,6 +50,10 @@ enum Act {
     /// Holds its outcome until the next batch, and dies instead if the runner is retired
     /// first: a worker that crashes while it drains.
     HoldThenCrash,
+    /// Answers, then dies before its next batch: that batch cannot be sent, while this
+    /// outcome is still on its way, ahead of the loss (a process whose reader thread
+    /// forwards what the worker wrote before it closed).
+    AnswerThenDie,
 }
 
 /// The script: what the runner does with attempt `.1` at task `.0`.
@@ -110,6 +114,7 @@ impl Backend<Square> for MockBackend {
             answered: 0,
             leak_per_task: self.leak_per_task,
             crash_when_retired: false,
+            dead: false,
         }))
     }
 }
@@ -131,6 +136,8 @@ struct MockRunner {
     leak_per_task: u64,
     /// A held outcome is a crash if the runner is retired before sending it.
     crash_when_retired: bool,
+    /// It died after answering: the next send fails.
+    dead: bool,
 }
 
 impl MockRunner {
@@ -176,6 +183,14 @@ impl Runner<Square> for MockRunner {
         lock(&self.log)
             .batches
             .push((self.slot, self.generation, keys));
+        if self.dead {
+            // What the reader had yet to forward, then the closed channel; the send fails.
+            let held = std::mem::take(&mut self.held);
+            self.emit(held);
+            self.lost();
+            self.stuck = true;
+            return Err("cannot send to worker: Broken pipe (mock)".into());
+        }
         if self.stuck {
             return Ok(None);
         }
@@ -198,6 +213,11 @@ impl Runner<Square> for MockRunner {
                 }
                 Act::Hang => {
                     self.stuck = true;
+                    break;
+                }
+                Act::AnswerThenDie => {
+                    self.held.push(outcome(job, square));
+                    self.dead = true;
                     break;
                 }
                 Act::Crash | Act::CrashThenLate => {
@@ -396,6 +416,24 @@ fn a_crash_fails_the_running_task_and_its_queued_ones_run_on_the_replacement() {
         .iter()
         .find(|(_, generation, _)| *generation == 1);
     assert_eq!(resent.map(|b| b.2[0]), Some((2, 1)), "{log:?}");
+}
+
+#[test]
+fn a_batch_that_cannot_be_sent_to_a_dead_worker_blames_no_task_whose_outcome_was_on_its_way() {
+    // Task 0's outcome is still on its way when task 1 cannot be sent: the loss reported
+    // after it must not fail (or rerun) task 0. Task 1, sent to the dead worker, is
+    // retried on the replacement.
+    for (loss_follows_outcomes, task_0) in [(true, ok(0, 1)), (false, ok(0, 2))] {
+        let mut setup = Setup::new(only(&[(0, 1)], Act::AnswerThenDie));
+        setup.caps.loss_follows_outcomes = loss_follows_outcomes;
+        setup.builder = setup.builder.workers(1).inflight(2).retries(1);
+        let (records, stats, log) = setup.run(3, Order::Input);
+        let endings = endings(&records);
+        assert_eq!(endings[0], task_0, "{loss_follows_outcomes}: {endings:?}");
+        assert!(endings.iter().all(|e| e.1.is_ok()), "{endings:?}");
+        assert_eq!(stats.workers_replaced, 1);
+        assert!(!log.killed.is_empty(), "{log:?}");
+    }
 }
 
 #[test]

@@ -281,6 +281,11 @@ pub(crate) struct Capabilities {
     /// to hear, so that spinning for a moment pays when a round trip is what a run waits
     /// on (worker processes; threads need the core themselves).
     pub spin_for_outcomes: bool,
+    /// Whether a runner that dies is reported lost by an event that comes after every
+    /// outcome it had sent (a reader thread that reads its channel until it closes): a
+    /// batch that cannot be sent to it then waits for that event, so that a task whose
+    /// outcome is still on its way is not blamed for the death.
+    pub loss_follows_outcomes: bool,
 }
 
 impl Capabilities {
@@ -294,6 +299,7 @@ impl Capabilities {
         enforces_timeouts: false,
         kills_runners: false,
         spin_for_outcomes: false,
+        loss_follows_outcomes: false,
     };
 }
 

@@ -258,6 +258,7 @@ impl<T: Task> Backend<T> for ProcessBackend<T> {
         Capabilities {
             kills_runners: true,
             spin_for_outcomes: true,
+            loss_follows_outcomes: true,
             ..Capabilities::LOCAL
         }
     }

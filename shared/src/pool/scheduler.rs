@@ -84,6 +84,9 @@ struct Slot<T: Task> {
     /// This runner is to be retired as soon as the slot's retiree is gone; meanwhile it
     /// takes no work.
     due: Option<Retirement>,
+    /// A batch could not be sent to this runner, which was then killed: it takes no work
+    /// until its loss is reported (after the outcomes it had sent), and this says why.
+    failed_send: Option<String>,
 }
 
 /// A worker being retired, with what it still holds.
@@ -134,6 +137,7 @@ impl<T: Task> Slot<T> {
             tasks_sent: 0,
             retiree: None,
             due: None,
+            failed_send: None,
         }
     }
 
@@ -564,7 +568,9 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
             .slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.runner.is_some() && s.due.is_none() && s.load() < depth)
+            .filter(|(_, s)| {
+                s.runner.is_some() && s.due.is_none() && s.failed_send.is_none() && s.load() < depth
+            })
             .min_by_key(|(_, s)| s.load())
             .map(|(i, _)| i)
     }
@@ -636,6 +642,17 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
             None => Ok(()),
         };
         match sent {
+            Err(reason) if self.pool.caps.loss_follows_outcomes => {
+                // The worker may have died with outcomes still on their way: they come
+                // before its loss is reported, which then blames only what was running.
+                // Killed, it is sure to be reported.
+                let slot = &mut self.pool.slots[slot_index];
+                let exit = slot.runner.as_mut().and_then(|r| r.kill());
+                slot.failed_send = Some(match exit {
+                    Some(exit) => format!("{exit} ({reason})"),
+                    None => reason,
+                });
+            }
             Err(reason) => self.lose(Who::Slot(slot_index), reason),
             Ok(()) if spent => self.retire(slot_index, Retirement::MaxTasks),
             Ok(()) => {}
@@ -779,7 +796,11 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
                     }
                     self.retire_if_due(i);
                 }
-                Some(who) => self.lose(who, reason),
+                Some(who) => {
+                    let state = self.pool.state_mut(who);
+                    let reason = state.failed_send.take().unwrap_or(reason);
+                    self.lose(who, reason)
+                }
                 None => {}
             },
             Event::BackendDown { reason } => self.abandon_everything(&reason),
@@ -951,6 +972,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
             tasks_sent: slot.tasks_sent,
             retiree: None,
             due: None,
+            failed_send: slot.failed_send.take(),
         };
         if state.inflight.is_empty() {
             *self
