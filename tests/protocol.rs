@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
-use workpool::codec::{self, Frame};
+use workpool::codec::{self, Envelope, Frame};
 use workpool::protocol::{
     Bootstrap, Hello, Job, RunSettings, SetupRef, ToCoordinator, ToWorker, PROTOCOL_VERSION,
 };
@@ -53,8 +53,8 @@ impl ChildGuard {
 struct Peer {
     child: ChildGuard,
     hello: Hello,
-    to_worker: IpcSender<Frame>,
-    from_worker: IpcReceiver<Frame>,
+    to_worker: IpcSender<Envelope>,
+    from_worker: IpcReceiver<Envelope>,
 }
 
 impl Peer {
@@ -112,7 +112,7 @@ impl Peer {
     }
 
     fn send(&self, message: &impl serde::Serialize) {
-        let frame = codec::encode(message).expect("encode");
+        let frame = codec::encode_envelope(message).expect("encode");
         self.to_worker
             .send(frame)
             .expect("cannot send to the worker");
@@ -194,7 +194,7 @@ fn worker_exits_with_an_error_on_a_corrupt_frame() {
         "the garbage decodes as a message; pick another seed"
     );
     peer.to_worker
-        .send(Frame::from(bytes))
+        .send(Envelope::Inline(Frame::from(bytes)))
         .expect("cannot send to the worker");
     // Our ends of the channels stay open: the worker must not wait for a disconnect.
     let status = peer.child.wait_with_deadline("after a corrupt frame");

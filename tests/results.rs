@@ -2,6 +2,9 @@
 //! sum equal to its closed form on every backend, one process per worker.
 
 use serde::Deserialize;
+use workpool::codec;
+use workpool::protocol::{Job, ToWorkerRef};
+use workpool::workload::NoopInput;
 
 use crate::common::{assert_distinct, assert_exit, parse_jsonl, run_jsonl, run_output, stdout};
 
@@ -91,6 +94,57 @@ fn noop_payloads_of_every_size_come_back_intact_on_every_backend() {
                 assert_eq!(record["value"]["payload_intact"], true, "{what}");
             }
         }
+    }
+}
+
+/// The payload whose one-task batch frame is `frame_len` bytes long.
+fn payload_with_task_frame_len(frame_len: usize) -> usize {
+    let frame_of = |len: usize| {
+        let job = Job {
+            index: 0,
+            attempt: 1,
+            input: NoopInput {
+                payload: vec![0; len],
+                fault: None,
+            },
+        };
+        codec::encode(&ToWorkerRef::Tasks(&[job]))
+            .expect("encode")
+            .len()
+    };
+    (frame_len - 16..frame_len)
+        .find(|&len| frame_of(len) == frame_len)
+        .expect("a payload of that frame size")
+}
+
+/// Around the size from which frames travel in shared memory, and at the largest payload,
+/// tasks and their echoes cross the process boundary intact.
+#[test]
+fn noop_payloads_around_the_shared_memory_threshold_come_back_intact() {
+    let threshold = codec::SHARED_MEMORY_THRESHOLD;
+    let mut sizes: Vec<usize> = [threshold - 1, threshold, threshold + 1]
+        .into_iter()
+        .map(payload_with_task_frame_len)
+        .collect();
+    sizes.extend([0, codec::MAX_PAYLOAD_BYTES]);
+    for bytes in sizes {
+        let size = bytes.to_string();
+        let run = run_jsonl(&[
+            "noop",
+            "--count",
+            "1",
+            "-w",
+            "1",
+            "--payload",
+            &size,
+            "--backend",
+            "process",
+        ]);
+        assert_eq!(run.records.len(), 1, "{bytes} bytes");
+        let record = &run.records[0];
+        assert_eq!(record["ok"], true, "{bytes} bytes: {record}");
+        assert_eq!(record["value"]["payload_bytes"], bytes, "{record}");
+        assert_eq!(record["value"]["payload_intact"], true, "{record}");
     }
 }
 

@@ -2,9 +2,13 @@
 //! size limit, so a corrupt or hostile length prefix is an error, never a huge allocation.
 //! Swapping the codec means changing this file only.
 
+use std::ops::Deref;
+
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
+use bincode::enc::write::SizeWriter;
+use ipc_channel::ipc::IpcSharedMemory;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The largest frame either side will decode. Batches are cut well below it (see
 /// [`BATCH_BYTES_TARGET`]); anything bigger is treated as corrupt.
@@ -19,7 +23,12 @@ pub const MAX_PAYLOAD_BYTES: usize = 16 << 20;
 const CONFIG: Configuration<LittleEndian, Varint, Limit<MAX_FRAME_BYTES>> =
     bincode::config::standard().with_limit::<MAX_FRAME_BYTES>();
 
-/// An encoded message as it crosses the process boundary. `ByteBuf` makes ipc-channel's own
+/// The frame size from which [`encode_envelope`] carries a frame in shared memory. Below
+/// it, ipc-channel's inline copies cost less than creating and mapping a memfd; above it,
+/// the socket's fragmenting and reassembly of the inline path costs more.
+pub const SHARED_MEMORY_THRESHOLD: usize = 64 << 10;
+
+/// An encoded message, as bytes. `ByteBuf` makes ipc-channel's own
 /// serializer copy it as one block of bytes instead of element by element.
 pub type Frame = serde_bytes::ByteBuf;
 
@@ -44,6 +53,56 @@ pub enum CodecError {
     /// The frame is larger than [`MAX_FRAME_BYTES`].
     #[error("frame of {len} bytes exceeds the {MAX_FRAME_BYTES}-byte limit")]
     TooLarge { len: usize },
+}
+
+/// A frame as it crosses an ipc channel. Bulk frames travel in shared memory: the sender
+/// encodes straight into a memfd and the receiver maps it, instead of ipc-channel copying
+/// the bytes through its own serializer and the socket in fragments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Envelope {
+    /// A frame below [`SHARED_MEMORY_THRESHOLD`], copied through the socket.
+    Inline(Frame),
+    /// A frame of at least [`SHARED_MEMORY_THRESHOLD`] bytes, mapped by the receiver. Its
+    /// size is the sender's to choose; [`decode`] refuses one beyond [`MAX_FRAME_BYTES`].
+    Shared(IpcSharedMemory),
+}
+
+impl Deref for Envelope {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Envelope::Inline(frame) => frame,
+            Envelope::Shared(memory) => memory,
+        }
+    }
+}
+
+impl From<Frame> for Envelope {
+    fn from(frame: Frame) -> Envelope {
+        Envelope::Inline(frame)
+    }
+}
+
+/// Encodes one message for an ipc channel: inline when small, else directly into shared
+/// memory (sized by a first pass that only counts), so bulk bytes are copied once.
+pub fn encode_envelope<T: Serialize>(message: &T) -> Result<Envelope, CodecError> {
+    let mut size = SizeWriter::default();
+    bincode::serde::encode_into_writer(message, &mut size, CONFIG)?;
+    let len = size.bytes_written;
+    if len > MAX_FRAME_BYTES {
+        return Err(CodecError::TooLarge { len });
+    }
+    if len < SHARED_MEMORY_THRESHOLD {
+        return encode(message).map(Envelope::Inline);
+    }
+    let mut memory = IpcSharedMemory::from_byte(0, len);
+    // SAFETY: the memory was created just above and is neither cloned nor sent yet, so
+    // this is its only reader or writer.
+    let written =
+        bincode::serde::encode_into_slice(message, unsafe { memory.deref_mut() }, CONFIG)?;
+    debug_assert_eq!(written, len);
+    Ok(Envelope::Shared(memory))
 }
 
 /// Encodes one message into a frame.
@@ -87,4 +146,77 @@ pub fn decode_prefix<T: DeserializeOwned>(frame: &[u8]) -> Result<T, CodecError>
             len: frame.len(),
             cause,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_bytes::ByteBuf;
+
+    /// Bulk bytes whose frame is exactly `frame_len` long (a length prefix, then the bytes).
+    fn bytes_with_frame_len(frame_len: usize) -> ByteBuf {
+        let mut len = frame_len.saturating_sub(9);
+        while encode(&ByteBuf::from(vec![0u8; len])).unwrap().len() < frame_len {
+            len += 1;
+        }
+        let bytes = ByteBuf::from((0..len).map(|i| (i * 31 % 251) as u8).collect::<Vec<_>>());
+        assert_eq!(encode(&bytes).unwrap().len(), frame_len);
+        bytes
+    }
+
+    #[test]
+    fn envelopes_carry_every_size_intact_inline_below_the_threshold_shared_above() {
+        let sizes = [
+            1,
+            SHARED_MEMORY_THRESHOLD - 1,
+            SHARED_MEMORY_THRESHOLD,
+            SHARED_MEMORY_THRESHOLD + 1,
+            MAX_PAYLOAD_BYTES + 4,
+        ];
+        for frame_len in sizes {
+            let bytes = bytes_with_frame_len(frame_len);
+            let envelope = encode_envelope(&bytes).unwrap();
+            assert_eq!(
+                matches!(envelope, Envelope::Shared(_)),
+                frame_len >= SHARED_MEMORY_THRESHOLD,
+                "frame of {frame_len} bytes"
+            );
+            assert_eq!(envelope.len(), frame_len);
+            assert_eq!(*envelope, *encode(&bytes).unwrap(), "{frame_len} bytes");
+            assert_eq!(decode::<ByteBuf>(&envelope).unwrap(), bytes);
+        }
+        let empty = encode_envelope(&ByteBuf::new()).unwrap();
+        assert!(matches!(empty, Envelope::Inline(_)));
+        assert!(decode::<ByteBuf>(&empty).unwrap().is_empty());
+    }
+
+    #[test]
+    fn envelopes_round_trip_through_an_ipc_channel() {
+        let (tx, rx) = ipc_channel::ipc::channel::<Envelope>().unwrap();
+        for frame_len in [1, SHARED_MEMORY_THRESHOLD, MAX_PAYLOAD_BYTES + 4] {
+            let bytes = bytes_with_frame_len(frame_len);
+            tx.send(encode_envelope(&bytes).unwrap()).unwrap();
+            let received = rx.recv().unwrap();
+            assert_eq!(decode::<ByteBuf>(&received).unwrap(), bytes);
+        }
+    }
+
+    #[test]
+    fn a_shared_frame_beyond_the_limit_is_refused_before_decoding() {
+        // The sender sizes the shared memory; the receiver maps it whatever its size.
+        let hostile = Envelope::Shared(IpcSharedMemory::from_byte(0, MAX_FRAME_BYTES + 1));
+        assert!(matches!(
+            decode::<ByteBuf>(&hostile),
+            Err(CodecError::TooLarge { len }) if len == MAX_FRAME_BYTES + 1
+        ));
+    }
+
+    #[test]
+    fn messages_beyond_the_limit_are_not_put_in_shared_memory() {
+        let bytes = ByteBuf::from(vec![0u8; MAX_FRAME_BYTES]);
+        assert!(matches!(
+            encode_envelope(&bytes),
+            Err(CodecError::TooLarge { .. })
+        ));
+    }
 }

@@ -4,19 +4,19 @@
 //! with the server's name (see [`crate::worker`]). The worker creates its two channels,
 //! connects, and sends a [`Bootstrap`]: its hello frame plus the ends the coordinator keeps.
 //! The coordinator checks the hello (protocol version, task types) and sends a [`Setup`]
-//! naming the task type of the run; from then on every message is one bincode [`Frame`]
-//! on a typed ipc channel, which keeps `try_recv_timeout` and select. Every message is
+//! naming the task type of the run; from then on every message is one bincode frame in an
+//! [`Envelope`] (inline, or in shared memory when bulky) on a typed ipc channel, which keeps `try_recv_timeout` and select. Every message is
 //! generic over the task type, so a batch is encoded and decoded with no dispatch.
 
 use ipc_channel::ipc::{IpcReceiver, IpcSender};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::Frame;
+use crate::codec::{Envelope, Frame};
 use crate::task::Signature;
 use crate::Outcome;
 
 /// Bumped whenever a message's layout changes; both sides refuse a peer of another version.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// What a worker sends through the one-shot server when it connects.
 #[derive(Debug, Serialize, Deserialize)]
@@ -24,9 +24,9 @@ pub struct Bootstrap {
     /// An encoded [`Hello`].
     pub hello: Frame,
     /// Where the coordinator sends [`ToWorker`] frames.
-    pub to_worker: IpcSender<Frame>,
+    pub to_worker: IpcSender<Envelope>,
     /// Where the coordinator receives [`ToCoordinator`] frames.
-    pub from_worker: IpcReceiver<Frame>,
+    pub from_worker: IpcReceiver<Envelope>,
 }
 
 /// A worker's introduction. `protocol` comes first so that it can be read on its own.

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use anyhow::{anyhow, Result};
-use workpool::codec::{self, Frame};
+use workpool::codec::{self, Envelope};
 use workpool::protocol::Job;
 use workpool::protocol::{ToWorker, ToWorkerRef};
 use workpool::workload::{Io, IoInput, Noop, NoopInput};
@@ -314,7 +314,7 @@ pub fn floor(bench: &Bench, report: &mut Report) -> Result<()> {
     let samples = latency_samples(bench);
     let peer = EchoPeer::start(&bench.bin)?;
     // The size of a one-task no-op batch frame, so the floor moves the same bytes.
-    let frame: Frame = codec::encode(&ToWorkerRef::Tasks(&[Job {
+    let frame: Envelope = codec::encode_envelope(&ToWorkerRef::Tasks(&[Job {
         index: 1,
         attempt: 1,
         input: noop(0),

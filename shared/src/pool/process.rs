@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Backend, Capabilities, Event, EventSink, Events, PoolError, Runner, Started};
 use crate::clock::monotonic_ns;
-use crate::codec::{self, Frame};
+use crate::codec::{self, Envelope};
 use crate::outcome::Arrival;
 use crate::protocol::{
     Bootstrap, Hello, Job, RunSettings, SetupRef, ToCoordinator, ToWorkerRef, PROTOCOL_VERSION,
@@ -100,14 +100,14 @@ fn check_executable(path: &Path, source: &str) -> Result<(), PoolError> {
 pub(crate) struct ProcessBackend<T> {
     bin: WorkerBinary,
     /// The encoded [`crate::protocol::Setup`], sent to every worker as it joins.
-    setup: Frame,
+    setup: Envelope,
     wanted: Signature,
     task: PhantomData<fn() -> T>,
 }
 
 impl<T: Task> ProcessBackend<T> {
     pub fn new(bin: WorkerBinary, task: &T, settings: RunSettings) -> Result<Self, PoolError> {
-        let setup = codec::encode(&SetupRef {
+        let setup = codec::encode_envelope(&SetupRef {
             name: T::NAME,
             settings: &settings,
             task,
@@ -372,7 +372,7 @@ fn accept_with_deadline(
 
 /// Forwards a worker's outcome frames as events until the channel closes or a frame is
 /// corrupt; either way the worker is reported lost, and the scheduler reaps it.
-fn read_outcomes<O: DeserializeOwned>(from_worker: IpcReceiver<Frame>, sink: EventSink<O>) {
+fn read_outcomes<O: DeserializeOwned>(from_worker: IpcReceiver<Envelope>, sink: EventSink<O>) {
     let reason = loop {
         let received = from_worker.recv();
         let received_ns = monotonic_ns();
@@ -406,7 +406,7 @@ fn read_outcomes<O: DeserializeOwned>(from_worker: IpcReceiver<Frame>, sink: Eve
 struct ProcessRunner<T> {
     child: ChildGuard,
     pid: u32,
-    to_worker: IpcSender<Frame>,
+    to_worker: IpcSender<Envelope>,
     task: PhantomData<fn() -> T>,
 }
 
@@ -416,7 +416,8 @@ impl<T: Task> Runner<T> for ProcessRunner<T> {
     }
 
     fn send(&mut self, jobs: &[Job<T::Input>]) -> Result<Option<u64>, String> {
-        let frame = codec::encode(&ToWorkerRef::Tasks(jobs)).map_err(|err| err.to_string())?;
+        let frame =
+            codec::encode_envelope(&ToWorkerRef::Tasks(jobs)).map_err(|err| err.to_string())?;
         let encoded_ns = monotonic_ns();
         self.to_worker
             .send(frame)
@@ -436,7 +437,7 @@ impl<T: Task> Runner<T> for ProcessRunner<T> {
     fn retire(&mut self) {
         // The worker reads its messages in order: it runs the batches ahead of this first.
         if let Ok(frame) = codec::encode(&ToWorkerRef::<T::Input>::Shutdown) {
-            let _ = self.to_worker.send(frame);
+            let _ = self.to_worker.send(Envelope::Inline(frame));
         }
     }
 
@@ -535,8 +536,8 @@ fn signal_name(signal: i32) -> &'static str {
 /// pool logic, which `bench` reports as the floor under every process-backend latency.
 pub struct EchoPeer {
     _child: ChildGuard,
-    to_worker: IpcSender<Frame>,
-    from_worker: IpcReceiver<Frame>,
+    to_worker: IpcSender<Envelope>,
+    from_worker: IpcReceiver<Envelope>,
 }
 
 impl EchoPeer {
@@ -558,7 +559,7 @@ impl EchoPeer {
     }
 
     /// Sends `frame` and waits for it to come back.
-    pub fn round_trip(&self, frame: &Frame) -> Result<Frame, String> {
+    pub fn round_trip(&self, frame: &Envelope) -> Result<Envelope, String> {
         self.to_worker
             .send(frame.clone())
             .map_err(|err| format!("cannot send to echo worker: {err}"))?;

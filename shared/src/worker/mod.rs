@@ -11,7 +11,7 @@ use std::time::Duration;
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
 
 use crate::clock::monotonic_ns;
-use crate::codec::{self, CodecError, Frame};
+use crate::codec::{self, CodecError, Envelope, Frame};
 use crate::outcome::Arrival;
 use crate::protocol::{Bootstrap, Hello, Setup, ToCoordinator, ToWorker, PROTOCOL_VERSION};
 use crate::task::Signature;
@@ -54,7 +54,7 @@ pub struct Worker {
 }
 
 /// Serves one run of a task type: its setup frame, then batches from the coordinator.
-type ServeFn = fn(&Frame, IpcReceiver<Frame>, IpcSender<Frame>) -> Result<(), WorkerError>;
+type ServeFn = fn(&Envelope, IpcReceiver<Envelope>, IpcSender<Envelope>) -> Result<(), WorkerError>;
 
 /// One served task type: its signature, and its serving loop, monomorphised.
 struct Entry {
@@ -226,9 +226,9 @@ impl Worker {
                 }
             })?;
         let (to_worker, tasks) =
-            ipc::channel::<Frame>().map_err(channel_error("cannot create task channel"))?;
+            ipc::channel::<Envelope>().map_err(channel_error("cannot create task channel"))?;
         let (outcomes, from_worker) =
-            ipc::channel::<Frame>().map_err(channel_error("cannot create outcome channel"))?;
+            ipc::channel::<Envelope>().map_err(channel_error("cannot create outcome channel"))?;
         let hello = codec::encode(&Hello {
             protocol: protocol_version(),
             worker_id: connection.id,
@@ -282,9 +282,9 @@ impl Worker {
 
 /// Serves batches of task type `T` until the coordinator says stop or hangs up.
 fn serve_typed<T: Task>(
-    setup: &Frame,
-    tasks: IpcReceiver<Frame>,
-    outcomes: IpcSender<Frame>,
+    setup: &Envelope,
+    tasks: IpcReceiver<Envelope>,
+    outcomes: IpcSender<Envelope>,
 ) -> Result<(), WorkerError> {
     let Setup { settings, task, .. } = codec::decode::<Setup<T>>(setup)?;
     // Frames are read on their own thread so the coordinator's sends never wait for a
@@ -318,7 +318,7 @@ fn serve_typed<T: Task>(
             ToWorker::Tasks(batch) => {
                 execute::run_batch(&task, &settings, &batch, arrival, |done| {
                     if send_error.is_none() {
-                        let sent = codec::encode(&ToCoordinator::Outcomes(done))
+                        let sent = codec::encode_envelope(&ToCoordinator::Outcomes(done))
                             .map(|frame| corrupt_for_tests(frame, &corruption))
                             .map_err(WorkerError::from)
                             .and_then(|frame| {
@@ -387,11 +387,11 @@ fn protocol_version() -> u32 {
 /// Test hook: [`env::TEST_FRAME`] = `garbage`, `truncated` or `oversized` makes this
 /// worker send a bad frame in place of its outcomes, so tests can check that the
 /// coordinator treats such a worker as crashed and never trusts what it sent.
-fn corrupt_for_tests(frame: Frame, corruption: &str) -> Frame {
+fn corrupt_for_tests(frame: Envelope, corruption: &str) -> Envelope {
     if corruption.is_empty() {
         return frame;
     }
-    let mut bytes = frame.into_vec();
+    let mut bytes = frame.to_vec();
     match corruption {
         "garbage" => bytes = vec![0xEE; 64],
         "truncated" => bytes.truncate(bytes.len() / 2),
@@ -404,5 +404,5 @@ fn corrupt_for_tests(frame: Frame, corruption: &str) -> Frame {
         }
         _ => {}
     }
-    Frame::from(bytes)
+    Envelope::Inline(Frame::from(bytes))
 }
