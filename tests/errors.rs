@@ -1,7 +1,7 @@
 //! Usage and set-up errors: exit code 2 and a message that names the culprit and, where
 //! there is one, the fix.
 
-use crate::common::{assert_usage_error, coordinator, output, run_output};
+use crate::common::{assert_usage_error, coordinator, output, run_output, stderr};
 
 #[test]
 fn missing_worker_from_env_is_a_setup_error() {
@@ -143,4 +143,17 @@ fn broker_on_the_command_line_selects_the_redis_backend() {
             .args(["run", "noop", "--count", "1", "--backend", "thread"]),
     );
     crate::common::assert_exit(&out, 0);
+}
+
+/// `worker` started by a person without flags points at `--broker`, the way a person
+/// starts one, rather than at the coordinator's own `--connect`.
+#[test]
+fn a_worker_started_alone_points_at_broker() {
+    let out = std::process::Command::new(crate::common::WORKER)
+        .env_remove("WORKPOOL_BROKER")
+        .env_remove("WORKPOOL_CONNECT")
+        .output()
+        .expect("cannot run worker");
+    assert_usage_error(&out, &["--broker URL", "WORKPOOL_BROKER"]);
+    assert!(!stderr(&out).contains("--connect"), "{}", stderr(&out));
 }

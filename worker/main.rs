@@ -20,8 +20,9 @@ use workpool::Worker;
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// Name of the coordinator's one-shot ipc server to connect to.
-    #[arg(long, required_unless_present = "broker", conflicts_with = "broker")]
+    /// Name of the coordinator's one-shot ipc server to connect to (a coordinator passes
+    /// it in the environment of the workers it starts; this is for starting one by hand).
+    #[arg(long, conflicts_with = "broker")]
     connect: Option<String>,
     /// This worker's id within its pool.
     #[arg(long, default_value_t = 0)]
@@ -133,9 +134,18 @@ fn main() -> ExitCode {
         }
         return serve_broker(&worker, &args, url);
     }
+    let Some(server) = args.connect.clone() else {
+        // Started by a person: what they want is almost always a broker worker.
+        workpool::diag!(
+            "worker: nothing to serve. Start it with --broker URL (or $WORKPOOL_BROKER) to \
+             serve runs of `coordinator run --backend redis` from this host; a coordinator \
+             starts its own local workers. See `worker --help`."
+        );
+        return ExitCode::from(2);
+    };
     die_with_parent(args.parent);
     let connection = Connection {
-        server: args.connect.clone().unwrap_or_default(),
+        server,
         id: args.id,
         echo: args.echo,
     };
