@@ -7,12 +7,14 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
 use super::{Backend, Capabilities, EventSink, Events, PoolError, Runner, Started};
 use crate::outcome::Arrival;
 use crate::protocol::{Job, RunSettings};
+use crate::spin::{Spinner, SPIN};
 use crate::{execute, Task};
 
 pub(crate) struct ThreadBackend<T> {
@@ -26,7 +28,10 @@ pub const THREAD_NAME_PREFIX: &str = "workpool-worker-";
 
 impl<T: Task> Backend<T> for ThreadBackend<T> {
     fn capabilities(&self) -> Capabilities {
-        Capabilities::LOCAL
+        Capabilities {
+            spin_for_outcomes: true,
+            ..Capabilities::LOCAL
+        }
     }
 
     fn start(&mut self, slot: usize, generation: u64, events: &Events<T>) -> Started<T> {
@@ -42,7 +47,9 @@ impl<T: Task> Backend<T> for ThreadBackend<T> {
         std::thread::Builder::new()
             .name(format!("{THREAD_NAME_PREFIX}{slot}"))
             .spawn(move || {
-                for batch in inbox {
+                let mut spinner = Spinner::new(SPIN);
+                // An error means the pool dropped its sender: no more batches.
+                while let Ok(batch) = spinner.recv(&inbox, Duration::MAX) {
                     let arrival = Arrival::now();
                     let (task, settings) = &*task;
                     execute::run_batch(task, settings, &batch, arrival, |outcomes| {
