@@ -39,6 +39,8 @@ const READ_BLOCK: Duration = Duration::from_millis(200);
 const RECONNECT_FOR: Duration = Duration::from_secs(10);
 /// How long the results stay silent before the reader checks that any worker is alive.
 const NO_WORKER_WARNING: Duration = Duration::from_secs(3);
+/// Outcome entries read between two trims of the results stream.
+const TRIM_EVERY: usize = 256;
 /// Entry ids a slot remembers, to withdraw its unstarted batches when it is stopped.
 const REMEMBERED_ENTRIES: usize = 1024;
 
@@ -261,6 +263,8 @@ fn read_results<O: DeserializeOwned>(
     let mut quiet_since = Instant::now();
     let mut warned = false;
     let mut kept = Instant::now();
+    // Entries read since the results stream was last trimmed.
+    let mut unread = 0;
     while !stop.load(Ordering::SeqCst) {
         if kept.elapsed() > broker::RUN_TTL / 6 {
             kept = Instant::now();
@@ -294,7 +298,13 @@ fn read_results<O: DeserializeOwned>(
                 );
             }
         }
-        let entries = match broker::read_results(url, &mut con, &shared.run, &after, READ_BLOCK) {
+        // Trimming is a command of its own for the broker: done once per many entries.
+        let trim = unread >= TRIM_EVERY;
+        if trim {
+            unread = 0;
+        }
+        let read = broker::read_results(url, &mut con, &shared.run, &after, trim, READ_BLOCK);
+        let entries = match read {
             Ok(entries) => entries,
             Err(err) if err.is_connection() => match reconnect(shared, stop, &err) {
                 Ok(fresh) => {
@@ -321,6 +331,7 @@ fn read_results<O: DeserializeOwned>(
         };
         if !entries.is_empty() {
             quiet_since = Instant::now();
+            unread += entries.len();
         }
         for Entry { id, body } in entries {
             let received_ns = crate::clock::monotonic_ns();
