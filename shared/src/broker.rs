@@ -461,19 +461,23 @@ pub fn ensure_group(url: &BrokerUrl, con: &mut redis::Connection) -> Result<(), 
     }
 }
 
-/// Appends one frame to a stream and returns the entry's id.
-pub fn publish(
+/// Appends frames to a stream, one entry each, in one round trip, and returns the entries'
+/// ids in order.
+pub fn publish_many<F: AsRef<[u8]>>(
     url: &BrokerUrl,
     con: &mut redis::Connection,
     stream: &str,
-    frame: &[u8],
-) -> Result<String, BrokerError> {
-    redis::cmd("XADD")
-        .arg(stream)
-        .arg("*")
-        .arg(FIELD)
-        .arg(frame)
-        .query::<String>(con)
+    frames: &[F],
+) -> Result<Vec<String>, BrokerError> {
+    let mut pipe = redis::pipe();
+    for frame in frames {
+        pipe.cmd("XADD")
+            .arg(stream)
+            .arg("*")
+            .arg(FIELD)
+            .arg(frame.as_ref());
+    }
+    pipe.query::<Vec<String>>(con)
         .map_err(|e| url.key_error("XADD", stream, &e))
 }
 

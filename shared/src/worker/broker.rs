@@ -368,12 +368,7 @@ impl<T: Task> RunBatches for TypedRun<T> {
 
 /// An executor thread: runs each batch on the runner of its run, started for the run and
 /// kept while batches of that run come.
-fn execute_jobs(
-    served: &[Served],
-    isolation: &Isolation,
-    jobs: &Receiver<Job>,
-    outbox: &Outbox,
-) {
+fn execute_jobs(served: &[Served], isolation: &Isolation, jobs: &Receiver<Job>, outbox: &Outbox) {
     let mut local: Option<(String, Box<dyn RunBatches>)> = None;
     for job in jobs {
         if local.as_ref().is_none_or(|(run, _)| *run != job.entry.run) {
