@@ -656,9 +656,9 @@ pub fn keep_alive(
         .map_err(|e| url.key_error("XCLAIM", TASKS_STREAM, &e))
 }
 
-/// Ends a worker's handling of a task entry, atomically: tells its run's coordinator (its
-/// outcomes, or that it is refused; only while the run is live), records it in the
-/// dead-letter stream if it is given up, then acknowledges and deletes it. A key holding
+/// Ends a worker's handling of a task entry it gives up, atomically: tells its run's
+/// coordinator that it is refused (only while the run is live), records it in the
+/// dead-letter stream, then acknowledges and deletes it. A key holding
 /// another type of value is passed over rather than failing the script: nothing in the
 /// broker may keep an entry pending for ever. A results stream made here gets the run's
 /// TTL at once, so that no key outlives a coordinator killed before its first renewal.

@@ -353,6 +353,7 @@ fn publish<O>(
         }
         Err(err) => {
             let mut lost: Vec<(u32, u64)> = ready.iter().map(|&(s, g, _)| (s, g)).collect();
+            lost.sort_unstable();
             lost.dedup();
             for (slot, generation) in lost {
                 let _ = events.send(Event::Lost {
