@@ -461,19 +461,23 @@ pub fn ensure_group(url: &BrokerUrl, con: &mut redis::Connection) -> Result<(), 
     }
 }
 
-/// Appends one frame to a stream and returns the entry's id.
-pub fn publish(
+/// Appends frames to a stream, one entry each, in one round trip, and returns the entries'
+/// ids in order.
+pub fn publish_many<F: AsRef<[u8]>>(
     url: &BrokerUrl,
     con: &mut redis::Connection,
     stream: &str,
-    frame: &[u8],
-) -> Result<String, BrokerError> {
-    redis::cmd("XADD")
-        .arg(stream)
-        .arg("*")
-        .arg(FIELD)
-        .arg(frame)
-        .query::<String>(con)
+    frames: &[F],
+) -> Result<Vec<String>, BrokerError> {
+    let mut pipe = redis::pipe();
+    for frame in frames {
+        pipe.cmd("XADD")
+            .arg(stream)
+            .arg("*")
+            .arg(FIELD)
+            .arg(frame.as_ref());
+    }
+    pipe.query::<Vec<String>>(con)
         .map_err(|e| url.key_error("XADD", stream, &e))
 }
 
@@ -523,18 +527,19 @@ pub fn read_tasks(
     Ok(stream_entries(&reply))
 }
 
-/// Entries of a run's results stream after `after`, waiting up to `block`; what was read
-/// before is trimmed in the same round trip.
+/// Entries of a run's results stream after `after`, waiting up to `block`; with `trim`,
+/// what was read before it is trimmed in the same round trip.
 pub fn read_results(
     url: &BrokerUrl,
     con: &mut redis::Connection,
     run: &str,
     after: &str,
+    trim: bool,
     block: Duration,
 ) -> Result<Vec<Entry>, BrokerError> {
     let key = results_key(run);
     let mut pipe = redis::pipe();
-    if after != "0" {
+    if trim && after != "0" {
         // MINID keeps entries at or after the id: the last one read stays, harmlessly.
         pipe.cmd("XTRIM").arg(&key).arg("MINID").arg(after).ignore();
     }
@@ -651,9 +656,9 @@ pub fn keep_alive(
         .map_err(|e| url.key_error("XCLAIM", TASKS_STREAM, &e))
 }
 
-/// Ends a worker's handling of a task entry, atomically: tells its run's coordinator (its
-/// outcomes, or that it is refused; only while the run is live), records it in the
-/// dead-letter stream if it is given up, then acknowledges and deletes it. A key holding
+/// Ends a worker's handling of a task entry it gives up, atomically: tells its run's
+/// coordinator that it is refused (only while the run is live), records it in the
+/// dead-letter stream, then acknowledges and deletes it. A key holding
 /// another type of value is passed over rather than failing the script: nothing in the
 /// broker may keep an entry pending for ever. A results stream made here gets the run's
 /// TTL at once, so that no key outlives a coordinator killed before its first renewal.
@@ -699,9 +704,8 @@ pub struct Burial<'a> {
 }
 
 /// Publishes a batch's outcomes to its run's results stream (while the run is live) and
-/// acknowledges and deletes the task entry in one step (see `SETTLE_SCRIPT`): an entry is
-/// finished exactly when its outcomes are out. An empty `frame` only acknowledges (an
-/// entry of a run that is gone).
+/// acknowledges and deletes the task entry in one step (see [`finish_many`]). An empty
+/// `frame` only acknowledges (an entry of a run that is gone).
 pub fn finish(
     url: &BrokerUrl,
     con: &mut redis::Connection,
@@ -709,14 +713,91 @@ pub fn finish(
     id: &str,
     frame: &[u8],
 ) -> Result<(), BrokerError> {
-    let field = if frame.is_empty() { "" } else { FIELD };
-    SETTLE
-        .invoke::<i64>(con, |cmd| {
-            settle(cmd, run, id, field, frame).arg(""); // Not dead.
-        })
-        .map(drop)
-        .map_err(|e| url.command_error("EVALSHA finish", &e))
+    finish_many(url, con, &[Finished { run, id, frame }])
 }
+
+/// A task entry a worker is done with: its id, its run, and its outcomes (an encoded
+/// [`OutcomeEntry`], or empty to only acknowledge it).
+#[derive(Debug, Clone, Copy)]
+pub struct Finished<'a> {
+    /// The entry's run.
+    pub run: &'a str,
+    /// The entry's id in the tasks stream.
+    pub id: &'a str,
+    /// What goes to the run's results stream; empty for nothing.
+    pub frame: &'a [u8],
+}
+
+/// Ends a worker's handling of several task entries, atomically and in one round trip:
+/// each entry's outcomes go to its run's results stream (only while the run is live), then
+/// all are acknowledged and deleted together. An entry is finished exactly when its
+/// outcomes are out; one script call for many entries is what keeps the broker's work per
+/// task small when tasks are short. A key holding another type of value is passed over,
+/// as in `SETTLE_SCRIPT`.
+pub fn finish_many(
+    url: &BrokerUrl,
+    con: &mut redis::Connection,
+    done: &[Finished<'_>],
+) -> Result<(), BrokerError> {
+    // Bounded so that a call's arguments stay far below Lua's stack limit.
+    for group in done.chunks(FINISH_GROUP) {
+        FINISH
+            .invoke::<i64>(con, |cmd| {
+                cmd.arg(1 + 2 * group.len()).arg(TASKS_STREAM);
+                for entry in group {
+                    cmd.arg(spec_key(entry.run)).arg(results_key(entry.run));
+                }
+                cmd.arg(GROUP).arg(RUN_TTL.as_millis() as u64).arg(FIELD);
+                for entry in group {
+                    cmd.arg(entry.id).arg(entry.frame);
+                }
+            })
+            .map_err(|e| url.command_error("EVALSHA finish", &e))?;
+    }
+    Ok(())
+}
+
+/// Entries [`finish_many`] settles per script call.
+const FINISH_GROUP: usize = 256;
+
+/// [`finish_many`]'s script. What it asks of a run's keys is asked once per call, not once
+/// per entry.
+///
+/// KEYS: tasks stream, then per entry its run's settings and results. ARGV: group, results
+/// TTL (ms), results field, then per entry its id and its outcomes frame (or '').
+const FINISH_SCRIPT: &str = r"
+local live, writable, written, ids = {}, {}, {}, {}
+local n = (#KEYS - 1) / 2
+for i = 1, n do
+  local spec, results, frame = KEYS[2 * i], KEYS[2 * i + 1], ARGV[3 + 2 * i]
+  ids[i] = ARGV[2 + 2 * i]
+  if frame ~= '' then
+    if live[spec] == nil then
+      live[spec] = redis.call('EXISTS', spec) == 1
+    end
+    if live[spec] and writable[results] == nil then
+      local kind = redis.call('TYPE', results).ok
+      writable[results] = kind == 'stream' or kind == 'none'
+    end
+    if live[spec] and writable[results] then
+      redis.call('XADD', results, '*', ARGV[3], frame)
+      written[results] = true
+    end
+  end
+end
+for results in pairs(written) do
+  if redis.call('PTTL', results) == -1 then
+    redis.call('PEXPIRE', results, ARGV[2])
+  end
+end
+if n > 0 and redis.call('TYPE', KEYS[1]).ok == 'stream' then
+  redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+  redis.call('XDEL', KEYS[1], unpack(ids))
+end
+return n
+";
+
+static FINISH: Script = Script::new(FINISH_SCRIPT);
 
 /// Moves an entry to the dead-letter stream, tells its run's coordinator (if its run is
 /// known and live) that it is refused, and acknowledges and deletes it, in one step.

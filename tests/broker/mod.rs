@@ -9,6 +9,7 @@ mod examples;
 mod fixtures;
 mod garbage;
 mod recovery;
+mod settle;
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, TcpListener};

@@ -10,14 +10,14 @@
 //! any order and more than once (at-least-once delivery), and timeouts are enforced by the
 //! workers, the only ones who know when a task started.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use std::marker::PhantomData;
-
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use serde::de::DeserializeOwned;
 
 use super::{Backend, Capabilities, Event, Events, PoolError, Runner, Started};
@@ -39,15 +39,19 @@ const READ_BLOCK: Duration = Duration::from_millis(200);
 const RECONNECT_FOR: Duration = Duration::from_secs(10);
 /// How long the results stay silent before the reader checks that any worker is alive.
 const NO_WORKER_WARNING: Duration = Duration::from_secs(3);
+/// Outcome entries read between two trims of the results stream.
+const TRIM_EVERY: usize = 256;
 /// Entry ids a slot remembers, to withdraw its unstarted batches when it is stopped.
 const REMEMBERED_ENTRIES: usize = 1024;
+/// Batches published per round trip, at most.
+const PUBLISH_GROUP: usize = 256;
 
 /// What the backend and all its slots share.
 struct Shared {
     url: BrokerUrl,
     /// This pool's run id: names its settings and results stream.
     run: String,
-    /// One connection for publishing, shared by the slots (the scheduler is one thread).
+    /// The connection of the publisher thread, and of the run's last words.
     publisher: Mutex<redis::Connection>,
     /// The scheduler's run number within this pool, stamped on each batch.
     epoch: AtomicU64,
@@ -59,7 +63,23 @@ pub(crate) struct RedisBackend<T> {
     shared: Arc<Shared>,
     stop_reader: Arc<AtomicBool>,
     reader_started: bool,
+    /// The publisher thread's queue, and the thread (both once started).
+    outbox: Option<(Sender<Outgoing>, JoinHandle<()>)>,
     task: PhantomData<fn() -> T>,
+}
+
+/// What the slots ask of the publisher thread, in the scheduler's order.
+enum Outgoing {
+    /// Publish a slot's batch entry.
+    Entry {
+        slot: u32,
+        generation: u64,
+        frame: codec::Frame,
+    },
+    /// Withdraw the entries a stopped slot published.
+    Withdraw { slot: u32 },
+    /// Do what was asked before, then stop.
+    Stop,
 }
 
 impl<T: Task> RedisBackend<T> {
@@ -92,6 +112,7 @@ impl<T: Task> RedisBackend<T> {
             }),
             stop_reader: Arc::new(AtomicBool::new(false)),
             reader_started: false,
+            outbox: None,
             task: PhantomData,
         })
     }
@@ -109,6 +130,20 @@ impl<T: Task> RedisBackend<T> {
             .map_err(PoolError::Thread)?;
         self.reader_started = true;
         Ok(())
+    }
+
+    fn start_publisher(
+        &mut self,
+        events: &Sender<Event<T::Output>>,
+    ) -> Result<Sender<Outgoing>, PoolError> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (shared, events) = (Arc::clone(&self.shared), events.clone());
+        let thread = std::thread::Builder::new()
+            .name("broker-publisher".into())
+            .spawn(move || publish_entries(&shared, &rx, &events))
+            .map_err(PoolError::Thread)?;
+        self.outbox = Some((tx.clone(), thread));
+        Ok(tx)
     }
 }
 
@@ -139,11 +174,15 @@ impl<T: Task> Backend<T> for RedisBackend<T> {
         if !self.reader_started {
             self.start_reader(events)?;
         }
+        let outbox = match &self.outbox {
+            Some((outbox, _)) => outbox.clone(),
+            None => self.start_publisher(events)?,
+        };
         Ok(Box::new(BrokerSlot {
             shared: Arc::clone(&self.shared),
             slot: u32::try_from(slot).unwrap_or(u32::MAX),
             generation,
-            published: VecDeque::new(),
+            outbox,
         }))
     }
 
@@ -177,6 +216,12 @@ impl<T> Drop for RedisBackend<T> {
     /// Ends the run on the broker: workers skip whatever of it is left.
     fn drop(&mut self) {
         self.stop_reader.store(true, Ordering::SeqCst);
+        // What the slots published or withdrew goes out before the run ends.
+        if let Some((outbox, thread)) = self.outbox.take() {
+            if outbox.send(Outgoing::Stop).is_ok() {
+                let _ = thread.join();
+            }
+        }
         let shared = &self.shared;
         if let Err(err) = shared.publishing(|con| broker::drop_run(&shared.url, con, &shared.run)) {
             crate::diag!(
@@ -188,13 +233,12 @@ impl<T> Drop for RedisBackend<T> {
     }
 }
 
-/// One virtual slot: publishes its batches, remembers their entries.
+/// One virtual slot: hands its batches to the publisher thread.
 struct BrokerSlot {
     shared: Arc<Shared>,
     slot: u32,
     generation: u64,
-    /// Entries this slot published, newest last (bounded).
-    published: VecDeque<String>,
+    outbox: Sender<Outgoing>,
 }
 
 impl<T: Task> Runner<T> for BrokerSlot {
@@ -222,13 +266,15 @@ impl<T: Task> Runner<T> for BrokerSlot {
         };
         let frame = codec::encode(&entry).map_err(|e| e.to_string())?;
         let encoded_ns = crate::clock::monotonic_ns();
-        let id = shared
-            .publishing(|con| broker::publish(&shared.url, con, broker::TASKS_STREAM, &frame))
-            .map_err(|e| e.to_string())?;
-        if self.published.len() == REMEMBERED_ENTRIES {
-            self.published.pop_front();
-        }
-        self.published.push_back(id);
+        // Published in the background, with whatever else is ready by then, in one round
+        // trip; a failure comes back as the slot's loss.
+        self.outbox
+            .send(Outgoing::Entry {
+                slot: self.slot,
+                generation: self.generation,
+                frame,
+            })
+            .map_err(|_| "the publisher thread has stopped".to_string())?;
         Ok(Some(encoded_ns))
     }
 
@@ -236,15 +282,89 @@ impl<T: Task> Runner<T> for BrokerSlot {
     /// stream instead (those not yet taken are never run), and the scheduler ignores
     /// whatever outcomes still come back for this slot's old generation.
     fn kill(&mut self) -> Option<String> {
-        let ids: Vec<String> = self.published.drain(..).collect();
-        let shared = &self.shared;
-        if let Err(err) = shared.publishing(|con| broker::delete_entries(&shared.url, con, &ids)) {
-            crate::diag!("warning: cannot withdraw batches from the broker: {err}");
-        }
+        let _ = self.outbox.send(Outgoing::Withdraw { slot: self.slot });
         None
     }
 
     fn shutdown(&mut self) {}
+}
+
+/// The publisher thread: publishes the slots' batches, as many per round trip as are
+/// waiting, and withdraws a stopped slot's, in the order the scheduler asked; stops when
+/// told to (or when nobody can ask any more).
+fn publish_entries<O>(shared: &Shared, outgoing: &Receiver<Outgoing>, events: &Sender<Event<O>>) {
+    // Entries each slot published, newest last (bounded).
+    let mut published: HashMap<u32, VecDeque<String>> = HashMap::new();
+    let mut ready = Vec::new();
+    while let Ok(first) = outgoing.recv() {
+        let mut stop = false;
+        for message in std::iter::once(first).chain(outgoing.try_iter().take(PUBLISH_GROUP)) {
+            match message {
+                Outgoing::Entry {
+                    slot,
+                    generation,
+                    frame,
+                } => ready.push((slot, generation, frame)),
+                Outgoing::Withdraw { slot } => {
+                    publish(shared, &mut ready, &mut published, events);
+                    let ids: Vec<String> = published.remove(&slot).unwrap_or_default().into();
+                    let url = &shared.url;
+                    if let Err(err) =
+                        shared.publishing(|con| broker::delete_entries(url, con, &ids))
+                    {
+                        crate::diag!("warning: cannot withdraw batches from the broker: {err}");
+                    }
+                }
+                Outgoing::Stop => {
+                    stop = true;
+                    break;
+                }
+            }
+        }
+        publish(shared, &mut ready, &mut published, events);
+        if stop {
+            return;
+        }
+    }
+}
+
+/// Publishes the `ready` entries in one round trip and empties it; if that fails, each
+/// slot concerned is lost (the scheduler sends its batches again elsewhere, or fails them).
+fn publish<O>(
+    shared: &Shared,
+    ready: &mut Vec<(u32, u64, codec::Frame)>,
+    published: &mut HashMap<u32, VecDeque<String>>,
+    events: &Sender<Event<O>>,
+) {
+    if ready.is_empty() {
+        return;
+    }
+    let frames: Vec<&[u8]> = ready.iter().map(|(_, _, frame)| &frame[..]).collect();
+    let url = &shared.url;
+    match shared.publishing(|con| broker::publish_many(url, con, broker::TASKS_STREAM, &frames)) {
+        Ok(ids) => {
+            for ((slot, _, _), id) in ready.iter().zip(ids) {
+                let ids = published.entry(*slot).or_default();
+                if ids.len() == REMEMBERED_ENTRIES {
+                    ids.pop_front();
+                }
+                ids.push_back(id);
+            }
+        }
+        Err(err) => {
+            let mut lost: Vec<(u32, u64)> = ready.iter().map(|&(s, g, _)| (s, g)).collect();
+            lost.sort_unstable();
+            lost.dedup();
+            for (slot, generation) in lost {
+                let _ = events.send(Event::Lost {
+                    slot: slot as usize,
+                    generation,
+                    reason: err.to_string(),
+                });
+            }
+        }
+    }
+    ready.clear();
 }
 
 /// The reader thread: routes each outcome entry of the run to its slot until told to stop.
@@ -261,6 +381,8 @@ fn read_results<O: DeserializeOwned>(
     let mut quiet_since = Instant::now();
     let mut warned = false;
     let mut kept = Instant::now();
+    // Entries read since the results stream was last trimmed.
+    let mut unread = 0;
     while !stop.load(Ordering::SeqCst) {
         if kept.elapsed() > broker::RUN_TTL / 6 {
             kept = Instant::now();
@@ -294,7 +416,13 @@ fn read_results<O: DeserializeOwned>(
                 );
             }
         }
-        let entries = match broker::read_results(url, &mut con, &shared.run, &after, READ_BLOCK) {
+        // Trimming is a command of its own for the broker: done once per many entries.
+        let trim = unread >= TRIM_EVERY;
+        if trim {
+            unread = 0;
+        }
+        let read = broker::read_results(url, &mut con, &shared.run, &after, trim, READ_BLOCK);
+        let entries = match read {
             Ok(entries) => entries,
             Err(err) if err.is_connection() => match reconnect(shared, stop, &err) {
                 Ok(fresh) => {
@@ -321,6 +449,7 @@ fn read_results<O: DeserializeOwned>(
         };
         if !entries.is_empty() {
             quiet_since = Instant::now();
+            unread += entries.len();
         }
         for Entry { id, body } in entries {
             let received_ns = crate::clock::monotonic_ns();

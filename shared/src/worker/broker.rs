@@ -138,6 +138,18 @@ struct Finished {
     outcomes: Frame,
 }
 
+impl Finished {
+    /// The outcome entry `consumer` publishes for this batch.
+    fn entry(&self, consumer: &str) -> Result<Frame, CodecError> {
+        codec::encode(&OutcomeEntryRef {
+            route: self.route,
+            consumer,
+            pid: std::process::id(),
+            outcomes: &self.outcomes,
+        })
+    }
+}
+
 impl Job {
     /// The batch ended with `outcomes` (an encoded `Vec<Outcome>`, one per task, in order).
     fn finished(self, outcomes: Frame) -> Finished {
@@ -208,26 +220,38 @@ pub fn serve(worker: &Worker, settings: Settings) -> Result<(), ServeError> {
     watch_signals(&stop)?;
     let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
     let (freed_tx, freed_rx) = crossbeam_channel::unbounded::<String>();
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
+    let publisher = Publisher {
+        url: url.clone(),
+        con: url
+            .connect(CONNECT_TIMEOUT, Some(IO_TIMEOUT))
+            .map_err(ServeError::Start)?,
+        name: settings.name.clone(),
+        freed: freed_tx,
+    };
+    std::thread::Builder::new()
+        .name("broker-publisher".into())
+        .spawn(move || publisher.run(&done_rx))
+        .map_err(|source| ServeError::System {
+            what: "cannot start the publisher thread",
+            source,
+        })?;
     for _ in 0..settings.concurrency {
-        // Each executor publishes its own batches: no hand-off to another thread.
-        let publisher = Publisher {
-            url: url.clone(),
-            con: url
-                .connect(CONNECT_TIMEOUT, Some(IO_TIMEOUT))
-                .map_err(ServeError::Start)?,
+        let outbox = Outbox {
             name: settings.name.clone(),
-            freed: freed_tx.clone(),
+            done: done_tx.clone(),
         };
         let (jobs, isolation) = (jobs_rx.clone(), settings.isolation.clone());
         let served = Arc::clone(&served);
         std::thread::Builder::new()
             .name("broker-executor".into())
-            .spawn(move || execute_jobs(&served, &isolation, &jobs, publisher))
+            .spawn(move || execute_jobs(&served, &isolation, &jobs, &outbox))
             .map_err(|source| ServeError::System {
                 what: "cannot start an executor thread",
                 source,
             })?;
     }
+    drop(done_tx);
     let mut server = Server {
         served,
         settings,
@@ -344,12 +368,7 @@ impl<T: Task> RunBatches for TypedRun<T> {
 
 /// An executor thread: runs each batch on the runner of its run, started for the run and
 /// kept while batches of that run come.
-fn execute_jobs(
-    served: &[Served],
-    isolation: &Isolation,
-    jobs: &Receiver<Job>,
-    mut publisher: Publisher,
-) {
+fn execute_jobs(served: &[Served], isolation: &Isolation, jobs: &Receiver<Job>, outbox: &Outbox) {
     let mut local: Option<(String, Box<dyn RunBatches>)> = None;
     for job in jobs {
         if local.as_ref().is_none_or(|(run, _)| *run != job.entry.run) {
@@ -363,7 +382,7 @@ fn execute_jobs(
                 Ok(runner) => local = Some((job.entry.run.clone(), runner)),
                 Err(message) => {
                     // Reported as a crash of this batch: the coordinator may retry it.
-                    publisher.publish(job.failed(ErrorKind::WorkerCrashed, &message));
+                    outbox.send(job.failed(ErrorKind::WorkerCrashed, &message));
                     continue;
                 }
             }
@@ -372,14 +391,50 @@ fn execute_jobs(
             continue;
         };
         match runner.run(&job.entry.keys, &job.entry.tasks) {
-            Ok(outcomes) => publisher.publish(job.finished(outcomes)),
-            Err(message) => publisher.publish(job.failed(ErrorKind::WorkerCrashed, &message)),
+            Ok(outcomes) => outbox.send(job.finished(outcomes)),
+            Err(message) => outbox.send(job.failed(ErrorKind::WorkerCrashed, &message)),
         }
     }
 }
 
+/// A finished batch's outcome entry, encoded by its executor, waiting to be published.
+struct Done {
+    id: String,
+    run: String,
+    frame: Frame,
+}
+
+/// Where an executor leaves what it finished, for the publisher thread.
+struct Outbox {
+    name: String,
+    done: Sender<Done>,
+}
+
+impl Outbox {
+    fn send(&self, batch: Finished) {
+        let frame = match batch.entry(&self.name) {
+            Ok(frame) => frame,
+            Err(err) => {
+                crate::diag!("worker {}: cannot encode outcomes: {err}", self.name);
+                std::process::exit(1);
+            }
+        };
+        // The publisher stops only by exiting the process.
+        let _ = self.done.send(Done {
+            id: batch.id,
+            run: batch.run,
+            frame,
+        });
+    }
+}
+
+/// Finished batches published per round trip, at most.
+const PUBLISH_GROUP: usize = 256;
+
 /// Publishes finished batches and acknowledges their entries, then tells the main loop
-/// the entry is no longer held.
+/// the entries are no longer held. One thread for all executors: what they finish while
+/// a round trip is under way goes in the next one, in one script call, so short tasks
+/// cost the broker one call per group instead of one per batch.
 struct Publisher {
     url: BrokerUrl,
     con: redis::Connection,
@@ -388,28 +443,33 @@ struct Publisher {
 }
 
 impl Publisher {
-    /// Publishes one batch; a worker that cannot (the broker gone for good) exits, and the
-    /// batches it holds are taken over by another worker after their lease.
-    fn publish(&mut self, batch: Finished) {
-        if let Err(err) = self.try_publish(&batch) {
-            crate::diag!("worker {}: cannot publish outcomes: {err}", self.name);
-            std::process::exit(1);
+    /// Publishes until every executor has stopped; a worker that cannot (the broker gone
+    /// for good) exits, and the batches it holds are taken over by another worker after
+    /// their lease.
+    fn run(mut self, done: &Receiver<Done>) {
+        let mut group = Vec::with_capacity(PUBLISH_GROUP);
+        while let Ok(first) = done.recv() {
+            group.push(first);
+            group.extend(done.try_iter().take(PUBLISH_GROUP - 1));
+            let finished: Vec<broker::Finished<'_>> = group
+                .iter()
+                .map(|d| broker::Finished {
+                    run: &d.run,
+                    id: &d.id,
+                    frame: &d.frame,
+                })
+                .collect();
+            let url = &self.url;
+            if let Err(err) = with_retries(url, &mut self.con, |con| {
+                broker::finish_many(url, con, &finished)
+            }) {
+                crate::diag!("worker {}: cannot publish outcomes: {err}", self.name);
+                std::process::exit(1);
+            }
+            for published in group.drain(..) {
+                let _ = self.freed.send(published.id);
+            }
         }
-        let _ = self.freed.send(batch.id);
-    }
-
-    fn try_publish(&mut self, batch: &Finished) -> Result<(), BrokerError> {
-        let entry = OutcomeEntryRef {
-            route: batch.route,
-            consumer: &self.name,
-            pid: std::process::id(),
-            outcomes: &batch.outcomes,
-        };
-        let frame = codec::encode(&entry)?;
-        let url = &self.url;
-        with_retries(url, &mut self.con, |con| {
-            broker::finish(url, con, &batch.run, &batch.id, &frame)
-        })
     }
 }
 
@@ -627,13 +687,7 @@ impl Server {
                 self.settings.lease
             );
             let batch = job.failed(ErrorKind::WorkerCrashed, &message);
-            let entry = OutcomeEntryRef {
-                route: batch.route,
-                consumer: &self.settings.name,
-                pid: std::process::id(),
-                outcomes: &batch.outcomes,
-            };
-            let frame = codec::encode(&entry)?;
+            let frame = batch.entry(&self.settings.name)?;
             let url = self.settings.url.clone();
             with_retries(&url, &mut self.con, |con| {
                 broker::finish(&url, con, &batch.run, &batch.id, &frame)
