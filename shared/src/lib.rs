@@ -57,7 +57,6 @@ pub mod pool;
 pub mod protocol;
 pub mod seed;
 pub mod size;
-pub mod spin;
 pub mod task;
 pub mod worker;
 #[cfg(feature = "workloads")]
@@ -67,6 +66,32 @@ pub use outcome::{ErrorKind, Outcome, TaskError};
 pub use pool::{BackendKind, Chunk, Order, Pool, PoolBuilder, PoolError, Record, Stats};
 pub use task::{Attempt, Task};
 pub use worker::Worker;
+
+/// Receives from `channel`, first spinning for up to `spin` before sleeping. A thread
+/// put to sleep takes tens of microseconds to wake on a virtual machine, more than a
+/// whole round trip of a tiny task, so a runner that expects its next message soon keeps
+/// its core for a moment instead (bounded: an idle pool does not burn CPU).
+pub fn recv_spinning<T>(
+    channel: &crossbeam_channel::Receiver<T>,
+    spin: std::time::Duration,
+    timeout: std::time::Duration,
+) -> Result<T, crossbeam_channel::RecvTimeoutError> {
+    let start = std::time::Instant::now();
+    let limit = spin.min(timeout);
+    loop {
+        match channel.try_recv() {
+            Ok(message) => return Ok(message),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                return Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => {}
+        }
+        if start.elapsed() >= limit {
+            return channel.recv_timeout(timeout.saturating_sub(start.elapsed()));
+        }
+        std::hint::spin_loop();
+    }
+}
 
 /// The "Your own tasks" section of the README, compiled and run as a doctest so that the
 /// example a user copies always builds and works.

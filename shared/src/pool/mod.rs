@@ -279,7 +279,7 @@ pub(crate) struct Capabilities {
     pub kills_runners: bool,
     /// Whether outcomes come from other threads that a sleeping scheduler would be slow
     /// to hear, so that spinning for a moment pays when a round trip is what a run waits
-    /// on (worker processes and threads, while a core is idle: see `crate::spin`).
+    /// on (worker processes; threads need the core themselves).
     pub spin_for_outcomes: bool,
     /// Whether a runner that dies is reported lost by an event that comes after every
     /// outcome it had sent (a reader thread that reads its channel until it closes): a

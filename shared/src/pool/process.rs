@@ -205,13 +205,8 @@ impl<T: Task> ProcessBackend<T> {
 }
 
 /// workpool's own variables a child worker still gets: the test hooks that make a worker
-/// misbehave on purpose (`worker`'s `WORKPOOL_TEST_*`), set on a coordinator by the tests,
-/// and the spinning override, so that one setting measures both sides.
-const CHILD_VARIABLES: [&str; 3] = [
-    "WORKPOOL_TEST_PROTOCOL",
-    "WORKPOOL_TEST_FRAME",
-    crate::spin::SPIN_ENV,
-];
+/// misbehave on purpose (`worker`'s `WORKPOOL_TEST_*`), set on a coordinator by the tests.
+const CHILD_VARIABLES: [&str; 2] = ["WORKPOOL_TEST_PROTOCOL", "WORKPOOL_TEST_FRAME"];
 
 /// Starts the worker program with the coordinator's connection in its environment (see
 /// [`crate::worker::env`]), and opens the server it will connect to. Its mode and settings

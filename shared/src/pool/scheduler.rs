@@ -19,12 +19,14 @@ use super::{Backend, Capabilities, Event, Order, PoolBuilder, PoolError, Runner}
 use crate::codec::BATCH_BYTES_TARGET;
 use crate::outcome::Arrival;
 use crate::protocol::Job;
-use crate::spin::{Spinner, SPIN};
 use crate::{ErrorKind, Outcome, Task, TaskError};
 
 /// How many tasks past the oldest unreported one input order may start: it bounds the
 /// reorder buffer when one early task is slow.
 const REORDER_WINDOW: u64 = 16_384;
+/// How long the scheduler spins for the next event before sleeping, on the process
+/// backend: a sleeping thread takes longer to wake on a VM than a tiny task's round trip.
+const SPIN: Duration = Duration::from_micros(50);
 /// After an interrupt, at most this many tasks never read from the input are still listed
 /// as `cancelled`; the rest are only counted (`not_started`), so that Ctrl-C on a run of a
 /// billion tasks ends in seconds rather than writing a billion records.
@@ -62,9 +64,6 @@ pub struct Pool<T: Task> {
     /// Start-up failures not yet counted in a run's [`Stats`].
     failed_starts: u64,
     start_time: Duration,
-    /// How the scheduler waits for events: kept across runs, since a latency-bound caller
-    /// runs one task per run.
-    spinner: Spinner,
 }
 
 struct Slot<T: Task> {
@@ -192,7 +191,6 @@ impl<T: Task> Pool<T> {
             sender,
             failed_starts,
             start_time: started.elapsed(),
-            spinner: Spinner::new(SPIN),
         })
     }
 
@@ -700,19 +698,15 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         let timeout = wake.map_or(Duration::from_secs(3600), |at| {
             at.saturating_duration_since(now)
         });
-        // Outcomes reach this thread from reader or pool threads; spinning briefly saves
-        // the wake-up of a sleeping scheduler when a round trip is what the run waits on:
-        // at most one batch per worker in flight. Not when batches are pipelined (the
-        // workers need every core, and events come often anyway), and only while a core
-        // is idle (the spinner's policy).
+        // Outcomes from worker processes reach this thread through their reader threads;
+        // spinning briefly saves the wake-up of a sleeping scheduler (see `SPIN`) when a
+        // round trip is what the run waits on: at most one batch per worker in flight.
+        // Not with threads (the runner needs the other core) and not when batches are
+        // pipelined (the workers need every core, and events come often anyway).
         let latency_bound = self.pool.caps.spin_for_outcomes
             && self.pool.slots.iter().all(|s| s.inflight.len() <= 1);
-        let received = if latency_bound {
-            self.pool.spinner.recv(&self.pool.events, timeout)
-        } else {
-            self.pool.events.recv_timeout(timeout)
-        };
-        let event = match received {
+        let spin = if latency_bound { SPIN } else { Duration::ZERO };
+        let event = match crate::recv_spinning(&self.pool.events, spin, timeout) {
             Ok(event) => event,
             Err(RecvTimeoutError::Timeout) => {
                 self.expire_late_tasks();

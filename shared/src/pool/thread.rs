@@ -7,14 +7,12 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
 use super::{Backend, Capabilities, EventSink, Events, PoolError, Runner, Started};
 use crate::outcome::Arrival;
 use crate::protocol::{Job, RunSettings};
-use crate::spin::{Spinner, SPIN};
 use crate::{execute, Task};
 
 pub(crate) struct ThreadBackend<T> {
@@ -28,10 +26,7 @@ pub const THREAD_NAME_PREFIX: &str = "workpool-worker-";
 
 impl<T: Task> Backend<T> for ThreadBackend<T> {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            spin_for_outcomes: true,
-            ..Capabilities::LOCAL
-        }
+        Capabilities::LOCAL
     }
 
     fn start(&mut self, slot: usize, generation: u64, events: &Events<T>) -> Started<T> {
@@ -47,9 +42,7 @@ impl<T: Task> Backend<T> for ThreadBackend<T> {
         std::thread::Builder::new()
             .name(format!("{THREAD_NAME_PREFIX}{slot}"))
             .spawn(move || {
-                let mut spinner = Spinner::new(SPIN);
-                // An error means the pool dropped its sender: no more batches.
-                while let Ok(batch) = spinner.recv(&inbox, Duration::MAX) {
+                for batch in inbox {
                     let arrival = Arrival::now();
                     let (task, settings) = &*task;
                     execute::run_batch(task, settings, &batch, arrival, |outcomes| {

@@ -43,6 +43,10 @@ pub mod env {
     pub const BROKER: &str = "WORKPOOL_BROKER";
 }
 
+/// How long the runner spins for its next batch before sleeping (see
+/// [`crate::recv_spinning`]).
+const SPIN: Duration = Duration::from_micros(50);
+
 /// The task types a program serves as a worker.
 #[derive(Default)]
 pub struct Worker {
@@ -307,8 +311,9 @@ fn serve_typed<T: Task>(
 
     let corruption = std::env::var(env::TEST_FRAME).unwrap_or_default();
     let mut send_error = None;
-    let mut spinner = crate::spin::Spinner::new(crate::spin::SPIN);
-    while let Ok((message, arrival)) = spinner.recv(&inbox, Duration::from_secs(86_400 * 365)) {
+    while let Ok((message, arrival)) =
+        crate::recv_spinning(&inbox, SPIN, Duration::from_secs(86_400 * 365))
+    {
         match message {
             ToWorker::Tasks(batch) => {
                 execute::run_batch(&task, &settings, &batch, arrival, |done| {
