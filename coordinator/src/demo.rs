@@ -612,6 +612,13 @@ fn closing(rows: &[SummaryRow], cores: usize) -> String {
         } else {
             format!("{what} ran {}{cores_note}.", figures.join(" and "))
         });
+        // More than the cores can give: the sequential run was slowed by something else.
+        if what != "Waiting" && best > cores as f64 * 1.1 {
+            sentences.push(format!(
+                "That is more than {cores} cores can give: the machine was busier during the \
+                 sequential run, so read these CPU figures with care."
+            ));
+        }
     }
     sentences.join(" ")
 }
@@ -710,6 +717,13 @@ mod tests {
             "Times include starting the pool. Waiting ran 7.80x as fast as sequential on \
              threads and 7.50x on processes. CPU-bound work did not reach 1.3x on this run \
              (1.02x on threads, 0.93x on processes, with 2 logical cores)."
+        );
+        // A speedup the cores cannot give is said to be one.
+        let rows = [row("cpu (4 x sum i*i)", 2.61, 2.89)];
+        assert!(
+            closing(&rows, 2).ends_with("read these CPU figures with care."),
+            "{}",
+            closing(&rows, 2)
         );
     }
 }
