@@ -92,29 +92,22 @@ fn gen_data_dates_stay_within_four_digit_years() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data");
     let path = path.to_string_lossy();
-    let out = output(coordinator().args([
-        "gen-data",
-        "--dir",
-        &path,
-        "--files",
-        "1",
-        "--start",
-        "9999-12-01",
-        "--rows",
-        "32",
-    ]));
-    assert_usage_error(&out, &["--rows", "9999-12-31", "31"]);
-    let out = output(coordinator().args([
-        "gen-data",
-        "--dir",
-        &path,
-        "--files",
-        "1",
-        "--start",
-        "9999-12-01",
-        "--rows",
-        "31",
-    ]));
+    // The last day of year 9999 is 31 rows after 9999-12-01.
+    let rows = |rows: &str| {
+        output(coordinator().args([
+            "gen-data",
+            "--dir",
+            &path,
+            "--files",
+            "1",
+            "--start",
+            "9999-12-01",
+            "--rows",
+            rows,
+        ]))
+    };
+    assert_usage_error(&rows("32"), &["--rows", "9999-12-31", "31"]);
+    let out = rows("31");
     crate::common::assert_exit(&out, 0);
     let text = std::fs::read_to_string(dir.path().join("data/AAPL.csv")).unwrap();
     assert!(

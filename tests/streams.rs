@@ -25,6 +25,15 @@ fn spawn_run(args: &[&str], stderr: Stdio) -> Child {
         .expect("cannot run coordinator")
 }
 
+/// What an exited `child` wrote to its piped standard error.
+fn stderr_of(child: &mut Child) -> String {
+    let mut err = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        pipe.read_to_string(&mut err).expect("cannot read stderr");
+    }
+    err
+}
+
 /// Waits for `child`, killing it (and failing) if it outlives [`HANG_GUARD`].
 fn wait(child: &mut Child, what: &str) -> ExitStatus {
     let deadline = Instant::now() + HANG_GUARD;
@@ -90,13 +99,7 @@ fn a_reader_that_goes_away_ends_the_run_with_the_code_of_the_tasks_that_ended() 
                 assert!(!first.is_empty(), "{what}: no output at all");
                 drop(reader); // `| head -1`
                 let status = wait(&mut child, &what);
-                let mut err = String::new();
-                child
-                    .stderr
-                    .take()
-                    .expect("stderr")
-                    .read_to_string(&mut err)
-                    .unwrap();
+                let err = stderr_of(&mut child);
                 assert_eq!(status.code(), Some(code), "{what}\nstderr: {err}");
                 assert!(
                     !err.contains("error"),
@@ -185,13 +188,7 @@ fn an_interrupt_ends_a_run_stuck_in_the_coordinators_own_thread() {
     let sent = unsafe { libc::kill(pid, libc::SIGINT) };
     assert_eq!(sent, 0);
     let status = wait(&mut child, "interrupted sequential run");
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut child);
     assert_eq!(status.code(), Some(130), "stderr: {err}");
     assert!(err.contains("cannot be stopped"), "says why: {err}");
 }
