@@ -184,10 +184,11 @@ fn histograms(samples: &[(&str, Vec<f64>)]) -> Vec<(String, Histogram)> {
 /// depths.
 pub fn throughput(bench: &Bench, report: &mut Report) -> Result<()> {
     let workers = 2;
+    // `None` is the depth the pool picks for itself, what a user gets without --inflight.
     let depths: &[Option<usize>] = if bench.quick {
-        &[Some(1), Some(4)]
+        &[Some(1), Some(4), None]
     } else {
-        &[Some(1), Some(2), Some(4)]
+        &[Some(1), Some(2), Some(4), None]
     };
     for backend in POOLED {
         let mut configs: Vec<(Chunk, Option<usize>)> = Vec::new();

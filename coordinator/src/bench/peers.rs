@@ -173,7 +173,7 @@ pub fn add_ratios(report: &mut Report) {
         // Lower is better for times and memory, higher for throughput.
         let ratio = match (case, p) {
             ("noop throughput", Some("chunk=auto")) => best_map(py_rt).map(|b| m.stats.median / b),
-            ("noop throughput", Some(p)) if p.starts_with("chunk=1 ") => {
+            ("noop throughput", Some(p)) if p == "chunk=1" || p.starts_with("chunk=1 ") => {
                 med(case, py_rt, w, Some("submit")).map(|b| m.stats.median / b)
             }
             ("noop throughput", _) => None,

@@ -12,6 +12,14 @@ const AUTO_BATCH_TARGET_US: f64 = 2_000.0;
 /// Tasks longer than this go one batch per worker at a time: prefetching would only hold
 /// them back from an idle worker.
 const PIPELINE_BELOW_US: f64 = 5_000.0;
+/// Work a runner keeps queued when a fixed chunk makes its batches short: enough to cover
+/// the coordinator's turnaround (a round trip, longer on a busy machine), so that a worker
+/// taking one task per message never waits for its next one. Small enough that a queue
+/// left behind at the end of a run, or by a crash, is a millisecond of work.
+const PIPELINE_QUEUE_US: f64 = 1_000.0;
+/// The deepest queue that [`PIPELINE_QUEUE_US`] sets: each queued batch is a message
+/// and a bookkeeping entry, and beyond this the rate no longer grows much.
+const MAX_PIPELINE_DEPTH: usize = 64;
 
 /// Decides batch sizes and queue depths for one run.
 #[derive(Debug, Clone)]
@@ -52,7 +60,14 @@ impl BatchPolicy {
             return depth;
         }
         match self.mean_run_us {
-            Some(us) if us < PIPELINE_BELOW_US => 2,
+            Some(us) if us < PIPELINE_BELOW_US => match self.chunk {
+                // Auto batches are already long enough that two cover a turnaround.
+                Chunk::Auto => 2,
+                Chunk::Fixed(n) => {
+                    let batch_us = (n.max(1) as f64 * us).max(1.0);
+                    ((PIPELINE_QUEUE_US / batch_us).ceil() as usize).clamp(2, MAX_PIPELINE_DEPTH)
+                }
+            },
             Some(_) => 1,
             // Nothing measured yet: fixed chunks are taken to be for short tasks.
             None => match self.chunk {
@@ -108,6 +123,30 @@ mod tests {
         assert_eq!(policy.depth(), 2, "short tasks are pipelined");
         policy.observe(0.0);
         assert_eq!(policy.chunk_size(None, 2), MAX_AUTO_CHUNK, "capped");
+    }
+
+    #[test]
+    fn short_fixed_batches_queue_a_millisecond_of_work() {
+        let fixed = |n, us| {
+            let mut policy = BatchPolicy::new(Chunk::Fixed(n), None, &caps(None, true));
+            assert_eq!(policy.depth(), 2, "nothing measured yet");
+            policy.observe(us);
+            policy.depth()
+        };
+        assert_eq!(
+            fixed(1, 0.1),
+            MAX_PIPELINE_DEPTH,
+            "no-ops: as deep as allowed"
+        );
+        assert_eq!(fixed(1, 100.0), 10);
+        assert_eq!(fixed(10, 100.0), 2, "a 1 ms batch needs only the usual two");
+        assert_eq!(fixed(1, 4_000.0), 2);
+        assert_eq!(fixed(1, 50_000.0), 1, "long tasks are not prefetched");
+        assert_eq!(
+            fixed(usize::MAX, 1.0),
+            2,
+            "never fewer than two, no overflow"
+        );
     }
 
     #[test]

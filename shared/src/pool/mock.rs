@@ -595,7 +595,8 @@ fn first_n_stops_the_run_with_exactly_n_successes() {
 #[test]
 fn fail_fast_stops_at_the_first_failure() {
     let mut setup = Setup::new(always(3, Act::Fail(ErrorKind::Io)));
-    setup.builder = setup.builder.workers(1).fail_fast(true);
+    // What a worker has queued when a task fails still runs: two batches here.
+    setup.builder = setup.builder.workers(1).inflight(2).fail_fast(true);
     let (records, stats, _) = setup.run(20, Order::Input);
     assert_each_once(&records, 20);
     assert_eq!(endings(&records)[3], (3, Err(ErrorKind::Io), 1));
