@@ -18,7 +18,7 @@
 //! out. Only a broker out of reach for long ends it.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -128,6 +128,9 @@ struct Job {
     id: String,
     entry: TaskEntry,
     spec: Arc<RunSpec>,
+    /// The run's moving average of a job's run time, in microseconds, kept by the
+    /// executors for [`Server::hand_out`].
+    job_us: Arc<AtomicU64>,
 }
 
 /// A batch's outcomes, in the batch's order, encoded and ready to publish.
@@ -218,7 +221,7 @@ pub fn serve(worker: &Worker, settings: Settings) -> Result<(), ServeError> {
 
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(&stop)?;
-    let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
+    let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Vec<Job>>();
     let (freed_tx, freed_rx) = crossbeam_channel::unbounded::<String>();
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
     let publisher = Publisher {
@@ -260,6 +263,8 @@ pub fn serve(worker: &Worker, settings: Settings) -> Result<(), ServeError> {
         buried: 0,
         held: HashSet::new(),
         jobs: jobs_tx,
+        admitted: Vec::new(),
+        job_us: HashMap::new(),
         cursor: "0-0".into(),
         last_keepalive: Instant::now(),
         last_reclaim: Instant::now(),
@@ -366,11 +371,46 @@ impl<T: Task> RunBatches for TypedRun<T> {
     }
 }
 
-/// An executor thread: runs each batch on the runner of its run, started for the run and
-/// kept while batches of that run come.
-fn execute_jobs(served: &[Served], isolation: &Isolation, jobs: &Receiver<Job>, outbox: &Outbox) {
-    let mut local: Option<(String, Box<dyn RunBatches>)> = None;
+/// [`Job::job_us`] before any job of the run has ended: every job then goes alone.
+const UNMEASURED: u64 = u64::MAX;
+
+/// The run time a group of short jobs handed to one executor aims at: jobs far shorter
+/// than waking a thread go together, so that one-task entries cost one wake-up per group
+/// instead of one per entry, while a group still ends long before a lease.
+const GROUP_US: u64 = 500;
+
+/// Splits `jobs` into groups for the executors, in order: consecutive jobs of one run
+/// whose moving average (`run_and_us`) says they fit in [`GROUP_US`] go together.
+fn groups<J>(jobs: Vec<J>, run_and_us: impl Fn(&J) -> (&str, u64)) -> Vec<Vec<J>> {
+    let mut groups: Vec<Vec<J>> = Vec::new();
     for job in jobs {
+        let joins = groups.last().and_then(|g| g.first().map(|f| (g.len(), f)));
+        let joins = joins.is_some_and(|(len, first)| {
+            let (run, us) = run_and_us(first);
+            let per_group = match us {
+                UNMEASURED => 1,
+                us => GROUP_US / us.max(1),
+            };
+            run == run_and_us(&job).0 && (len as u64) < per_group
+        });
+        match groups.last_mut() {
+            Some(group) if joins => group.push(job),
+            _ => groups.push(vec![job]),
+        }
+    }
+    groups
+}
+
+/// An executor thread: runs each batch on the runner of its run, started for the run and
+/// kept while batches of that run come; records how long a batch takes, for grouping.
+fn execute_jobs(
+    served: &[Served],
+    isolation: &Isolation,
+    jobs: &Receiver<Vec<Job>>,
+    outbox: &Outbox,
+) {
+    let mut local: Option<(String, Box<dyn RunBatches>)> = None;
+    for job in jobs.iter().flatten() {
         if local.as_ref().is_none_or(|(run, _)| *run != job.entry.run) {
             local = None; // Shuts the last run's runner down.
             let started = served
@@ -390,7 +430,19 @@ fn execute_jobs(served: &[Served], isolation: &Isolation, jobs: &Receiver<Job>, 
         let Some((_, runner)) = local.as_mut() else {
             continue;
         };
-        match runner.run(&job.entry.keys, &job.entry.tasks) {
+        let started = Instant::now();
+        let result = runner.run(&job.entry.keys, &job.entry.tasks);
+        let took = started
+            .elapsed()
+            .as_micros()
+            .min(u128::from(UNMEASURED - 1)) as u64;
+        // A moving average; a lost update between executors only delays it.
+        let mean = match job.job_us.load(Ordering::Relaxed) {
+            UNMEASURED => took,
+            mean => mean - mean / 8 + took / 8,
+        };
+        job.job_us.store(mean, Ordering::Relaxed);
+        match result {
             Ok(outcomes) => outbox.send(job.finished(outcomes)),
             Err(message) => outbox.send(job.failed(ErrorKind::WorkerCrashed, &message)),
         }
@@ -536,7 +588,11 @@ struct Server {
     buried: u64,
     /// Entries taken and not yet acknowledged.
     held: HashSet<String>,
-    jobs: Sender<Job>,
+    jobs: Sender<Vec<Job>>,
+    /// Jobs admitted from the last read, handed to the executors together.
+    admitted: Vec<Job>,
+    /// Each run's moving average of a job's run time (see [`Job::job_us`]).
+    job_us: HashMap<String, Arc<AtomicU64>>,
     /// Where the next `XAUTOCLAIM` scan continues.
     cursor: String,
     last_keepalive: Instant,
@@ -573,6 +629,7 @@ impl Server {
                 continue;
             }
             self.reclaim(free)?;
+            self.hand_out()?;
             let free = capacity.saturating_sub(self.held.len());
             if free == 0 {
                 continue;
@@ -584,7 +641,20 @@ impl Server {
             for entry in entries {
                 self.admit(entry, 1)?;
             }
+            self.hand_out()?;
         }
+    }
+
+    /// Hands the admitted jobs to the executors: one group per job, or short jobs of a
+    /// run together, about [`GROUP_US`] of work per group.
+    fn hand_out(&mut self) -> Result<(), ServeError> {
+        let jobs = std::mem::take(&mut self.admitted);
+        for group in groups(jobs, |job| {
+            (&job.entry.run, job.job_us.load(Ordering::Relaxed))
+        }) {
+            self.jobs.send(group).map_err(|_| ServeError::Executors)?;
+        }
+        Ok(())
     }
 
     /// Renews the leases of held entries, a third of a lease after the last renewal.
@@ -675,10 +745,16 @@ impl Server {
                 return self.bury(&id, Some(&entry.run), &reason, &frame)
             }
         };
+        let job_us = Arc::clone(
+            self.job_us
+                .entry(entry.run.clone())
+                .or_insert_with(|| Arc::new(AtomicU64::new(UNMEASURED))),
+        );
         let job = Job {
             id: id.clone(),
             entry,
             spec,
+            job_us,
         };
         if deliveries > self.settings.max_deliveries {
             let message = format!(
@@ -695,7 +771,8 @@ impl Server {
             return Ok(());
         }
         self.held.insert(id);
-        self.jobs.send(job).map_err(|_| ServeError::Executors)
+        self.admitted.push(job);
+        Ok(())
     }
 
     fn acknowledge(&mut self, run: &str, id: &str) -> Result<(), ServeError> {
@@ -762,8 +839,38 @@ impl Server {
             Err(err) => RunState::Unreadable(err.to_string()),
         };
         self.runs.retain(|_, (_, at)| at.elapsed() < SPEC_TTL * 60);
+        let runs = &self.runs;
+        self.job_us.retain(|run, _| runs.contains_key(run));
         self.runs
             .insert(run.to_string(), (state.clone(), Instant::now()));
         Ok(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizes(jobs: &[(&str, u64)]) -> Vec<usize> {
+        groups(jobs.to_vec(), |&(run, us)| (run, us))
+            .iter()
+            .map(Vec::len)
+            .collect()
+    }
+
+    #[test]
+    fn short_jobs_of_one_run_go_together_and_others_alone() {
+        assert_eq!(
+            sizes(&[("a", UNMEASURED); 3]),
+            [1, 1, 1],
+            "nothing measured"
+        );
+        assert_eq!(sizes(&[("a", 2); 5]), [5], "far shorter than a wake-up");
+        assert_eq!(sizes(&[("a", 200); 5]), [2, 2, 1], "about GROUP_US each");
+        assert_eq!(sizes(&[("a", 10_000); 3]), [1, 1, 1], "long jobs alone");
+        assert_eq!(sizes(&[("a", 0); 2]), [2], "no division by zero");
+        let mixed = [("a", 1), ("a", 1), ("b", 1), ("a", 1)];
+        assert_eq!(sizes(&mixed), [2, 1, 1], "a group never mixes runs");
+        assert_eq!(sizes(&[]), Vec::<usize>::new());
     }
 }
