@@ -20,6 +20,9 @@ const PIPELINE_QUEUE_US: f64 = 1_000.0;
 /// The deepest queue that [`PIPELINE_QUEUE_US`] sets: each queued batch is a message
 /// and a bookkeeping entry, and beyond this the rate no longer grows much.
 const MAX_PIPELINE_DEPTH: usize = 64;
+/// The input bytes that a queue deeper than two batches may hold: short tasks with bulky
+/// inputs must not multiply their memory by the depth.
+const PIPELINE_QUEUE_BYTES: f64 = 4.0 * 1024.0 * 1024.0;
 
 /// Decides batch sizes and queue depths for one run.
 #[derive(Debug, Clone)]
@@ -30,6 +33,8 @@ pub(crate) struct BatchPolicy {
     batching_helps: bool,
     /// Exponential moving average of task run time.
     mean_run_us: Option<f64>,
+    /// Exponential moving average of a batch's input bytes.
+    mean_batch_bytes: Option<f64>,
 }
 
 impl BatchPolicy {
@@ -40,7 +45,17 @@ impl BatchPolicy {
             fixed_depth: caps.fixed_depth,
             batching_helps: caps.batching_helps,
             mean_run_us: None,
+            mean_batch_bytes: None,
         }
+    }
+
+    /// A batch of `bytes` input bytes was sent.
+    pub fn sent(&mut self, bytes: usize) {
+        let bytes = bytes as f64;
+        self.mean_batch_bytes = Some(
+            self.mean_batch_bytes
+                .map_or(bytes, |m| m * 0.9 + bytes * 0.1),
+        );
     }
 
     /// A task ran for `run_us`.
@@ -65,7 +80,10 @@ impl BatchPolicy {
                 Chunk::Auto => 2,
                 Chunk::Fixed(n) => {
                     let batch_us = (n.max(1) as f64 * us).max(1.0);
-                    ((PIPELINE_QUEUE_US / batch_us).ceil() as usize).clamp(2, MAX_PIPELINE_DEPTH)
+                    let by_time = PIPELINE_QUEUE_US / batch_us;
+                    let by_bytes =
+                        PIPELINE_QUEUE_BYTES / self.mean_batch_bytes.unwrap_or(0.0).max(1.0);
+                    (by_time.min(by_bytes).ceil() as usize).clamp(2, MAX_PIPELINE_DEPTH)
                 }
             },
             Some(_) => 1,
@@ -147,6 +165,20 @@ mod tests {
             2,
             "never fewer than two, no overflow"
         );
+    }
+
+    #[test]
+    fn bulky_inputs_keep_the_queue_short() {
+        let mut policy = BatchPolicy::new(Chunk::Fixed(1), None, &caps(None, true));
+        policy.observe(0.1);
+        for _ in 0..100 {
+            policy.sent(1 << 20);
+        }
+        assert_eq!(policy.depth(), 4, "4 MiB queued");
+        for _ in 0..100 {
+            policy.sent(64 << 20);
+        }
+        assert_eq!(policy.depth(), 2);
     }
 
     #[test]

@@ -597,6 +597,9 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
             bytes += T::input_bytes(&task.input);
             batch.push(task);
         }
+        if !batch.is_empty() {
+            self.policy.sent(bytes);
+        }
         batch
     }
 
