@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
-use workpool::codec::{self, Envelope, Frame};
+use workpool::codec::{self, Envelope, Frame, Inbox};
 use workpool::protocol::{
     Bootstrap, Hello, Job, RunSettings, SetupRef, ToCoordinator, ToWorker, PROTOCOL_VERSION,
 };
@@ -120,13 +120,15 @@ impl Peer {
 
     /// Receives outcomes until `count` have arrived (a batch may come back in parts).
     fn recv_outcomes(&self, count: usize) -> Vec<Outcome<u64>> {
+        let mut inbox = Inbox::new();
         let mut outcomes = Vec::new();
         while outcomes.len() < count {
             let frame = self
                 .from_worker
                 .try_recv_timeout(DEADLINE)
                 .unwrap_or_else(|err| panic!("no outcomes from the worker: {err:?}"));
-            match codec::decode::<ToCoordinator<u64>>(&frame)
+            match inbox
+                .decode::<ToCoordinator<u64>>(frame)
                 .expect("outcome frame does not decode")
             {
                 ToCoordinator::Outcomes(batch) => outcomes.extend(batch),
