@@ -2,6 +2,7 @@
 //! size limit, so a corrupt or hostile length prefix is an error, never a huge allocation.
 //! Swapping the codec means changing this file (and [`regions`], its shared memory) only.
 
+pub mod bytes;
 mod regions;
 
 pub use regions::{Inbox, Outbox, RegionFrame, MAX_REGIONS, MAX_REGION_FRAME_BYTES};
