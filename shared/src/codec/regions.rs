@@ -77,7 +77,7 @@ impl Outbox {
     /// (made or grown when none fits), else into a one-off memfd.
     pub fn encode<T: Serialize>(&mut self, message: &T) -> Result<Envelope, CodecError> {
         let len = frame_len(message)?;
-        if len < SHARED_MEMORY_THRESHOLD || len > MAX_REGION_FRAME_BYTES {
+        if !(SHARED_MEMORY_THRESHOLD..=MAX_REGION_FRAME_BYTES).contains(&len) {
             return super::encode_envelope_of_len(message, len);
         }
         let Some((id, announce)) = self.region_for(HEADER_BYTES + len) else {
@@ -256,7 +256,13 @@ mod tests {
     /// Whether an envelope hands over a region's handle (as opposed to naming one the
     /// receiver has).
     fn announces(envelope: &Envelope) -> bool {
-        matches!(envelope, Envelope::Region(RegionFrame { region: Some(_), .. }))
+        matches!(
+            envelope,
+            Envelope::Region(RegionFrame {
+                region: Some(_),
+                ..
+            })
+        )
     }
 
     #[test]
@@ -341,16 +347,29 @@ mod tests {
 
     #[test]
     fn a_region_grows_when_a_frame_does_not_fit() {
-        for (needed, old) in [(100, 0), (1 << 20, 256 << 10), (5 << 20, 4 << 20), (MAX_REGION_FRAME_BYTES + 64, 16 << 20)] {
+        for (needed, old) in [
+            (100, 0),
+            (1 << 20, 256 << 10),
+            (5 << 20, 4 << 20),
+            (MAX_REGION_FRAME_BYTES + 64, 16 << 20),
+        ] {
             let capacity = region_capacity(needed, old);
             assert!(capacity >= needed, "{needed} {old}");
-            assert!(capacity >= 2 * old || capacity >= MAX_REGION_FRAME_BYTES, "{needed} {old}");
+            assert!(
+                capacity >= 2 * old || capacity >= MAX_REGION_FRAME_BYTES,
+                "{needed} {old}"
+            );
             assert!(capacity <= HEADER_BYTES + MAX_REGION_FRAME_BYTES + REGION_ALIGN);
         }
     }
 
     /// A region of `len` bytes announced to an inbox, as a peer would.
-    fn announce(inbox: &mut Inbox, id: u32, len: u32, region_bytes: usize) -> Result<Vec<u8>, CodecError> {
+    fn announce(
+        inbox: &mut Inbox,
+        id: u32,
+        len: u32,
+        region_bytes: usize,
+    ) -> Result<Vec<u8>, CodecError> {
         let envelope = Envelope::Region(RegionFrame {
             id,
             len,
@@ -366,9 +385,15 @@ mod tests {
             Err(CodecError::Region { .. }) => {}
             other => panic!("{what}: {other:?}"),
         };
-        refused(announce(&mut inbox, MAX_REGIONS as u32, 1, 4096), "id past the last");
+        refused(
+            announce(&mut inbox, MAX_REGIONS as u32, 1, 4096),
+            "id past the last",
+        );
         refused(announce(&mut inbox, u32::MAX, 1, 4096), "id u32::MAX");
-        refused(announce(&mut inbox, 0, 1, 16), "region smaller than its header");
+        refused(
+            announce(&mut inbox, 0, 1, 16),
+            "region smaller than its header",
+        );
         refused(
             inbox.read(
                 Envelope::Region(RegionFrame {
@@ -380,7 +405,10 @@ mod tests {
             ),
             "region never sent",
         );
-        refused(announce(&mut inbox, 0, 4096, 4096), "frame past the region's end");
+        refused(
+            announce(&mut inbox, 0, 4096, 4096),
+            "frame past the region's end",
+        );
         refused(announce(&mut inbox, 0, u32::MAX, 4096), "length u32::MAX");
         // The largest frame the region holds is fine, and the region is then known.
         let frame = announce(&mut inbox, 0, 4096 - HEADER_BYTES as u32, 4096).unwrap();
@@ -399,7 +427,10 @@ mod tests {
         for frame_len in [SHARED_MEMORY_THRESHOLD, MAX_PAYLOAD_BYTES + 4] {
             let bytes = bytes_with_frame_len(frame_len);
             let envelope = link.send(&bytes);
-            let frame = link.inbox.read(envelope, |frame| Ok(frame.to_vec())).unwrap();
+            let frame = link
+                .inbox
+                .read(envelope, |frame| Ok(frame.to_vec()))
+                .unwrap();
             assert_eq!(frame, *encode(&bytes).unwrap());
         }
     }

@@ -8,10 +8,10 @@
 use std::thread;
 use std::time::Duration;
 
-use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
+use ipc_channel::ipc::{self, IpcReceiver, IpcSender, IpcSharedMemory};
 
 use crate::clock::monotonic_ns;
-use crate::codec::{self, CodecError, Envelope, Frame, Inbox, Outbox};
+use crate::codec::{self, CodecError, Envelope, Frame, Inbox, Outbox, RegionFrame};
 use crate::outcome::Arrival;
 use crate::protocol::{Bootstrap, Hello, Setup, ToCoordinator, ToWorker, PROTOCOL_VERSION};
 use crate::task::Signature;
@@ -34,7 +34,8 @@ pub mod env {
     pub const ECHO: &str = "WORKPOOL_ECHO";
     /// Test hook: the protocol version the worker claims.
     pub const TEST_PROTOCOL: &str = "WORKPOOL_TEST_PROTOCOL";
-    /// Test hook: `garbage`, `truncated` or `oversized` replaces outcome frames.
+    /// Test hook: `garbage`, `truncated`, `oversized`, `region-id` or `region-length`
+    /// replaces outcome frames.
     pub const TEST_FRAME: &str = "WORKPOOL_TEST_FRAME";
     /// `worker`, with [`BROKER`] set: the program serves a Redis broker instead of
     /// returning from [`Worker::serve_if_worker`](super::Worker::serve_if_worker).
@@ -327,16 +328,15 @@ fn serve_typed<T: Task>(
                         let sent = if corruption.is_empty() {
                             outbox.encode(&message)
                         } else {
-                            codec::encode(&message).map(|frame| corrupt_for_tests(frame, &corruption))
+                            codec::encode(&message)
+                                .map(|frame| corrupt_for_tests(frame, &corruption))
                         };
-                        let sent = sent
-                            .map_err(WorkerError::from)
-                            .and_then(|frame| {
-                                outcomes.send(frame).map_err(|err| WorkerError::Channel {
-                                    what: "cannot send outcomes",
-                                    reason: err.to_string(),
-                                })
-                            });
+                        let sent = sent.map_err(WorkerError::from).and_then(|frame| {
+                            outcomes.send(frame).map_err(|err| WorkerError::Channel {
+                                what: "cannot send outcomes",
+                                reason: err.to_string(),
+                            })
+                        });
                         send_error = sent.err();
                     }
                     send_error.is_none()
@@ -394,12 +394,29 @@ fn protocol_version() -> u32 {
         .unwrap_or(PROTOCOL_VERSION)
 }
 
-/// Test hook: [`env::TEST_FRAME`] = `garbage`, `truncated` or `oversized` makes this
-/// worker send a bad frame in place of its outcomes, so tests can check that the
-/// coordinator treats such a worker as crashed and never trusts what it sent.
+/// Test hook: [`env::TEST_FRAME`] = `garbage`, `truncated`, `oversized`, `region-id` or
+/// `region-length` makes this worker send a bad frame in place of its outcomes, so tests
+/// can check that the coordinator treats such a worker as crashed and never trusts what
+/// it sent.
 fn corrupt_for_tests(frame: Frame, corruption: &str) -> Envelope {
     let mut bytes = frame.into_vec();
     match corruption {
+        // A shared-memory region never sent.
+        "region-id" => {
+            return Envelope::Region(RegionFrame {
+                id: u32::MAX,
+                len: 16,
+                region: None,
+            })
+        }
+        // A real region, with a frame said to run far past its end.
+        "region-length" => {
+            return Envelope::Region(RegionFrame {
+                id: 0,
+                len: u32::MAX,
+                region: Some(IpcSharedMemory::from_byte(0, 4096)),
+            })
+        }
         "garbage" => bytes = vec![0xEE; 64],
         "truncated" => bytes.truncate(bytes.len() / 2),
         // Outcomes, one outcome, index 0, attempt 1, Ok, then a length of u64::MAX
