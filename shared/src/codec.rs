@@ -231,9 +231,14 @@ mod tests {
         // The sender sizes the shared memory; the receiver maps it whatever its size.
         let hostile = Envelope::Shared(IpcSharedMemory::from_byte(0, MAX_FRAME_BYTES + 1));
         assert!(matches!(
-            Inbox::new().decode::<ByteBuf>(hostile),
+            Inbox::new().decode::<ByteBuf>(hostile.clone()),
             Err(CodecError::TooLarge { len }) if len == MAX_FRAME_BYTES + 1
         ));
+        // Not even a reader that only copies the frame out is handed it.
+        let copied = Inbox::new().read(hostile, |_| -> Result<(), CodecError> {
+            panic!("handed a frame beyond the limit")
+        });
+        assert!(matches!(copied, Err(CodecError::TooLarge { .. })));
     }
 
     #[test]

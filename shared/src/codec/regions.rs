@@ -143,6 +143,17 @@ fn region_capacity(needed: usize, old: usize) -> usize {
         .max(needed)
 }
 
+/// Hands `read` a frame of its own, unless it is beyond [`MAX_FRAME_BYTES`].
+fn read_whole<R>(
+    frame: &[u8],
+    read: impl FnOnce(&[u8]) -> Result<R, CodecError>,
+) -> Result<R, CodecError> {
+    match frame.len() {
+        len if len > MAX_FRAME_BYTES => Err(CodecError::TooLarge { len }),
+        _ => read(frame),
+    }
+}
+
 /// A receiver's mappings of its peer's regions.
 #[derive(Debug, Default)]
 pub struct Inbox {
@@ -174,8 +185,8 @@ impl Inbox {
         read: impl FnOnce(&[u8]) -> Result<R, CodecError>,
     ) -> Result<R, CodecError> {
         match envelope {
-            Envelope::Inline(frame) => read(&frame),
-            Envelope::Shared(memory) => read(&memory),
+            Envelope::Inline(frame) => read_whole(&frame, read),
+            Envelope::Shared(memory) => read_whole(&memory, read),
             Envelope::Region(frame) => self.read_region(frame, read),
         }
     }
@@ -303,7 +314,7 @@ mod tests {
             }
         }
         // Each message is read before the next is sent: one region serves them all,
-        // handed over once and again only when it grows (256 KiB, 2 MiB, 4 MiB, 17 MiB).
+        // handed over once and again only when it grows (to 256 KiB, 1 and 16 MiB).
         assert_eq!(link.outbox.regions.len(), 1);
         assert!(announced <= 4, "region sent {announced} times");
     }
