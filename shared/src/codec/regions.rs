@@ -8,6 +8,10 @@
 //! decoded the frame, so a region returns to its sender without a message of its own.
 //! A sender writes only into a region that is free, and falls back to a one-off memfd
 //! when none is; a receiver checks every id and length it is given.
+//!
+//! What this does not guard against: a peer that shrinks a region's memfd it was handed
+//! makes the other side's next access to it fault (SIGBUS). ipc-channel's memfds cannot be
+//! sealed; one-off memfds had the same exposure. The pool's peers are its own workers.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -28,7 +32,7 @@ pub const MAX_REGION_FRAME_BYTES: usize = super::MAX_PAYLOAD_BYTES + (1 << 20);
 /// The smallest region made: frames from the threshold up to this size share one.
 const MIN_REGION_BYTES: usize = 256 << 10;
 
-/// Region sizes are multiples of this (a huge page's worth of small ones).
+/// Region sizes are multiples of this, so frames a few bytes apart share a region size.
 const REGION_ALIGN: usize = 64 << 10;
 
 /// Bytes before a region's frame: its state word, alone on its cache line.
