@@ -262,7 +262,14 @@ fn fail_fast_stops_at_the_first_failure() {
 
 #[test]
 fn corrupt_frames_mark_the_worker_crashed_and_are_never_trusted() {
-    for corruption in ["garbage", "truncated", "oversized"] {
+    let corruptions = [
+        "garbage",
+        "truncated",
+        "oversized",
+        "region-id",
+        "region-length",
+    ];
+    for corruption in corruptions {
         let out = output(coordinator().env("WORKPOOL_TEST_FRAME", corruption).args([
             "run", "noop", "--count", "3", "-w", "1", "--format", "jsonl",
         ]));

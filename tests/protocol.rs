@@ -7,12 +7,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
-use workpool::codec::{self, Envelope, Frame};
+use workpool::codec::{self, Envelope, Frame, Inbox, Outbox, RegionFrame};
 use workpool::protocol::{
     Bootstrap, Hello, Job, RunSettings, SetupRef, ToCoordinator, ToWorker, PROTOCOL_VERSION,
 };
 use workpool::task::Signature;
-use workpool::workload::{Cpu, CpuInput};
+use workpool::workload::{noop_payload, Cpu, CpuInput, Noop, NoopInput, NoopOutput};
 use workpool::{Outcome, Task};
 
 use crate::common::WORKER;
@@ -55,6 +55,10 @@ struct Peer {
     hello: Hello,
     to_worker: IpcSender<Envelope>,
     from_worker: IpcReceiver<Envelope>,
+    /// The shared-memory regions our bulk frames go in, as the pool's.
+    outbox: Outbox,
+    /// The worker's regions, as the pool's outcome reader keeps them.
+    inbox: Inbox,
 }
 
 impl Peer {
@@ -99,6 +103,8 @@ impl Peer {
             hello,
             to_worker: bootstrap.to_worker,
             from_worker: bootstrap.from_worker,
+            outbox: Outbox::new(),
+            inbox: Inbox::new(),
         }
     }
 
@@ -111,32 +117,50 @@ impl Peer {
         text
     }
 
-    fn send(&self, message: &impl serde::Serialize) {
-        let frame = codec::encode_envelope(message).expect("encode");
+    /// Sends a message as the pool does: inline when small, else in a reused region.
+    fn send(&mut self, message: &impl serde::Serialize) -> Envelope {
+        let envelope = self.outbox.encode(message).expect("encode");
+        self.send_envelope(envelope.clone());
+        envelope
+    }
+
+    fn send_envelope(&self, envelope: Envelope) {
         self.to_worker
-            .send(frame)
+            .send(envelope)
             .expect("cannot send to the worker");
     }
 
-    /// Receives outcomes until `count` have arrived (a batch may come back in parts).
-    fn recv_outcomes(&self, count: usize) -> Vec<Outcome<u64>> {
+    /// Receives outcomes until `count` have arrived (a batch may come back in parts),
+    /// with the envelopes they came in.
+    fn recv_outcomes_in<O: serde::de::DeserializeOwned>(
+        &mut self,
+        count: usize,
+    ) -> (Vec<Outcome<O>>, Vec<Envelope>) {
         let mut outcomes = Vec::new();
+        let mut envelopes = Vec::new();
         while outcomes.len() < count {
-            let frame = self
+            let envelope = self
                 .from_worker
                 .try_recv_timeout(DEADLINE)
                 .unwrap_or_else(|err| panic!("no outcomes from the worker: {err:?}"));
-            match codec::decode::<ToCoordinator<u64>>(&frame)
+            envelopes.push(envelope.clone());
+            match self
+                .inbox
+                .decode::<ToCoordinator<O>>(envelope)
                 .expect("outcome frame does not decode")
             {
                 ToCoordinator::Outcomes(batch) => outcomes.extend(batch),
             }
         }
-        outcomes
+        (outcomes, envelopes)
+    }
+
+    fn recv_outcomes(&mut self, count: usize) -> Vec<Outcome<u64>> {
+        self.recv_outcomes_in(count).0
     }
 
     /// Tells the worker the run is of the `cpu` task type.
-    fn set_up_cpu(&self) {
+    fn set_up_cpu(&mut self) {
         self.send(&SetupRef {
             name: Cpu::NAME,
             settings: &RunSettings::default(),
@@ -183,6 +207,106 @@ fn worker_handshake_task_and_shutdown() {
     );
 }
 
+/// Whether an envelope hands over a shared-memory region rather than naming a known one.
+fn announces_a_region(envelope: &Envelope) -> bool {
+    matches!(
+        envelope,
+        Envelope::Region(RegionFrame {
+            region: Some(_),
+            ..
+        })
+    )
+}
+
+/// Many bulk frames of varying sizes, interleaved with small ones, one at a time and then
+/// several in flight: every echo comes back intact, and both sides reuse a few regions
+/// instead of a memory per frame.
+#[test]
+fn bulk_frames_reuse_a_few_regions_both_ways_and_come_back_intact() {
+    let mut peer = Peer::start(4);
+    peer.send(&SetupRef {
+        name: Noop::NAME,
+        settings: &RunSettings::default(),
+        task: &Noop,
+    });
+    let threshold = codec::SHARED_MEMORY_THRESHOLD;
+    let sizes = [
+        1 << 20,
+        0,
+        threshold - 100,
+        threshold + 100,
+        100,
+        3 << 20,
+        70_000,
+        codec::MAX_PAYLOAD_BYTES,
+        5,
+        1 << 20,
+    ];
+    let job = |index: u64, len: usize| Job {
+        index,
+        attempt: 1,
+        input: NoopInput {
+            payload: noop_payload(index, len),
+            fault: None,
+        },
+    };
+    let check = |outcomes: &[Outcome<NoopOutput>], index: u64, len: usize| {
+        assert_eq!(outcomes.len(), 1);
+        let outcome = &outcomes[0];
+        assert_eq!(outcome.index, index);
+        let payload = &outcome.result.as_ref().expect("noop failed").payload;
+        assert_eq!(payload.len(), len, "task {index}");
+        assert!(
+            workpool::workload::noop_payload_intact(index, payload),
+            "task {index}"
+        );
+    };
+    let (mut ours, mut theirs, mut in_regions) = (0, 0, 0);
+    let mut index = 0;
+    for _round in 0..5 {
+        for len in sizes {
+            let sent = peer.send(&ToWorker::Tasks(vec![job(index, len)]));
+            let (outcomes, envelopes) = peer.recv_outcomes_in::<NoopOutput>(1);
+            check(&outcomes, index, len);
+            ours += usize::from(announces_a_region(&sent));
+            theirs += envelopes.iter().filter(|e| announces_a_region(e)).count();
+            in_regions += envelopes
+                .iter()
+                .filter(|e| matches!(e, Envelope::Region(_)))
+                .count();
+            index += 1;
+        }
+    }
+    // Frames of 1 MiB and more went both ways in regions; each side made one region and
+    // replaced it only as it grew (to about 1, 3 and 16 MiB), never once per frame.
+    assert!(
+        in_regions >= 5 * 4,
+        "{in_regions} outcome frames in regions"
+    );
+    assert!(ours <= 4, "our region sent {ours} times");
+    assert!(theirs <= 4, "the worker's region sent {theirs} times");
+
+    // Several batches in flight at once: each needs a region of its own.
+    let first = index;
+    for i in 0..8 {
+        peer.send(&ToWorker::Tasks(vec![job(
+            first + i,
+            (1 << 20) + i as usize,
+        )]));
+    }
+    for i in 0..8 {
+        let (outcomes, _) = peer.recv_outcomes_in::<NoopOutput>(1);
+        check(&outcomes, first + i, (1 << 20) + i as usize);
+    }
+
+    peer.send(&ToWorker::<NoopInput>::Shutdown);
+    let status = peer.child.wait_with_deadline("after Shutdown");
+    assert!(
+        status.success(),
+        "worker ended with {status} after Shutdown"
+    );
+}
+
 #[test]
 fn worker_exits_with_an_error_on_a_corrupt_frame() {
     let mut peer = Peer::start(1);
@@ -193,9 +317,7 @@ fn worker_exits_with_an_error_on_a_corrupt_frame() {
         codec::decode::<ToWorker<CpuInput>>(&bytes).is_err(),
         "the garbage decodes as a message; pick another seed"
     );
-    peer.to_worker
-        .send(Envelope::Inline(Frame::from(bytes)))
-        .expect("cannot send to the worker");
+    peer.send_envelope(Envelope::Inline(Frame::from(bytes)));
     // Our ends of the channels stay open: the worker must not wait for a disconnect.
     let status = peer.child.wait_with_deadline("after a corrupt frame");
     let stderr = peer.stderr();
@@ -207,6 +329,44 @@ fn worker_exits_with_an_error_on_a_corrupt_frame() {
         stderr.contains("corrupt"),
         "stderr should say why: {stderr}"
     );
+}
+
+#[test]
+fn worker_refuses_a_region_it_was_never_sent_or_a_length_past_its_end() {
+    let hostile = [
+        RegionFrame {
+            id: 9,
+            len: 16,
+            region: None,
+        },
+        RegionFrame {
+            id: 0,
+            len: 16,
+            region: None,
+        },
+        RegionFrame {
+            id: 0,
+            len: 4096,
+            region: Some(ipc_channel::ipc::IpcSharedMemory::from_byte(0, 4096)),
+        },
+    ];
+    for frame in hostile {
+        let mut peer = Peer::start(5);
+        peer.set_up_cpu();
+        peer.send_envelope(Envelope::Region(frame.clone()));
+        let status = peer
+            .child
+            .wait_with_deadline("after a hostile region frame");
+        let stderr = peer.stderr();
+        assert!(
+            !status.success(),
+            "{frame:?}: worker ended with {status}; stderr: {stderr}"
+        );
+        assert!(
+            stderr.contains("corrupt frame") && stderr.contains("shared-memory region"),
+            "{frame:?}: stderr should say why: {stderr}"
+        );
+    }
 }
 
 #[test]

@@ -148,6 +148,41 @@ fn noop_payloads_around_the_shared_memory_threshold_come_back_intact() {
     }
 }
 
+/// A worker killed while bulk frames are under way is replaced by one that gets its own
+/// shared-memory regions: the tasks after it, and the retried one, come back intact.
+#[test]
+fn bulk_payloads_come_back_intact_after_a_worker_dies_mid_run() {
+    let run = run_jsonl(&[
+        "noop",
+        "--count",
+        "12",
+        "-w",
+        "1",
+        "--chunk",
+        "1",
+        "--inflight",
+        "3",
+        "--payload",
+        "1048576",
+        "--fault",
+        "kill@4/1,abort@9/1",
+        "--retries",
+        "1",
+    ]);
+    assert_eq!(run.indices(), (0..12).collect::<Vec<u64>>());
+    for record in &run.records {
+        assert_eq!(record["ok"], true, "{record}");
+        assert_eq!(record["value"]["payload_bytes"], 1_048_576, "{record}");
+        assert_eq!(record["value"]["payload_intact"], true, "{record}");
+    }
+    let mut pids = run.pids();
+    pids.dedup();
+    assert!(
+        pids.len() >= 3,
+        "two workers died, yet the pids were {pids:?}"
+    );
+}
+
 #[test]
 fn each_process_worker_is_its_own_process() {
     let run = run_jsonl(&["io", "--count", "8", "--ms", "300", "-w", "8"]);

@@ -1,8 +1,11 @@
 //! The one place messages become bytes and bytes become messages: bincode 2 with a decode
 //! size limit, so a corrupt or hostile length prefix is an error, never a huge allocation.
-//! Swapping the codec means changing this file only.
+//! Swapping the codec means changing this file (and [`regions`], its shared memory) only.
 
-use std::ops::Deref;
+pub mod bytes;
+mod regions;
+
+pub use regions::{Inbox, Outbox, RegionFrame, MAX_REGIONS, MAX_REGION_FRAME_BYTES};
 
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 use bincode::enc::write::SizeWriter;
@@ -53,29 +56,31 @@ pub enum CodecError {
     /// The frame is larger than [`MAX_FRAME_BYTES`].
     #[error("frame of {len} bytes exceeds the {MAX_FRAME_BYTES}-byte limit")]
     TooLarge { len: usize },
+    /// A frame said to be in a shared-memory region that cannot hold it.
+    #[error("corrupt frame: {len} bytes in shared-memory region {id}: {reason}")]
+    Region {
+        id: u32,
+        len: u32,
+        reason: &'static str,
+    },
 }
 
 /// A frame as it crosses an ipc channel. Bulk frames travel in shared memory: the sender
-/// encodes straight into a memfd and the receiver maps it, instead of ipc-channel copying
-/// the bytes through its own serializer and the socket in fragments.
+/// encodes straight into a region the receiver maps, instead of ipc-channel copying the
+/// bytes through its own serializer and the socket in fragments. Read one with an
+/// [`Inbox`], which knows the sender's regions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Envelope {
     /// A frame below [`SHARED_MEMORY_THRESHOLD`], copied through the socket.
     Inline(Frame),
-    /// A frame of at least [`SHARED_MEMORY_THRESHOLD`] bytes, mapped by the receiver. Its
-    /// size is the sender's to choose; [`decode`] refuses one beyond [`MAX_FRAME_BYTES`].
+    /// A frame of at least [`SHARED_MEMORY_THRESHOLD`] bytes in a memory of its own, mapped
+    /// by the receiver: what [`encode_envelope`] makes, and an [`Outbox`] when its regions
+    /// are all busy or the frame is bigger than [`MAX_REGION_FRAME_BYTES`]. Its size is the
+    /// sender's to choose; [`decode`] refuses one beyond [`MAX_FRAME_BYTES`].
     Shared(IpcSharedMemory),
-}
-
-impl Deref for Envelope {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        match self {
-            Envelope::Inline(frame) => frame,
-            Envelope::Shared(memory) => memory,
-        }
-    }
+    /// A frame of at least [`SHARED_MEMORY_THRESHOLD`] bytes in one of the sender's
+    /// reused regions (see [`Outbox`]).
+    Region(RegionFrame),
 }
 
 impl From<Frame> for Envelope {
@@ -84,15 +89,26 @@ impl From<Frame> for Envelope {
     }
 }
 
-/// Encodes one message for an ipc channel: inline when small, else directly into shared
-/// memory (sized by a first pass that only counts), so bulk bytes are copied once.
-pub fn encode_envelope<T: Serialize>(message: &T) -> Result<Envelope, CodecError> {
+/// The length of a message's frame, counted without writing it.
+fn frame_len<T: Serialize>(message: &T) -> Result<usize, CodecError> {
     let mut size = SizeWriter::default();
     bincode::serde::encode_into_writer(message, &mut size, CONFIG)?;
     let len = size.bytes_written;
     if len > MAX_FRAME_BYTES {
         return Err(CodecError::TooLarge { len });
     }
+    Ok(len)
+}
+
+/// Encodes one message for an ipc channel on its own: inline when small, else directly
+/// into a memory of its own (sized by a first pass that only counts), so bulk bytes are
+/// copied once. For a stream of messages, an [`Outbox`] reuses its memory instead.
+pub fn encode_envelope<T: Serialize>(message: &T) -> Result<Envelope, CodecError> {
+    encode_envelope_of_len(message, frame_len(message)?)
+}
+
+/// [`encode_envelope`] of a message whose frame is `len` bytes long.
+fn encode_envelope_of_len<T: Serialize>(message: &T, len: usize) -> Result<Envelope, CodecError> {
     if len < SHARED_MEMORY_THRESHOLD {
         return encode(message).map(Envelope::Inline);
     }
@@ -154,7 +170,7 @@ mod tests {
     use serde_bytes::ByteBuf;
 
     /// Bulk bytes whose frame is exactly `frame_len` long (a length prefix, then the bytes).
-    fn bytes_with_frame_len(frame_len: usize) -> ByteBuf {
+    pub(super) fn bytes_with_frame_len(frame_len: usize) -> ByteBuf {
         let mut len = frame_len.saturating_sub(9);
         while encode(&ByteBuf::from(vec![0u8; len])).unwrap().len() < frame_len {
             len += 1;
@@ -162,6 +178,13 @@ mod tests {
         let bytes = ByteBuf::from((0..len).map(|i| (i * 31 % 251) as u8).collect::<Vec<_>>());
         assert_eq!(encode(&bytes).unwrap().len(), frame_len);
         bytes
+    }
+
+    /// The frame an envelope carries, read as a receiver does.
+    fn frame_of(envelope: Envelope) -> Vec<u8> {
+        Inbox::new()
+            .read(envelope, |frame| Ok(frame.to_vec()))
+            .unwrap()
     }
 
     #[test]
@@ -181,23 +204,25 @@ mod tests {
                 frame_len >= SHARED_MEMORY_THRESHOLD,
                 "frame of {frame_len} bytes"
             );
-            assert_eq!(envelope.len(), frame_len);
-            assert_eq!(*envelope, *encode(&bytes).unwrap(), "{frame_len} bytes");
-            assert_eq!(decode::<ByteBuf>(&envelope).unwrap(), bytes);
+            let frame = frame_of(envelope.clone());
+            assert_eq!(frame.len(), frame_len);
+            assert_eq!(frame, *encode(&bytes).unwrap(), "{frame_len} bytes");
+            assert_eq!(Inbox::new().decode::<ByteBuf>(envelope).unwrap(), bytes);
         }
         let empty = encode_envelope(&ByteBuf::new()).unwrap();
         assert!(matches!(empty, Envelope::Inline(_)));
-        assert!(decode::<ByteBuf>(&empty).unwrap().is_empty());
+        assert!(Inbox::new().decode::<ByteBuf>(empty).unwrap().is_empty());
     }
 
     #[test]
     fn envelopes_round_trip_through_an_ipc_channel() {
         let (tx, rx) = ipc_channel::ipc::channel::<Envelope>().unwrap();
+        let mut inbox = Inbox::new();
         for frame_len in [1, SHARED_MEMORY_THRESHOLD, MAX_PAYLOAD_BYTES + 4] {
             let bytes = bytes_with_frame_len(frame_len);
             tx.send(encode_envelope(&bytes).unwrap()).unwrap();
             let received = rx.recv().unwrap();
-            assert_eq!(decode::<ByteBuf>(&received).unwrap(), bytes);
+            assert_eq!(inbox.decode::<ByteBuf>(received).unwrap(), bytes);
         }
     }
 
@@ -206,9 +231,14 @@ mod tests {
         // The sender sizes the shared memory; the receiver maps it whatever its size.
         let hostile = Envelope::Shared(IpcSharedMemory::from_byte(0, MAX_FRAME_BYTES + 1));
         assert!(matches!(
-            decode::<ByteBuf>(&hostile),
+            Inbox::new().decode::<ByteBuf>(hostile.clone()),
             Err(CodecError::TooLarge { len }) if len == MAX_FRAME_BYTES + 1
         ));
+        // Not even a reader that only copies the frame out is handed it.
+        let copied = Inbox::new().read(hostile, |_| -> Result<(), CodecError> {
+            panic!("handed a frame beyond the limit")
+        });
+        assert!(matches!(copied, Err(CodecError::TooLarge { .. })));
     }
 
     #[test]

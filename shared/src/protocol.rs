@@ -16,7 +16,7 @@ use crate::task::Signature;
 use crate::Outcome;
 
 /// Bumped whenever a message's layout changes; both sides refuse a peer of another version.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// What a worker sends through the one-shot server when it connects.
 #[derive(Debug, Serialize, Deserialize)]

@@ -315,15 +315,16 @@ pub fn floor(bench: &Bench, report: &mut Report) -> Result<()> {
     let samples = latency_samples(bench);
     let peer = EchoPeer::start(&bench.bin)?;
     // The size of a one-task no-op batch frame, so the floor moves the same bytes.
-    let frame: Envelope = codec::encode_envelope(&ToWorkerRef::Tasks(&[Job {
+    let frame = codec::encode(&ToWorkerRef::Tasks(&[Job {
         index: 1,
         attempt: 1,
         input: noop(0),
     }]))?;
+    let envelope = Envelope::Inline(frame.clone());
     let mut ipc = Vec::with_capacity(samples);
     for i in 0..samples + 100 {
         let t = Instant::now();
-        peer.round_trip(&frame).map_err(|e| anyhow!(e))?;
+        peer.round_trip(&envelope).map_err(|e| anyhow!(e))?;
         if i >= 100 {
             ipc.push(t.elapsed().as_secs_f64() * 1e6);
         }

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Backend, Capabilities, Event, EventSink, Events, PoolError, Runner, Started};
 use crate::clock::monotonic_ns;
-use crate::codec::{self, Envelope};
+use crate::codec::{self, Envelope, Inbox, Outbox};
 use crate::outcome::Arrival;
 use crate::protocol::{
     Bootstrap, Hello, Job, RunSettings, SetupRef, ToCoordinator, ToWorkerRef, PROTOCOL_VERSION,
@@ -184,6 +184,7 @@ impl<T: Task> ProcessBackend<T> {
             child,
             pid,
             to_worker: bootstrap.to_worker,
+            outbox: Outbox::new(),
             task: PhantomData,
         }))
     }
@@ -373,11 +374,13 @@ fn accept_with_deadline(
 /// Forwards a worker's outcome frames as events until the channel closes or a frame is
 /// corrupt; either way the worker is reported lost, and the scheduler reaps it.
 fn read_outcomes<O: DeserializeOwned>(from_worker: IpcReceiver<Envelope>, sink: EventSink<O>) {
+    // The worker's shared-memory regions, kept mapped for as long as the worker lives.
+    let mut inbox = Inbox::new();
     let reason = loop {
         let received = from_worker.recv();
         let received_ns = monotonic_ns();
         match received {
-            Ok(frame) => match codec::decode::<ToCoordinator<O>>(&frame) {
+            Ok(frame) => match inbox.decode::<ToCoordinator<O>>(frame) {
                 Ok(ToCoordinator::Outcomes(outcomes)) => {
                     let arrival = Arrival {
                         received_ns,
@@ -407,6 +410,9 @@ struct ProcessRunner<T> {
     child: ChildGuard,
     pid: u32,
     to_worker: IpcSender<Envelope>,
+    /// The shared-memory regions bulk task frames are written into, reused batch after
+    /// batch; they go with the worker.
+    outbox: Outbox,
     task: PhantomData<fn() -> T>,
 }
 
@@ -416,8 +422,10 @@ impl<T: Task> Runner<T> for ProcessRunner<T> {
     }
 
     fn send(&mut self, jobs: &[Job<T::Input>]) -> Result<Option<u64>, String> {
-        let frame =
-            codec::encode_envelope(&ToWorkerRef::Tasks(jobs)).map_err(|err| err.to_string())?;
+        let frame = self
+            .outbox
+            .encode(&ToWorkerRef::Tasks(jobs))
+            .map_err(|err| err.to_string())?;
         let encoded_ns = monotonic_ns();
         self.to_worker
             .send(frame)

@@ -8,10 +8,10 @@
 use std::thread;
 use std::time::Duration;
 
-use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
+use ipc_channel::ipc::{self, IpcReceiver, IpcSender, IpcSharedMemory};
 
 use crate::clock::monotonic_ns;
-use crate::codec::{self, CodecError, Envelope, Frame};
+use crate::codec::{self, CodecError, Envelope, Frame, Inbox, Outbox, RegionFrame};
 use crate::outcome::Arrival;
 use crate::protocol::{Bootstrap, Hello, Setup, ToCoordinator, ToWorker, PROTOCOL_VERSION};
 use crate::task::Signature;
@@ -34,7 +34,8 @@ pub mod env {
     pub const ECHO: &str = "WORKPOOL_ECHO";
     /// Test hook: the protocol version the worker claims.
     pub const TEST_PROTOCOL: &str = "WORKPOOL_TEST_PROTOCOL";
-    /// Test hook: `garbage`, `truncated` or `oversized` replaces outcome frames.
+    /// Test hook: `garbage`, `truncated`, `oversized`, `region-id` or `region-length`
+    /// replaces outcome frames.
     pub const TEST_FRAME: &str = "WORKPOOL_TEST_FRAME";
     /// `worker`, with [`BROKER`] set: the program serves a Redis broker instead of
     /// returning from [`Worker::serve_if_worker`](super::Worker::serve_if_worker).
@@ -54,7 +55,7 @@ pub struct Worker {
 }
 
 /// Serves one run of a task type: its setup frame, then batches from the coordinator.
-type ServeFn = fn(&Envelope, IpcReceiver<Envelope>, IpcSender<Envelope>) -> Result<(), WorkerError>;
+type ServeFn = fn(&[u8], IpcReceiver<Envelope>, IpcSender<Envelope>) -> Result<(), WorkerError>;
 
 /// One served task type: its signature, and its serving loop, monomorphised.
 struct Entry {
@@ -260,6 +261,7 @@ impl Worker {
         let Ok(setup) = tasks.recv() else {
             return Ok(()); // The coordinator hung up before the run began.
         };
+        let setup = Inbox::new().read(setup, |frame| Ok(frame.to_vec()))?;
         let name: String = codec::decode_prefix(&setup)?;
         match self.entries.iter().find(|e| e.signature.name == name) {
             Some(entry) => (entry.serve)(&setup, tasks, outcomes),
@@ -282,7 +284,7 @@ impl Worker {
 
 /// Serves batches of task type `T` until the coordinator says stop or hangs up.
 fn serve_typed<T: Task>(
-    setup: &Envelope,
+    setup: &[u8],
     tasks: IpcReceiver<Envelope>,
     outcomes: IpcSender<Envelope>,
 ) -> Result<(), WorkerError> {
@@ -293,10 +295,13 @@ fn serve_typed<T: Task>(
     let reader = thread::Builder::new()
         .name("worker-reader".into())
         .spawn(move || -> Result<(), WorkerError> {
+            // The coordinator's shared-memory regions, mapped once each. Decoding a frame
+            // hands its region back at once, whenever the batch runs.
+            let mut inbox = Inbox::new();
             // A receive error means the coordinator hung up: stop quietly.
             while let Ok(frame) = tasks.recv() {
                 let received_ns = monotonic_ns();
-                let message = codec::decode::<ToWorker<T::Input>>(&frame)?;
+                let message = inbox.decode::<ToWorker<T::Input>>(frame)?;
                 let arrival = Arrival {
                     received_ns,
                     decoded_ns: monotonic_ns(),
@@ -310,6 +315,7 @@ fn serve_typed<T: Task>(
         .map_err(channel_error("cannot start reader thread"))?;
 
     let corruption = std::env::var(env::TEST_FRAME).unwrap_or_default();
+    let mut outbox = Outbox::new();
     let mut send_error = None;
     while let Ok((message, arrival)) =
         crate::recv_spinning(&inbox, SPIN, Duration::from_secs(86_400 * 365))
@@ -318,15 +324,19 @@ fn serve_typed<T: Task>(
             ToWorker::Tasks(batch) => {
                 execute::run_batch(&task, &settings, &batch, arrival, |done| {
                     if send_error.is_none() {
-                        let sent = codec::encode_envelope(&ToCoordinator::Outcomes(done))
-                            .map(|frame| corrupt_for_tests(frame, &corruption))
-                            .map_err(WorkerError::from)
-                            .and_then(|frame| {
-                                outcomes.send(frame).map_err(|err| WorkerError::Channel {
-                                    what: "cannot send outcomes",
-                                    reason: err.to_string(),
-                                })
-                            });
+                        let message = ToCoordinator::Outcomes(done);
+                        let sent = if corruption.is_empty() {
+                            outbox.encode(&message)
+                        } else {
+                            codec::encode(&message)
+                                .map(|frame| corrupt_for_tests(frame, &corruption))
+                        };
+                        let sent = sent.map_err(WorkerError::from).and_then(|frame| {
+                            outcomes.send(frame).map_err(|err| WorkerError::Channel {
+                                what: "cannot send outcomes",
+                                reason: err.to_string(),
+                            })
+                        });
                         send_error = sent.err();
                     }
                     send_error.is_none()
@@ -384,15 +394,29 @@ fn protocol_version() -> u32 {
         .unwrap_or(PROTOCOL_VERSION)
 }
 
-/// Test hook: [`env::TEST_FRAME`] = `garbage`, `truncated` or `oversized` makes this
-/// worker send a bad frame in place of its outcomes, so tests can check that the
-/// coordinator treats such a worker as crashed and never trusts what it sent.
-fn corrupt_for_tests(frame: Envelope, corruption: &str) -> Envelope {
-    if corruption.is_empty() {
-        return frame;
-    }
-    let mut bytes = frame.to_vec();
+/// Test hook: [`env::TEST_FRAME`] = `garbage`, `truncated`, `oversized`, `region-id` or
+/// `region-length` makes this worker send a bad frame in place of its outcomes, so tests
+/// can check that the coordinator treats such a worker as crashed and never trusts what
+/// it sent.
+fn corrupt_for_tests(frame: Frame, corruption: &str) -> Envelope {
+    let mut bytes = frame.into_vec();
     match corruption {
+        // A shared-memory region never sent.
+        "region-id" => {
+            return Envelope::Region(RegionFrame {
+                id: u32::MAX,
+                len: 16,
+                region: None,
+            })
+        }
+        // A real region, with a frame said to run far past its end.
+        "region-length" => {
+            return Envelope::Region(RegionFrame {
+                id: 0,
+                len: u32::MAX,
+                region: Some(IpcSharedMemory::from_byte(0, 4096)),
+            })
+        }
         "garbage" => bytes = vec![0xEE; 64],
         "truncated" => bytes.truncate(bytes.len() / 2),
         // Outcomes, one outcome, index 0, attempt 1, Ok, then a length of u64::MAX

@@ -15,7 +15,7 @@ pub struct Noop;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NoopInput {
     /// Bytes sent to the runner and back.
-    #[serde(with = "serde_bytes")]
+    #[serde(with = "crate::codec::bytes")]
     pub payload: Vec<u8>,
     /// A fault to strike before returning.
     pub fault: Option<Fault>,
@@ -25,7 +25,7 @@ pub struct NoopInput {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NoopOutput {
     /// The echoed payload.
-    #[serde(with = "serde_bytes")]
+    #[serde(with = "crate::codec::bytes")]
     pub payload: Vec<u8>,
 }
 
