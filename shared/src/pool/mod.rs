@@ -17,6 +17,7 @@ mod retry;
 mod scheduler;
 mod sequential;
 mod thread;
+mod zygote;
 
 use crossbeam_channel::Sender;
 
