@@ -289,26 +289,24 @@ impl Handshake {
             Handshake::Server { server, name } => {
                 accept_with_deadline(server, &name, child, HANDSHAKE_DEADLINE)
             }
-            Handshake::Channel(receiver) => {
-                match receiver.try_recv_timeout(HANDSHAKE_DEADLINE) {
-                    Ok(bootstrap) => Ok(bootstrap),
-                    Err(ipc_channel::TryRecvError::Empty) => Err(format!(
-                        "no hello within {} s",
-                        HANDSHAKE_DEADLINE.as_secs()
-                    )),
-                    Err(ipc_channel::TryRecvError::IpcError(
-                        ipc_channel::IpcError::Disconnected,
-                    )) => Err(match child.kill_and_reap() {
+            Handshake::Channel(receiver) => match receiver.try_recv_timeout(HANDSHAKE_DEADLINE) {
+                Ok(bootstrap) => Ok(bootstrap),
+                Err(ipc_channel::TryRecvError::Empty) => Err(format!(
+                    "no hello within {} s",
+                    HANDSHAKE_DEADLINE.as_secs()
+                )),
+                Err(ipc_channel::TryRecvError::IpcError(ipc_channel::IpcError::Disconnected)) => {
+                    Err(match child.kill_and_reap() {
                         Some(status) => {
                             format!("worker {} before connecting", describe_exit(status))
                         }
                         None => "worker closed its channel before connecting".into(),
-                    }),
-                    Err(ipc_channel::TryRecvError::IpcError(err)) => {
-                        Err(format!("bad bootstrap message: {err}"))
-                    }
+                    })
                 }
-            }
+                Err(ipc_channel::TryRecvError::IpcError(err)) => {
+                    Err(format!("bad bootstrap message: {err}"))
+                }
+            },
         }
     }
 }
@@ -329,19 +327,28 @@ impl<T: Task> Backend<T> for ProcessBackend<T> {
         events: &Events<T>,
     ) -> Result<Vec<Started<T>>, PoolError> {
         let room_for_zygote = check_fd_limit(count)?;
-        // Ask for every process first, so they all start up in parallel, then collect
-        // hellos. Forked by a zygote where one starts, else spawned one by one.
-        if room_for_zygote && self.zygote.is_none() {
-            self.zygote = Zygote::start(&self.bin).ok();
+        // Every process is asked for before the first hello is read, so that they all
+        // start up in parallel: the first ones forked by the zygote as it starts, the
+        // rest on request; spawned one by one where there is no zygote.
+        let mut pending = Vec::with_capacity(count);
+        if room_for_zygote {
+            if let Ok((zygote, first)) = Zygote::start(&self.bin, count) {
+                self.zygote = Some(zygote);
+                pending = first;
+            }
         }
-        let forked = self.zygote.as_mut().map(|zygote| zygote.fork_all(0..count));
-        let pending: Vec<Result<Pending, PoolError>> = match forked {
-            Some(Ok(pending)) => pending.into_iter().map(Ok).collect(),
+        let rest = pending.len()..count;
+        match self
+            .zygote
+            .as_mut()
+            .map(|zygote| zygote.fork_all(rest.clone()))
+        {
+            Some(Ok(forked)) => pending.extend(forked.into_iter().map(Ok)),
             _ => {
                 self.zygote = None;
-                (0..count).map(|slot| self.spawn(slot)).collect()
+                pending.extend(rest.map(|slot| spawn_worker(&self.bin, slot, false)));
             }
-        };
+        }
         Ok(pending
             .into_iter()
             .enumerate()

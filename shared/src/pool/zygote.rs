@@ -10,8 +10,9 @@ use super::process::{
     accept_with_deadline, worker_command, ChildGuard, Handshake, Pending, WorkerBinary,
     HANDSHAKE_DEADLINE,
 };
+use super::PoolError;
 use crate::worker::env;
-use crate::worker::zygote::{ForkRequest, Forked, ZygoteBootstrap};
+use crate::worker::zygote::{FirstWorker, ForkRequest, Forked, ZygoteBootstrap, MAX_FIRST_WORKERS};
 
 /// A running zygote. Dropping it hangs up, which ends it; its guard reaps it.
 pub(super) struct Zygote {
@@ -21,22 +22,45 @@ pub(super) struct Zygote {
 }
 
 impl Zygote {
-    /// Starts the worker program as a zygote and waits for it to serve. The error says
-    /// why it did not; the caller then spawns its workers itself.
-    pub fn start(bin: &WorkerBinary) -> Result<Zygote, String> {
+    /// Starts the worker program as a zygote that forks the workers of slots `0..first`
+    /// (at most [`MAX_FIRST_WORKERS`]) at once, and waits for it to serve; returns those
+    /// workers too. The error says why it did not start; the caller then spawns its
+    /// workers itself.
+    pub fn start(
+        bin: &WorkerBinary,
+        first: usize,
+    ) -> Result<(Zygote, Vec<Result<Pending, PoolError>>), String> {
         let (server, name) = IpcOneShotServer::<ZygoteBootstrap>::new()
             .map_err(|err| format!("cannot open ipc server: {err}"))?;
         let child = worker_command(bin)
             .env(env::ZYGOTE, &name)
+            .env(
+                env::ZYGOTE_WORKERS,
+                first.min(MAX_FIRST_WORKERS).to_string(),
+            )
             .spawn()
             .map_err(|err| format!("cannot run {}: {err}", bin.path.display()))?;
         let mut child = ChildGuard::new(child.id());
         let bootstrap = accept_with_deadline(server, &name, &mut child, HANDSHAKE_DEADLINE)?;
-        Ok(Zygote {
+        let first = bootstrap
+            .first
+            .into_iter()
+            .zip(0u32..)
+            .map(|(FirstWorker { forked, bootstrap }, id)| match forked {
+                Ok(pid) => Ok(Pending {
+                    id,
+                    handshake: Handshake::Channel(bootstrap),
+                    child: ChildGuard::new(pid),
+                }),
+                Err(reason) => Err(PoolError::Spawn { id, reason }),
+            })
+            .collect();
+        let zygote = Zygote {
             requests: bootstrap.requests,
             forked: bootstrap.forked,
             _child: child,
-        })
+        };
+        Ok((zygote, first))
     }
 
     /// Forks the workers of `slots`: every request goes out before the first answer is

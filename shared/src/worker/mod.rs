@@ -40,6 +40,8 @@ pub mod env {
     /// The coordinator's one-shot ipc server, for a program started as the pool's zygote
     /// (see [`super::zygote`]), which forks the pool's workers.
     pub const ZYGOTE: &str = "WORKPOOL_ZYGOTE";
+    /// How many workers (slots 0 to N-1) a zygote forks as soon as it starts.
+    pub const ZYGOTE_WORKERS: &str = "WORKPOOL_ZYGOTE_WORKERS";
     /// Test hook: the Nth worker a zygote forks (from 1) dies before its handshake, as
     /// if SIGKILLed at start-up.
     pub const TEST_FORK_DIES: &str = "WORKPOOL_TEST_FORK_DIES";

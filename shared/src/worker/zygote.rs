@@ -18,13 +18,30 @@ use crate::protocol::Bootstrap;
 /// workers it forks take back the program's own name.
 pub const PROCESS_NAME: &str = "workpool-zygote";
 
+/// The most workers a zygote forks before it joins its coordinator: their channels travel
+/// in its first message, which ipc-channel limits to 64 descriptors.
+pub(crate) const MAX_FIRST_WORKERS: usize = 48;
+
 /// What the zygote sends its coordinator once it is up.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct ZygoteBootstrap {
-    /// Where the coordinator asks for workers.
+    /// Where the coordinator asks for more workers.
     pub requests: IpcSender<ForkRequest>,
     /// Where it learns the pid of each, in the order asked.
     pub forked: IpcReceiver<Forked>,
+    /// The workers of slots `0..` asked for in the zygote's environment
+    /// ([`env::ZYGOTE_WORKERS`]), forked before it joined: the pool's first workers do not
+    /// wait for a round trip with the coordinator.
+    pub first: Vec<FirstWorker>,
+}
+
+/// A worker forked before the zygote joined its coordinator.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct FirstWorker {
+    /// Its pid, or why it could not be forked.
+    pub forked: Forked,
+    /// Where it sends its [`Bootstrap`].
+    pub bootstrap: IpcReceiver<Bootstrap>,
 }
 
 /// Asks the zygote for one worker.
@@ -42,83 +59,130 @@ pub(crate) struct ForkRequest {
 pub(crate) type Forked = Result<u32, String>;
 
 /// Serves as the zygote of the coordinator whose one-shot server is `server`, then exits:
-/// 0 when the coordinator hangs up, 1 if it cannot be reached. The workers it forks return
-/// from [`Worker::serve`] and exit here too.
+/// 0 when the coordinator hangs up, 1 if it cannot be reached. The workers it forks serve
+/// and exit here too.
 pub(super) fn serve(worker: &Worker, server: String, parent: Option<u32>) -> ! {
     quiet_panics();
     die_with_parent(parent);
+    let first = std::env::var(env::ZYGOTE_WORKERS)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0usize)
+        .min(MAX_FIRST_WORKERS);
     // Single-threaded still: nothing reads the environment meanwhile. A task that starts
     // this program again must not make it a zygote.
     std::env::remove_var(env::ZYGOTE);
-    let fork_dies: Option<u64> = std::env::var(env::TEST_FORK_DIES)
-        .ok()
-        .and_then(|v| v.parse().ok());
-    let own_name = process_name();
-    set_process_name(PROCESS_NAME);
-    let (forked, incoming) = match join(&server) {
-        Ok(channels) => channels,
-        Err(err) => {
-            crate::diag!("worker zygote: {err}");
-            std::process::exit(1);
-        }
+    std::env::remove_var(env::ZYGOTE_WORKERS);
+    let mut zygote = Zygote {
+        worker,
+        parent,
+        fork_dies: std::env::var(env::TEST_FORK_DIES)
+            .ok()
+            .and_then(|v| v.parse().ok()),
+        own_name: process_name(),
+        forks: 0,
+        held: Held::default(),
     };
-    let mut count = 0u64;
-    while let Ok(ForkRequest { id, bootstrap }) = incoming.recv() {
-        count += 1;
-        match fork_to_parent() {
-            Ok(0) => {
-                drop(incoming);
-                drop(forked);
-                set_process_name(&own_name);
-                if fork_dies == Some(count) {
-                    // SAFETY: a signal to this very process.
-                    unsafe {
-                        libc::raise(libc::SIGKILL);
-                    }
-                }
-                die_with_parent(parent);
-                let code = match worker.serve_over(bootstrap, id, false) {
-                    Ok(()) => 0,
-                    Err(err) => {
-                        crate::diag!("worker {id}: {err}");
-                        1
-                    }
-                };
-                std::process::exit(code);
-            }
-            Ok(pid) => {
-                drop(bootstrap);
-                if forked.send(Ok(pid)).is_err() {
-                    break;
-                }
-            }
-            Err(err) => {
-                drop(bootstrap);
-                if forked.send(Err(format!("fork failed: {err}"))).is_err() {
-                    break;
-                }
-            }
+    set_process_name(PROCESS_NAME);
+    if let Err(err) = zygote.join(&server, first) {
+        crate::diag!("worker zygote: {err}");
+        std::process::exit(1);
+    }
+    while let Some(Ok(ForkRequest { id, bootstrap })) =
+        zygote.held.incoming.as_ref().map(IpcReceiver::recv)
+    {
+        let forked = zygote.fork(id, bootstrap);
+        let answered = zygote.held.forked.as_ref().map(|f| f.send(forked));
+        if !matches!(answered, Some(Ok(()))) {
+            break;
         }
     }
     std::process::exit(0);
 }
 
-/// Connects to the coordinator and hands it the zygote's channels; returns the zygote's
-/// ends: where it answers, and where requests come in.
-fn join(server: &str) -> Result<(IpcSender<Forked>, IpcReceiver<ForkRequest>), String> {
-    let connect = IpcSender::<ZygoteBootstrap>::connect(server.to_string())
-        .map_err(|err| format!("cannot connect to coordinator at {server}: {err}"))?;
-    let (requests, incoming) =
-        ipc::channel::<ForkRequest>().map_err(|err| format!("cannot create channel: {err}"))?;
-    let (forked, answers) =
-        ipc::channel::<Forked>().map_err(|err| format!("cannot create channel: {err}"))?;
-    connect
-        .send(ZygoteBootstrap {
-            requests,
-            forked: answers,
-        })
-        .map_err(|err| format!("handshake with coordinator failed: {err}"))?;
-    Ok((forked, incoming))
+/// The zygote's state.
+struct Zygote<'a> {
+    worker: &'a Worker,
+    parent: Option<u32>,
+    /// [`env::TEST_FORK_DIES`].
+    fork_dies: Option<u64>,
+    /// The program's name, which the workers take back.
+    own_name: Vec<u8>,
+    /// Workers forked so far.
+    forks: u64,
+    held: Held,
+}
+
+/// The zygote's channel ends: a worker closes them all as it starts.
+#[derive(Default)]
+struct Held {
+    incoming: Option<IpcReceiver<ForkRequest>>,
+    forked: Option<IpcSender<Forked>>,
+    first: Vec<FirstWorker>,
+}
+
+impl Zygote<'_> {
+    /// Forks the first `first` workers, then connects to the coordinator and hands it
+    /// the zygote's channels and theirs.
+    fn join(&mut self, server: &str, first: usize) -> Result<(), String> {
+        let channel_err = |err: std::io::Error| format!("cannot create channel: {err}");
+        for id in 0..first {
+            let (bootstrap, receiver) = ipc::channel().map_err(channel_err)?;
+            // Held before the fork, so that the worker closes its copy too.
+            self.held.first.push(FirstWorker {
+                forked: Err(String::new()),
+                bootstrap: receiver,
+            });
+            let forked = self.fork(id as u32, bootstrap);
+            if let Some(last) = self.held.first.last_mut() {
+                last.forked = forked;
+            }
+        }
+        let (requests, incoming) = ipc::channel().map_err(channel_err)?;
+        let (forked, answers) = ipc::channel().map_err(channel_err)?;
+        self.held.incoming = Some(incoming);
+        self.held.forked = Some(forked);
+        IpcSender::<ZygoteBootstrap>::connect(server.to_string())
+            .map_err(|err| format!("cannot connect to coordinator at {server}: {err}"))?
+            .send(ZygoteBootstrap {
+                requests,
+                forked: answers,
+                first: std::mem::take(&mut self.held.first),
+            })
+            .map_err(|err| format!("handshake with coordinator failed: {err}"))
+    }
+
+    /// Forks the worker of slot `id`, which serves over `bootstrap` and exits; returns
+    /// its pid here.
+    fn fork(&mut self, id: u32, bootstrap: IpcSender<Bootstrap>) -> Forked {
+        self.forks += 1;
+        match fork_to_parent() {
+            Ok(0) => self.become_worker(id, bootstrap),
+            Ok(pid) => Ok(pid),
+            Err(err) => Err(format!("fork failed: {err}")),
+        }
+    }
+
+    /// In a forked child: closes the zygote's channels, then serves as worker `id`.
+    fn become_worker(&mut self, id: u32, bootstrap: IpcSender<Bootstrap>) -> ! {
+        self.held = Held::default();
+        set_process_name(&self.own_name);
+        if self.fork_dies == Some(self.forks) {
+            // SAFETY: a signal to this very process.
+            unsafe {
+                libc::raise(libc::SIGKILL);
+            }
+        }
+        die_with_parent(self.parent);
+        let code = match self.worker.serve_over(bootstrap, id, false) {
+            Ok(()) => 0,
+            Err(err) => {
+                crate::diag!("worker {id}: {err}");
+                1
+            }
+        };
+        std::process::exit(code);
+    }
 }
 
 /// Forks this process as a child of its parent (`CLONE_PARENT`); 0 in the child.
