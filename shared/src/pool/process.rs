@@ -195,6 +195,7 @@ impl<T: Task> ProcessBackend<T> {
             child,
             pid,
             to_worker: bootstrap.to_worker,
+            stopping: false,
             task: PhantomData,
         }))
     }
@@ -501,6 +502,8 @@ struct ProcessRunner<T> {
     child: ChildGuard,
     pid: u32,
     to_worker: IpcSender<Envelope>,
+    /// The worker was asked to exit (retired, or the pool shuts down): once is enough.
+    stopping: bool,
     task: PhantomData<fn() -> T>,
 }
 
@@ -528,7 +531,15 @@ impl<T: Task> Runner<T> for ProcessRunner<T> {
         self.child.wait_or_kill(SHUTDOWN_GRACE);
     }
 
+    fn ask_to_stop(&mut self) {
+        self.retire();
+    }
+
     fn retire(&mut self) {
+        if self.stopping {
+            return;
+        }
+        self.stopping = true;
         // The worker reads its messages in order: it runs the batches ahead of this first.
         if let Ok(frame) = codec::encode(&ToWorkerRef::<T::Input>::Shutdown) {
             let _ = self.to_worker.send(Envelope::Inline(frame));
@@ -623,14 +634,16 @@ impl ChildGuard {
         self.ended
     }
 
-    /// Waits up to `grace` for the child to exit by itself, then kills it.
+    /// Waits up to `grace` for the child to exit by itself, then kills it. Looks often:
+    /// a worker asked to stop is gone within a fraction of a millisecond, and a pool's
+    /// shutdown waits for each of its workers in turn.
     fn wait_or_kill(&mut self, grace: Duration) {
         let started = Instant::now();
         while started.elapsed() < grace {
             if self.try_wait().is_some() || self.pid.is_none() {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::sleep(Duration::from_micros(100));
         }
         self.kill_and_reap();
     }
