@@ -556,6 +556,7 @@ impl<T: Task> Runner<T> for ProcessRunner<T> {
 /// a pid rather than a `Child`, since a worker forked by the zygote is this process's
 /// child too, but was not spawned by it.
 pub(super) struct ChildGuard {
+    id: u32,
     /// The child, while it is not reaped.
     pid: Option<libc::pid_t>,
     /// How it ended, once reaped.
@@ -566,15 +567,14 @@ impl ChildGuard {
     /// Takes charge of this process's child `pid`.
     pub(super) fn new(pid: u32) -> ChildGuard {
         ChildGuard {
+            id: pid,
             pid: libc::pid_t::try_from(pid).ok(),
             ended: None,
         }
     }
 
     fn pid(&self) -> u32 {
-        self.pid
-            .and_then(|pid| u32::try_from(pid).ok())
-            .unwrap_or(0)
+        self.id
     }
 
     /// How the child ended, if it has; reaps it then.

@@ -150,7 +150,10 @@ impl Worker {
 
     /// If this process was started as a worker by a pool's process backend, serves its
     /// coordinator and exits (0 when told to stop, 1 on error); otherwise returns at once.
-    /// Call it first thing in `main`, before anything that a worker should not do.
+    /// Call it first thing in `main`, before anything that a worker should not do, and
+    /// before any thread is started: the pool starts the program once as a zygote that
+    /// forks its workers from here (see [`zygote`]), and a fork takes only the calling
+    /// thread along.
     pub fn serve_if_worker(&self) {
         #[cfg(feature = "redis")]
         self.serve_broker_if_asked();

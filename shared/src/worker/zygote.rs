@@ -64,6 +64,16 @@ pub(crate) type Forked = Result<u32, String>;
 pub(super) fn serve(worker: &Worker, server: String, parent: Option<u32>) -> ! {
     quiet_panics();
     die_with_parent(parent);
+    if let Some(threads) = threads().filter(|&n| n > 1) {
+        // A fork takes only this thread along: a lock another one holds would stay held
+        // in every worker for good. Its coordinator then starts each worker itself.
+        crate::diag!(
+            "warning: this program runs {threads} threads when it calls \
+             `Worker::serve_if_worker`, so it cannot fork the pool's workers; they are \
+             started one by one instead (call it first thing in `main`)"
+        );
+        std::process::exit(1);
+    }
     let first = std::env::var(env::ZYGOTE_WORKERS)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -183,6 +193,13 @@ impl Zygote<'_> {
         };
         std::process::exit(code);
     }
+}
+
+/// How many threads this process runs, where the system says.
+fn threads() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Threads:"))?;
+    line.trim().parse().ok()
 }
 
 /// Forks this process as a child of its parent (`CLONE_PARENT`); 0 in the child.
