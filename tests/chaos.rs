@@ -558,12 +558,16 @@ fn a_pool_whose_zygote_died_still_replaces_its_workers() {
         "jsonl",
     ];
     let mut coordinator = Coordinator::start(&args, Stdio::from(stdout), dir.path());
-    let workers = wait_for_workers(&mut coordinator, 1, Duration::from_secs(10));
-    // Past its handshake: the worker is lost, rather than failing to start.
+    // Past its handshake (it ran a task): the worker is lost, rather than failing to
+    // start. Its pid is the one its first record names.
     wait_for_lines(&out, 1, &mut coordinator, Duration::from_secs(10));
+    let text = std::fs::read_to_string(&out).expect("cannot read output");
+    let first = text.lines().next().expect("a first record");
+    let record: Json = serde_json::from_str(first).expect("a JSON record");
+    let worker = i32::try_from(u64_field(&record, "pid")).expect("pid out of range");
     let zygotes = zygote_children(coordinator.pid());
     assert_eq!(zygotes.len(), 1, "zygotes: {zygotes:?}");
-    for pid in [zygotes[0], workers[0]] {
+    for pid in [zygotes[0], worker] {
         // SAFETY: a signal to a child of the coordinator this test started.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill {pid}");
         std::thread::sleep(POLL);

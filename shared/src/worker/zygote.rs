@@ -62,6 +62,9 @@ pub(crate) type Forked = Result<u32, String>;
 /// 0 when the coordinator hangs up, 1 if it cannot be reached. The workers it forks serve
 /// and exit here too.
 pub(super) fn serve(worker: &Worker, server: String, parent: Option<u32>) -> ! {
+    // First, so that `ps` and the tests tell it from its workers as early as can be.
+    let own_name = process_name();
+    set_process_name(PROCESS_NAME);
     quiet_panics();
     die_with_parent(parent);
     if let Some(threads) = threads().filter(|&n| n > 1) {
@@ -89,11 +92,10 @@ pub(super) fn serve(worker: &Worker, server: String, parent: Option<u32>) -> ! {
         fork_dies: std::env::var(env::TEST_FORK_DIES)
             .ok()
             .and_then(|v| v.parse().ok()),
-        own_name: process_name(),
+        own_name,
         forks: 0,
         held: Held::default(),
     };
-    set_process_name(PROCESS_NAME);
     if let Err(err) = zygote.join(&server, first) {
         crate::diag!("worker zygote: {err}");
         std::process::exit(1);
