@@ -144,11 +144,14 @@ fn proc_stat(pid: i32) -> Option<(String, char, i32)> {
 fn runs_worker(pid: i32) -> bool {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-    // A pool's worker is started with its coordinator's server in its environment.
+    // A pool's worker is started with its coordinator's server in its environment, or
+    // forked by the pool's zygote, whose environment it shows; the zygote itself, which
+    // runs no task, goes by a name of its own.
     String::from_utf8_lossy(&cmdline).contains(WORKER)
-        && environ
-            .split(|&b| b == 0)
-            .any(|var| var.starts_with(b"WORKPOOL_CONNECT="))
+        && environ.split(|&b| b == 0).any(|var| {
+            var.starts_with(b"WORKPOOL_CONNECT=") || var.starts_with(b"WORKPOOL_ZYGOTE=")
+        })
+        && proc_stat(pid).is_some_and(|(name, ..)| name != "workpool-zygote")
 }
 
 /// The live worker processes whose parent is `parent`, ascending: children running the
@@ -165,6 +168,19 @@ fn worker_children(parent: i32) -> Vec<i32> {
         .collect();
     pids.sort_unstable();
     pids
+}
+
+/// The zygotes (see `workpool::worker::zygote`) whose parent is `parent`: the process
+/// that forks a pool's workers.
+fn zygote_children(parent: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .expect("cannot list /proc")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&pid| {
+            matches!(proc_stat(pid), Some((name, state, ppid))
+                if ppid == parent && name == "workpool-zygote" && state != 'Z')
+        })
+        .collect()
 }
 
 /// Complete lines written to `path` so far (0 while it does not exist).
@@ -407,8 +423,11 @@ fn sigkilled_coordinator_leaves_no_worker_behind() {
     let dir = tempfile::tempdir().expect("cannot create temp dir");
     let args = ["io", "--count", "100", "--ms", "1000", "-w", "4"];
     let mut coordinator = Coordinator::start(&args, Stdio::null(), dir.path());
-    let workers = wait_for_workers(&mut coordinator, 4, Duration::from_secs(10));
+    let mut workers = wait_for_workers(&mut coordinator, 4, Duration::from_secs(10));
     assert_eq!(workers.len(), 4, "workers of a -w 4 run: {workers:?}");
+    // The zygote that forked them must go too.
+    workers.extend(zygote_children(coordinator.pid()));
+    assert_eq!(workers.len(), 5, "workers and zygote: {workers:?}");
     coordinator.signal(libc::SIGKILL);
     coordinator.wait(Duration::from_secs(10));
     // The orphans are reparented to init or a subreaper, which may not have reaped them
@@ -518,16 +537,72 @@ fn sigterm_behaves_like_sigint() {
     interrupt_run(libc::SIGTERM, 6, "200,200,60000");
 }
 
+/// Once the zygote is gone, a lost worker's replacement is spawned as a worker of its own:
+/// a one-worker pool finishes its run.
+#[test]
+fn a_pool_whose_zygote_died_still_replaces_its_workers() {
+    let dir = tempfile::tempdir().expect("cannot create temp dir");
+    let out = dir.path().join("out.jsonl");
+    let stdout = File::create(&out).expect("cannot create output file");
+    let args = [
+        "io",
+        "--count",
+        "6",
+        "--ms",
+        "300",
+        "-w",
+        "1",
+        "--retries",
+        "2",
+        "--format",
+        "jsonl",
+    ];
+    let mut coordinator = Coordinator::start(&args, Stdio::from(stdout), dir.path());
+    // Past its handshake (it ran a task): the worker is lost, rather than failing to
+    // start. Its pid is the one its first record names.
+    wait_for_lines(&out, 1, &mut coordinator, Duration::from_secs(10));
+    let text = std::fs::read_to_string(&out).expect("cannot read output");
+    let first = text.lines().next().expect("a first record");
+    let record: Json = serde_json::from_str(first).expect("a JSON record");
+    let worker = i32::try_from(u64_field(&record, "pid")).expect("pid out of range");
+    let zygotes = zygote_children(coordinator.pid());
+    assert_eq!(zygotes.len(), 1, "zygotes: {zygotes:?}");
+    for pid in [zygotes[0], worker] {
+        // SAFETY: a signal to a child of the coordinator this test started.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill {pid}");
+        std::thread::sleep(POLL);
+    }
+    let status = coordinator.wait(Duration::from_secs(30));
+    let stderr = coordinator.stderr();
+    let text = std::fs::read_to_string(&out).expect("cannot read output");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status\n--- stdout ---\n{text}\n--- stderr ---\n{stderr}"
+    );
+    let run = parse_jsonl(&text);
+    assert_each_index_once(&run, 6);
+    assert!(run.summary_u64("workers_replaced") >= 1, "{}", run.summary);
+}
+
 /// A replacement worker that dies before its handshake (here: its start-up fails once;
 /// in the chaos test above: a SIGKILL that lands within its first milliseconds) must not
 /// cost the pool its slot for the rest of the run. With one worker, the run must still
 /// finish every task, since `--retries` allows it.
 #[test]
 fn replacement_that_dies_before_its_handshake_is_replaced_again() {
+    // Forked by the zygote (start 1 of the script): the first worker runs, the second
+    // (the first replacement) dies before it connects, every later one runs.
+    replacement_dies_before_its_handshake("export WORKPOOL_TEST_FORK_DIES=2");
+    // Spawned one by one, as when the zygote (start 1) fails: start 2 runs the real
+    // worker, start 3 (the first replacement) exits before it connects, every later
+    // start runs the real worker.
+    replacement_dies_before_its_handshake("if [ $n = 1 ] || [ $n = 3 ]; then exit 1; fi");
+}
+
+fn replacement_dies_before_its_handshake(script_body: &str) {
     let dir = tempfile::tempdir().expect("cannot create temp dir");
-    // Start 1 runs the real worker, start 2 (the first replacement) exits before it
-    // connects, every later start runs the real worker.
-    let script = crate::common::worker_script(dir.path(), "if [ $n = 2 ]; then exit 1; fi");
+    let script = crate::common::worker_script(dir.path(), script_body);
     let out = dir.path().join("out.jsonl");
     let stdout = File::create(&out).expect("cannot create output file");
     let args = [

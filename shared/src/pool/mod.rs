@@ -17,6 +17,7 @@ mod retry;
 mod scheduler;
 mod sequential;
 mod thread;
+mod zygote;
 
 use crossbeam_channel::Sender;
 
@@ -240,6 +241,10 @@ pub(crate) trait Runner<T: Task>: Send {
     fn kill(&mut self) -> Option<String>;
     /// Asks the runner to finish and waits for it.
     fn shutdown(&mut self);
+    /// Asks the runner to finish, and returns at once; [`Runner::shutdown`] then waits.
+    /// A pool asks every runner before it waits for any, so that its worker processes
+    /// exit together rather than one after another.
+    fn ask_to_stop(&mut self) {}
     /// Asks the runner to exit once it has run and answered every batch sent to it, and
     /// returns at once (a worker being recycled). Only process runners are recycled.
     fn retire(&mut self) {}

@@ -5,7 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use std::marker::PhantomData;
@@ -13,7 +13,9 @@ use std::marker::PhantomData;
 use crossbeam_channel::Sender;
 use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
+use super::zygote::Zygote;
 use super::{Backend, Capabilities, Event, EventSink, Events, PoolError, Runner, Started};
 use crate::clock::monotonic_ns;
 use crate::codec::{self, Envelope, Inbox, Outbox};
@@ -29,7 +31,7 @@ use crate::Task;
 pub const WORKER_ENV: &str = "WORKPOOL_WORKER";
 
 /// How long a new worker has to connect and say hello.
-const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
+pub(super) const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// How long a worker sent SIGTERM has before SIGKILL. A worker holds nothing to save, so
 /// this is short: it only spares the kernel a forced kill in the common case.
@@ -102,6 +104,9 @@ pub(crate) struct ProcessBackend<T> {
     /// The encoded [`crate::protocol::Setup`], sent to every worker as it joins.
     setup: Envelope,
     wanted: Signature,
+    /// Forks the workers, once started; `None` before, and for good once it failed (every
+    /// worker is then an exec of its own, as it would be without one).
+    zygote: Option<Zygote>,
     task: PhantomData<fn() -> T>,
 }
 
@@ -117,12 +122,20 @@ impl<T: Task> ProcessBackend<T> {
             bin,
             setup,
             wanted: Signature::of::<T>(),
+            zygote: None,
             task: PhantomData,
         })
     }
 
-    /// Spawns the process and opens its server, without waiting for it to connect.
-    fn spawn(&self, slot: usize) -> Result<Pending, PoolError> {
+    /// Starts the process, without waiting for it to connect: forked by the zygote while
+    /// it serves, else spawned.
+    fn spawn(&mut self, slot: usize) -> Result<Pending, PoolError> {
+        if let Some(zygote) = self.zygote.as_mut() {
+            match zygote.fork_all(slot..slot + 1).map(|mut one| one.pop()) {
+                Ok(Some(pending)) => return Ok(pending),
+                Ok(None) | Err(_) => self.zygote = None,
+            }
+        }
         spawn_worker(&self.bin, slot, false)
     }
 
@@ -136,13 +149,11 @@ impl<T: Task> ProcessBackend<T> {
     ) -> Result<Box<dyn Runner<T>>, PoolError> {
         let Pending {
             id,
-            name,
-            server,
+            handshake,
             mut child,
         } = pending;
         let fail = |reason: String| PoolError::Handshake { id, reason };
-        let bootstrap =
-            accept_with_deadline(server, &name, &mut child, HANDSHAKE_DEADLINE).map_err(fail)?;
+        let bootstrap = handshake.wait(&mut child).map_err(fail)?;
         let version = codec::decode_prefix_u32(&bootstrap.hello)
             .map_err(|err| fail(format!("unreadable hello: {err}")))?;
         if version != PROTOCOL_VERSION {
@@ -185,6 +196,7 @@ impl<T: Task> ProcessBackend<T> {
             pid,
             to_worker: bootstrap.to_worker,
             outbox: Outbox::new(),
+            stopping: false,
             task: PhantomData,
         }))
     }
@@ -209,16 +221,12 @@ impl<T: Task> ProcessBackend<T> {
 /// misbehave on purpose (`worker`'s `WORKPOOL_TEST_*`), set on a coordinator by the tests.
 const CHILD_VARIABLES: [&str; 2] = ["WORKPOOL_TEST_PROTOCOL", "WORKPOOL_TEST_FRAME"];
 
-/// Starts the worker program with the coordinator's connection in its environment (see
-/// [`crate::worker::env`]), and opens the server it will connect to. Its mode and settings
-/// come from those variables alone: every other `WORKPOOL_*` variable of this process
-/// (`WORKPOOL_BROKER` would make it a broker worker) stays out of its environment; the
-/// rest (PATH, HOME, proxies...) is passed on for the tasks.
-fn spawn_worker(bin: &WorkerBinary, slot: usize, echo: bool) -> Result<Pending, PoolError> {
-    let id = slot as u32;
-    let spawn_err = |reason: String| PoolError::Spawn { id, reason };
-    let (server, name) = IpcOneShotServer::<Bootstrap>::new()
-        .map_err(|err| spawn_err(format!("cannot open ipc server: {err}")))?;
+/// The worker program, to be started with the coordinator's connection in its
+/// environment (see [`crate::worker::env`]). Its mode and settings come from those
+/// variables alone: every other `WORKPOOL_*` variable of this process (`WORKPOOL_BROKER`
+/// would make it a broker worker) stays out of its environment; the rest (PATH, HOME,
+/// proxies...) is passed on for the tasks.
+pub(super) fn worker_command(bin: &WorkerBinary) -> Command {
     let mut command = Command::new(&bin.path);
     for (key, _) in std::env::vars_os() {
         let own = key.to_str().is_some_and(|k| k.starts_with("WORKPOOL_"));
@@ -226,32 +234,83 @@ fn spawn_worker(bin: &WorkerBinary, slot: usize, echo: bool) -> Result<Pending, 
             command.env_remove(key);
         }
     }
+    command
+        .env(env::PARENT, std::process::id().to_string())
+        // Workers talk over ipc only: a piped stream nobody reads would block them.
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    command
+}
+
+/// Starts one worker program of its own, and opens the server it will connect to.
+fn spawn_worker(bin: &WorkerBinary, slot: usize, echo: bool) -> Result<Pending, PoolError> {
+    let id = slot as u32;
+    let spawn_err = |reason: String| PoolError::Spawn { id, reason };
+    let (server, name) = IpcOneShotServer::<Bootstrap>::new()
+        .map_err(|err| spawn_err(format!("cannot open ipc server: {err}")))?;
+    let mut command = worker_command(bin);
     if echo {
         command.env(env::ECHO, "1");
     }
     let child = command
         .env(env::CONNECT, &name)
         .env(env::ID, id.to_string())
-        .env(env::PARENT, std::process::id().to_string())
-        // Workers talk over ipc only: a piped stream nobody reads would block them.
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
         .spawn()
         .map_err(|err| spawn_err(format!("cannot run {}: {err}", bin.path.display())))?;
     Ok(Pending {
         id,
-        name,
-        server,
-        child: ChildGuard(Some(child)),
+        handshake: Handshake::Server { server, name },
+        child: ChildGuard::new(child.id()),
     })
 }
 
-struct Pending {
-    id: u32,
-    name: String,
-    server: IpcOneShotServer<Bootstrap>,
-    child: ChildGuard,
+/// A worker started and not yet joined.
+pub(super) struct Pending {
+    pub id: u32,
+    pub handshake: Handshake,
+    pub child: ChildGuard,
+}
+
+/// Where a starting worker's [`Bootstrap`] arrives.
+pub(super) enum Handshake {
+    /// The one-shot server a spawned worker connects to.
+    Server {
+        server: IpcOneShotServer<Bootstrap>,
+        name: String,
+    },
+    /// The channel whose only sender a forked worker holds: it disconnects if the worker
+    /// dies first.
+    Channel(IpcReceiver<Bootstrap>),
+}
+
+impl Handshake {
+    /// Waits for the worker's bootstrap message, at most [`HANDSHAKE_DEADLINE`].
+    fn wait(self, child: &mut ChildGuard) -> Result<Bootstrap, String> {
+        match self {
+            Handshake::Server { server, name } => {
+                accept_with_deadline(server, &name, child, HANDSHAKE_DEADLINE)
+            }
+            Handshake::Channel(receiver) => match receiver.try_recv_timeout(HANDSHAKE_DEADLINE) {
+                Ok(bootstrap) => Ok(bootstrap),
+                Err(ipc_channel::TryRecvError::Empty) => Err(format!(
+                    "no hello within {} s",
+                    HANDSHAKE_DEADLINE.as_secs()
+                )),
+                Err(ipc_channel::TryRecvError::IpcError(ipc_channel::IpcError::Disconnected)) => {
+                    Err(match child.kill_and_reap() {
+                        Some(status) => {
+                            format!("worker {} before connecting", describe_exit(status))
+                        }
+                        None => "worker closed its channel before connecting".into(),
+                    })
+                }
+                Err(ipc_channel::TryRecvError::IpcError(err)) => {
+                    Err(format!("bad bootstrap message: {err}"))
+                }
+            },
+        }
+    }
 }
 
 impl<T: Task> Backend<T> for ProcessBackend<T> {
@@ -269,10 +328,29 @@ impl<T: Task> Backend<T> for ProcessBackend<T> {
         count: usize,
         events: &Events<T>,
     ) -> Result<Vec<Started<T>>, PoolError> {
-        check_fd_limit(count)?;
-        // Spawn every process first, so they all start up in parallel, then collect hellos.
-        let pending: Vec<Result<Pending, PoolError>> =
-            (0..count).map(|slot| self.spawn(slot)).collect();
+        let room_for_zygote = check_fd_limit(count)?;
+        // Every process is asked for before the first hello is read, so that they all
+        // start up in parallel: the first ones forked by the zygote as it starts, the
+        // rest on request; spawned one by one where there is no zygote.
+        let mut pending = Vec::with_capacity(count);
+        if room_for_zygote {
+            if let Ok((zygote, first)) = Zygote::start(&self.bin, count) {
+                self.zygote = Some(zygote);
+                pending = first;
+            }
+        }
+        let rest = pending.len()..count;
+        match self
+            .zygote
+            .as_mut()
+            .map(|zygote| zygote.fork_all(rest.clone()))
+        {
+            Some(Ok(forked)) => pending.extend(forked.into_iter().map(Ok)),
+            _ => {
+                self.zygote = None;
+                pending.extend(rest.map(|slot| spawn_worker(&self.bin, slot, false)));
+            }
+        }
         Ok(pending
             .into_iter()
             .enumerate()
@@ -291,12 +369,30 @@ impl<T: Task> Backend<T> for ProcessBackend<T> {
 /// channels, the one-shot server, the spawn's pipes), measured with /proc/PID/fd.
 const FDS_BASE: u64 = 16;
 const FDS_PER_WORKER: u64 = 4;
+/// What the zygote adds: its channels and their server while it starts.
+const FDS_ZYGOTE: u64 = 4;
 
 /// Makes sure `workers` processes can be started: raises the soft descriptor limit up to
 /// the hard one where that is needed, and fails with the numbers when even that is too
-/// low (ipc-channel would otherwise panic half-way through the start-up).
-fn check_fd_limit(workers: usize) -> Result<(), PoolError> {
+/// low (ipc-channel would otherwise panic half-way through the start-up). Says whether
+/// there is room for a zygote too: without, the workers are spawned one by one.
+fn check_fd_limit(workers: usize) -> Result<bool, PoolError> {
     let needed = FDS_BASE + FDS_PER_WORKER * workers as u64;
+    if raise_fd_limit(needed + FDS_ZYGOTE).is_ok() {
+        return Ok(true);
+    }
+    raise_fd_limit(needed)
+        .map(|()| false)
+        .map_err(|limit| PoolError::FileDescriptors {
+            limit,
+            workers,
+            needed,
+        })
+}
+
+/// Raises the soft descriptor limit to `needed` where it is lower and the hard one
+/// allows; fails with the soft limit when it stays lower.
+fn raise_fd_limit(needed: u64) -> Result<(), u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -319,22 +415,21 @@ fn check_fd_limit(workers: usize) -> Result<(), PoolError> {
             return Ok(());
         }
     }
-    Err(PoolError::FileDescriptors {
-        limit: limit.rlim_cur,
-        workers,
-        needed,
-    })
+    Err(limit.rlim_cur)
 }
 
 /// Waits for the worker's bootstrap message, but not forever: `accept` blocks until a
 /// client connects (ipc-channel #261), so it runs on a helper thread while this one watches
 /// the child and the clock. On failure, a dummy connection releases the helper.
-fn accept_with_deadline(
-    server: IpcOneShotServer<Bootstrap>,
+pub(super) fn accept_with_deadline<M>(
+    server: IpcOneShotServer<M>,
     name: &str,
     child: &mut ChildGuard,
     deadline: Duration,
-) -> Result<Bootstrap, String> {
+) -> Result<M, String>
+where
+    M: Serialize + DeserializeOwned + Send + 'static,
+{
     let (done, result) = crossbeam_channel::bounded(1);
     std::thread::Builder::new()
         // A pool thread's name keeps the panic hook quiet: ipc-channel panics on some
@@ -365,7 +460,7 @@ fn accept_with_deadline(
             break format!("no hello within {} s", deadline.as_secs());
         }
     };
-    if let Ok(sender) = IpcSender::<Bootstrap>::connect(name.to_string()) {
+    if let Ok(sender) = IpcSender::<M>::connect(name.to_string()) {
         drop(sender);
     }
     Err(failure)
@@ -413,6 +508,8 @@ struct ProcessRunner<T> {
     /// The shared-memory regions bulk task frames are written into, reused batch after
     /// batch; they go with the worker.
     outbox: Outbox,
+    /// The worker was asked to exit (retired, or the pool shuts down): once is enough.
+    stopping: bool,
     task: PhantomData<fn() -> T>,
 }
 
@@ -442,7 +539,15 @@ impl<T: Task> Runner<T> for ProcessRunner<T> {
         self.child.wait_or_kill(SHUTDOWN_GRACE);
     }
 
+    fn ask_to_stop(&mut self) {
+        self.retire();
+    }
+
     fn retire(&mut self) {
+        if self.stopping {
+            return;
+        }
+        self.stopping = true;
         // The worker reads its messages in order: it runs the batches ahead of this first.
         if let Ok(frame) = codec::encode(&ToWorkerRef::<T::Input>::Shutdown) {
             let _ = self.to_worker.send(Envelope::Inline(frame));
@@ -455,51 +560,98 @@ impl<T: Task> Runner<T> for ProcessRunner<T> {
 }
 
 /// Owns a child process: dropping it kills and reaps the child, so no error path can leave
-/// an orphan or a zombie behind (dropping a `std::process::Child` does neither).
-struct ChildGuard(Option<Child>);
+/// an orphan or a zombie behind (dropping a `std::process::Child` does neither). It holds
+/// a pid rather than a `Child`, since a worker forked by the zygote is this process's
+/// child too, but was not spawned by it.
+pub(super) struct ChildGuard {
+    id: u32,
+    /// The child, while it is not reaped.
+    pid: Option<libc::pid_t>,
+    /// How it ended, once reaped.
+    ended: Option<ExitStatus>,
+}
 
 impl ChildGuard {
-    fn pid(&self) -> u32 {
-        self.0.as_ref().map_or(0, Child::id)
+    /// Takes charge of this process's child `pid`.
+    pub(super) fn new(pid: u32) -> ChildGuard {
+        ChildGuard {
+            id: pid,
+            pid: libc::pid_t::try_from(pid).ok(),
+            ended: None,
+        }
     }
 
+    fn pid(&self) -> u32 {
+        self.id
+    }
+
+    /// How the child ended, if it has; reaps it then.
     fn try_wait(&mut self) -> Option<ExitStatus> {
-        self.0.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.reap(libc::WNOHANG);
+        self.ended
+    }
+
+    /// `waitpid` with `options`; forgets the pid once reaped, or once it is no child of
+    /// ours any more (reaped elsewhere).
+    fn reap(&mut self, options: libc::c_int) {
+        let Some(pid) = self.pid else {
+            return;
+        };
+        let mut status = 0;
+        loop {
+            // SAFETY: waitpid writes the status into our own integer.
+            let reaped = unsafe { libc::waitpid(pid, &mut status, options) };
+            if reaped == pid {
+                self.ended = Some(ExitStatus::from_raw(status));
+                self.pid = None;
+            } else if reaped < 0 {
+                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                self.pid = None;
+            }
+            return;
+        }
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        if let Some(pid) = self.pid {
+            // SAFETY: kill only sends a signal to our own, not yet reaped, child.
+            unsafe {
+                libc::kill(pid, signal);
+            }
+        }
     }
 
     /// Stops the child if it still runs (SIGTERM, then SIGKILL after [`KILL_GRACE`]),
     /// reaps it, and returns how it ended.
     fn kill_and_reap(&mut self) -> Option<ExitStatus> {
-        let mut child = self.0.take()?;
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
+        if self.try_wait().is_some() || self.pid.is_none() {
+            return self.ended;
         }
-        if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-            // SAFETY: kill only sends a signal to our own, not yet reaped, child.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
+        self.signal(libc::SIGTERM);
+        let asked = Instant::now();
+        while asked.elapsed() < KILL_GRACE {
+            if self.try_wait().is_some() {
+                return self.ended;
             }
-            let asked = Instant::now();
-            while asked.elapsed() < KILL_GRACE {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return Some(status);
-                }
-                std::thread::sleep(Duration::from_micros(200));
-            }
+            std::thread::sleep(Duration::from_micros(200));
         }
-        let _ = child.kill();
-        child.wait().ok()
+        self.signal(libc::SIGKILL);
+        self.reap(0);
+        self.ended
     }
 
-    /// Waits up to `grace` for the child to exit by itself, then kills it.
+    /// Waits up to `grace` for the child to exit by itself, then kills it. Looks often:
+    /// a worker asked to stop is gone within a fraction of a millisecond, and a pool's
+    /// shutdown waits for each of its workers in turn.
     fn wait_or_kill(&mut self, grace: Duration) {
         let started = Instant::now();
         while started.elapsed() < grace {
-            if self.try_wait().is_some() {
-                self.0 = None;
+            if self.try_wait().is_some() || self.pid.is_none() {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::sleep(Duration::from_micros(100));
         }
         self.kill_and_reap();
     }
@@ -552,12 +704,12 @@ impl EchoPeer {
     /// Starts `bin` as an echo peer.
     pub fn start(bin: &WorkerBinary) -> Result<EchoPeer, PoolError> {
         let Pending {
-            name,
-            server,
+            handshake,
             mut child,
             ..
         } = spawn_worker(bin, 0, true)?;
-        let bootstrap = accept_with_deadline(server, &name, &mut child, HANDSHAKE_DEADLINE)
+        let bootstrap = handshake
+            .wait(&mut child)
             .map_err(|reason| PoolError::Handshake { id: 0, reason })?;
         Ok(EchoPeer {
             _child: child,

@@ -312,6 +312,9 @@ impl<T: Task> Pool<T> {
 
     fn shutdown_all(&mut self) {
         self.reap_retirees();
+        for runner in self.slots.iter_mut().filter_map(|s| s.runner.as_mut()) {
+            runner.ask_to_stop();
+        }
         for slot in &mut self.slots {
             if let Some(mut runner) = slot.runner.take() {
                 runner.shutdown();

@@ -19,6 +19,7 @@ use crate::{execute, Task};
 
 #[cfg(feature = "redis")]
 pub mod broker;
+pub mod zygote;
 
 /// The environment a process backend gives each worker it starts. Nothing else steers a
 /// worker: the pool removes every other `WORKPOOL_*` variable from a worker's environment.
@@ -37,6 +38,14 @@ pub mod env {
     /// Test hook: `garbage`, `truncated`, `oversized`, `region-id` or `region-length`
     /// replaces outcome frames.
     pub const TEST_FRAME: &str = "WORKPOOL_TEST_FRAME";
+    /// The coordinator's one-shot ipc server, for a program started as the pool's zygote
+    /// (see [`super::zygote`]), which forks the pool's workers.
+    pub const ZYGOTE: &str = "WORKPOOL_ZYGOTE";
+    /// How many workers (slots 0 to N-1) a zygote forks as soon as it starts.
+    pub const ZYGOTE_WORKERS: &str = "WORKPOOL_ZYGOTE_WORKERS";
+    /// Test hook: the Nth worker a zygote forks (from 1) dies before its handshake, as
+    /// if SIGKILLed at start-up.
+    pub const TEST_FORK_DIES: &str = "WORKPOOL_TEST_FORK_DIES";
     /// `worker`, with [`BROKER`] set: the program serves a Redis broker instead of
     /// returning from [`Worker::serve_if_worker`](super::Worker::serve_if_worker).
     pub const ROLE: &str = "WORKPOOL_ROLE";
@@ -142,10 +151,17 @@ impl Worker {
 
     /// If this process was started as a worker by a pool's process backend, serves its
     /// coordinator and exits (0 when told to stop, 1 on error); otherwise returns at once.
-    /// Call it first thing in `main`, before anything that a worker should not do.
+    /// Call it first thing in `main`, before anything that a worker should not do, and
+    /// before any thread is started: the pool starts the program once as a zygote that
+    /// forks its workers from here (see [`zygote`]), and a fork takes only the calling
+    /// thread along.
     pub fn serve_if_worker(&self) {
         #[cfg(feature = "redis")]
         self.serve_broker_if_asked();
+        let parent = || std::env::var(env::PARENT).ok().and_then(|v| v.parse().ok());
+        if let Some(server) = std::env::var_os(env::ZYGOTE) {
+            zygote::serve(self, server.to_string_lossy().into_owned(), parent());
+        }
         let Some(server) = std::env::var_os(env::CONNECT) else {
             return;
         };
@@ -153,14 +169,13 @@ impl Worker {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let parent = std::env::var(env::PARENT).ok().and_then(|v| v.parse().ok());
         let connection = Connection {
             server: server.to_string_lossy().into_owned(),
             id,
             echo: std::env::var_os(env::ECHO).is_some(),
         };
         quiet_panics();
-        die_with_parent(parent);
+        die_with_parent(parent());
         match self.serve(&connection) {
             Ok(()) => std::process::exit(0),
             Err(err) => {
@@ -226,13 +241,24 @@ impl Worker {
                     reason: err.to_string(),
                 }
             })?;
+        self.serve_over(bootstrap, connection.id, connection.echo)
+    }
+
+    /// Serves the coordinator that listens on `bootstrap` (a one-shot server's, or the
+    /// one a zygote was handed for this worker).
+    fn serve_over(
+        &self,
+        bootstrap: IpcSender<Bootstrap>,
+        id: u32,
+        echo: bool,
+    ) -> Result<(), WorkerError> {
         let (to_worker, tasks) =
             ipc::channel::<Envelope>().map_err(channel_error("cannot create task channel"))?;
         let (outcomes, from_worker) =
             ipc::channel::<Envelope>().map_err(channel_error("cannot create outcome channel"))?;
         let hello = codec::encode(&Hello {
             protocol: protocol_version(),
-            worker_id: connection.id,
+            worker_id: id,
             pid: std::process::id(),
             tasks: self.signatures(),
         })?;
@@ -247,7 +273,7 @@ impl Worker {
                 reason: err.to_string(),
             })?;
         drop(bootstrap);
-        if connection.echo {
+        if echo {
             while let Ok(frame) = tasks.recv() {
                 outcomes.send(frame).map_err(|err| WorkerError::Channel {
                     what: "cannot echo",
