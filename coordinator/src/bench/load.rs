@@ -13,6 +13,9 @@ use anyhow::Result;
 /// tell whose hogs they are: `workpool-load-of-PID`.
 pub const MARKER: &str = "workpool-load-of-";
 
+/// How long the hogs run before anything is measured beside them.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The running hogs, killed and reaped when dropped (on every error path too); if this
 /// process dies first, the kernel kills them (see [`die_with_parent`]).
 pub struct Load(Vec<Child>);
@@ -38,6 +41,10 @@ impl Load {
             })?;
             load.0.push(hog);
         }
+        // A user's busy machine has had its hogs for a while: give these time to start
+        // and the kernel's scheduler time to treat them as the long runners they are
+        // (round trips measured next to hogs a moment old came out up to 10x different).
+        std::thread::sleep(SETTLE);
         Ok(load)
     }
 
