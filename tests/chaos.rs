@@ -572,15 +572,7 @@ fn a_pool_whose_zygote_died_still_replaces_its_workers() {
         assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill {pid}");
         std::thread::sleep(POLL);
     }
-    let status = coordinator.wait(Duration::from_secs(30));
-    let stderr = coordinator.stderr();
-    let text = std::fs::read_to_string(&out).expect("cannot read output");
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "exit status\n--- stdout ---\n{text}\n--- stderr ---\n{stderr}"
-    );
-    let run = parse_jsonl(&text);
+    let run = succeeded(coordinator, &out);
     assert_each_index_once(&run, 6);
     assert!(run.summary_u64("workers_replaced") >= 1, "{}", run.summary);
 }
@@ -620,17 +612,22 @@ fn replacement_dies_before_its_handshake(script_body: &str) {
         "--format",
         "jsonl",
     ];
-    let mut coordinator =
+    let coordinator =
         Coordinator::start_with_worker(&args, Stdio::from(stdout), dir.path(), &script);
+    let run = succeeded(coordinator, &out);
+    assert_each_index_once(&run, 10);
+    run.values();
+}
+
+/// Waits for a run that must succeed, and reads the JSON Lines it wrote to `out`.
+fn succeeded(mut coordinator: Coordinator, out: &Path) -> Run {
     let status = coordinator.wait(Duration::from_secs(30));
     let stderr = coordinator.stderr();
-    let text = std::fs::read_to_string(&out).expect("cannot read output");
+    let text = std::fs::read_to_string(out).expect("cannot read output");
     assert_eq!(
         status.code(),
         Some(0),
         "exit status\n--- stdout ---\n{text}\n--- stderr ---\n{stderr}"
     );
-    let run = parse_jsonl(&text);
-    assert_each_index_once(&run, 10);
-    run.values();
+    parse_jsonl(&text)
 }

@@ -70,14 +70,22 @@ pub use worker::Worker;
 /// Receives from `channel`, first spinning for up to `spin` before sleeping. A thread
 /// put to sleep takes tens of microseconds to wake on a virtual machine, more than a
 /// whole round trip of a tiny task, so a runner that expects its next message soon keeps
-/// its core for a moment instead (bounded: an idle pool does not burn CPU).
+/// its core for a moment instead (bounded: an idle pool does not burn CPU). Not with
+/// `WORKPOOL_SPIN=off`, to compare.
 pub fn recv_spinning<T>(
     channel: &crossbeam_channel::Receiver<T>,
     spin: std::time::Duration,
     timeout: std::time::Duration,
 ) -> Result<T, crossbeam_channel::RecvTimeoutError> {
+    static SPINNING: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let spinning =
+        *SPINNING.get_or_init(|| std::env::var_os(worker::env::SPIN).is_none_or(|v| v != "off"));
     let start = std::time::Instant::now();
-    let limit = spin.min(timeout);
+    let limit = if spinning {
+        spin.min(timeout)
+    } else {
+        Default::default()
+    };
     loop {
         match channel.try_recv() {
             Ok(message) => return Ok(message),

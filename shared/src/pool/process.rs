@@ -218,8 +218,9 @@ impl<T: Task> ProcessBackend<T> {
 }
 
 /// workpool's own variables a child worker still gets: the test hooks that make a worker
-/// misbehave on purpose (`worker`'s `WORKPOOL_TEST_*`), set on a coordinator by the tests.
-const CHILD_VARIABLES: [&str; 2] = ["WORKPOOL_TEST_PROTOCOL", "WORKPOOL_TEST_FRAME"];
+/// misbehave on purpose (`worker`'s `WORKPOOL_TEST_*`), set on a coordinator by the tests,
+/// and `WORKPOOL_SPIN`, which must hold at both ends of a round trip.
+const CHILD_VARIABLES: [&str; 3] = ["WORKPOOL_TEST_PROTOCOL", "WORKPOOL_TEST_FRAME", env::SPIN];
 
 /// The worker program, to be started with the coordinator's connection in its
 /// environment (see [`crate::worker::env`]). Its mode and settings come from those

@@ -33,6 +33,9 @@ pub mod env {
     pub const PARENT: &str = "WORKPOOL_PARENT";
     /// Echo frames instead of running tasks (the bare round trip `bench` measures).
     pub const ECHO: &str = "WORKPOOL_ECHO";
+    /// `off`: never spin for the next message (see [`crate::recv_spinning`]), in the
+    /// coordinator and its worker processes, to measure what spinning buys on a machine.
+    pub const SPIN: &str = "WORKPOOL_SPIN";
     /// Test hook: the protocol version the worker claims.
     pub const TEST_PROTOCOL: &str = "WORKPOOL_TEST_PROTOCOL";
     /// Test hook: `garbage`, `truncated`, `oversized`, `region-id` or `region-length`
