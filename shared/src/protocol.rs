@@ -1,12 +1,16 @@
 //! The messages between the coordinator and a worker process, and how a worker joins.
 //!
-//! Bootstrap: the coordinator opens an `IpcOneShotServer` and starts the worker program
-//! with the server's name (see [`crate::worker`]). The worker creates its two channels,
-//! connects, and sends a [`Bootstrap`]: its hello frame plus the ends the coordinator keeps.
-//! The coordinator checks the hello (protocol version, task types) and sends a [`Setup`]
-//! naming the task type of the run; from then on every message is one bincode frame in an
-//! [`Envelope`] (inline, or in shared memory when bulky) on a typed ipc channel, which keeps `try_recv_timeout` and select. Every message is
-//! generic over the task type, so a batch is encoded and decoded with no dispatch.
+//! Bootstrap: the pool starts the worker program once as a zygote that forks the workers
+//! (see [`crate::worker`]); a forked worker sends its [`Bootstrap`] on a channel the zygote
+//! made for it alone. Where there is no zygote, the coordinator opens an
+//! `IpcOneShotServer` and starts each worker with the server's name, and the worker
+//! connects and sends the same [`Bootstrap`]: its hello frame plus the ends the
+//! coordinator keeps. The coordinator checks the hello (protocol version, task types) and
+//! sends a [`Setup`] naming the task type of the run; from then on every message is one
+//! bincode frame in an [`Envelope`] (inline; or, when bulky, in a shared-memory region the
+//! sender reuses, or a one-off one) on a typed ipc channel, which keeps
+//! `try_recv_timeout` and select. Every message is generic over the task type, so a batch
+//! is encoded and decoded with no dispatch.
 
 use ipc_channel::ipc::{IpcReceiver, IpcSender};
 use serde::{Deserialize, Serialize};
