@@ -1,6 +1,7 @@
 //! The one place messages become bytes and bytes become messages: bincode 2 with a decode
 //! size limit, so a corrupt or hostile length prefix is an error, never a huge allocation.
-//! Swapping the codec means changing this file (and [`regions`], its shared memory) only.
+//! Swapping the codec means changing this file only (and its `regions` module, the shared
+//! memory).
 
 pub mod bytes;
 mod regions;
