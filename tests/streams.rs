@@ -204,3 +204,55 @@ fn info_into_a_full_standard_output_is_an_error_not_a_panic() {
     assert_eq!(out.status.code(), Some(2), "stderr: {err}");
     assert!(err.contains("cannot write standard output"), "{err}");
 }
+
+/// Each record is written the moment its task ends, not when the run does: on every
+/// backend, in every format, the first of two tasks (one short, one of a minute) must be
+/// readable while the run is still going.
+#[test]
+fn a_record_is_written_while_the_run_goes_on() {
+    for backend in ["process", "thread", "sequential"] {
+        for format in ["jsonl", "csv", "table", "json"] {
+            let mut child = spawn_run(
+                &[
+                    "io",
+                    "--ms",
+                    "10,60000",
+                    "--count",
+                    "2",
+                    "-w",
+                    "2",
+                    "--backend",
+                    backend,
+                    "--format",
+                    format,
+                ],
+                Stdio::null(),
+            );
+            let mut stdout = child.stdout.take().expect("piped stdout");
+            // The first task's record, past any header. (A JSON document's record is
+            // followed by its comma only when the next one comes: no whole line yet.)
+            let is_first = |text: &str| {
+                text.contains("{\"index\":0,")
+                    || text.lines().any(|line| {
+                        line.starts_with("0,") || line.split_whitespace().next() == Some("0")
+                    })
+            };
+            let mut text = String::new();
+            let mut chunk = [0u8; 4096];
+            while !is_first(&text) {
+                match stdout.read(&mut chunk).expect("cannot read stdout") {
+                    0 => break,
+                    n => text.push_str(&String::from_utf8_lossy(&chunk[..n])),
+                }
+            }
+            let still_running = child.try_wait().expect("cannot poll coordinator").is_none();
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(
+                is_first(&text),
+                "{backend} {format}: no record of task 0 in {text}"
+            );
+            assert!(still_running, "{backend} {format}: the run ended first");
+        }
+    }
+}

@@ -72,7 +72,7 @@ fn run(workload: &Workload) -> Result<u8> {
         None => "standard output".to_string(),
     };
     // Open the output before starting any worker, so a bad path fails fast.
-    let sink: Box<dyn Write> = match &opts.output {
+    let sink: Box<dyn Write + Send> = match &opts.output {
         Some(path) => Box::new(create_output(path, &plan.input_files)?),
         None => Box::new(io::stdout()),
     };
@@ -149,7 +149,7 @@ fn run(workload: &Workload) -> Result<u8> {
 
 /// Where a run's records go.
 struct Output {
-    exporter: Box<dyn Exporter>,
+    exporter: Box<dyn Exporter + Send>,
     progress: Progress,
     destination: String,
 }
@@ -173,38 +173,57 @@ fn drive<T: Builtin>(tasks: Typed<T>, config: &PoolBuilder, output: &mut Output)
     let interrupter = pool.interrupter();
     watch_for_interrupts(interrupter.clone(), backend)?;
     let mut run = pool.run(tasks.inputs);
-    // Once the reader of the output is gone (`| head`), the run is stopped and nothing
-    // more is written; the exit code still says whether every task that ended succeeded
-    // (the ones the stop cancelled never ended).
-    let mut reader_gone = false;
     let Output {
         exporter,
         progress,
         destination,
     } = output;
-    while let Some(record) = run.next() {
-        progress.inc();
-        if reader_gone {
-            continue;
-        }
-        let record = T::record(record);
-        let written = exporter.record(&record).and_then(|()| {
-            if run.has_ready() || never_ran(&record) {
-                Ok(())
-            } else {
-                progress.suspend(|| exporter.flush())
+    // Records are formatted and written on a thread of their own, so that writing them
+    // overlaps with running the pool rather than taking turns with it.
+    let written = std::thread::scope(|scope| {
+        let (to_writer, from_run) = crossbeam_channel::bounded::<Written>(WRITE_QUEUE);
+        let stop = interrupter.clone();
+        let writer = std::thread::Builder::new()
+            .name("workpool-writer".into())
+            .spawn_scoped(scope, move || {
+                write_records(&from_run, &mut **exporter, progress, || stop.interrupt())
+            })
+            .context("cannot start the writer thread")?;
+        let mut records = Vec::with_capacity(WRITE_BATCH);
+        while let Some(record) = run.next() {
+            let record = T::record(record);
+            let ready = run.has_ready();
+            if records.len() + 1 < WRITE_BATCH && ready {
+                records.push(record);
+                continue;
             }
-        });
-        match written {
-            Ok(()) => {}
-            Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {
-                // No point running tasks whose outcomes would be written into nothing.
-                reader_gone = true;
-                interrupter.interrupt();
+            // Every record is flushed when the next one is not ready, so that a slow run
+            // shows it the moment it arrives; but for a flood of tasks that never ran.
+            let flush = !ready && !never_ran(&record);
+            records.push(record);
+            let batch = std::mem::replace(&mut records, Vec::with_capacity(WRITE_BATCH));
+            if to_writer
+                .send(Written {
+                    records: batch,
+                    flush,
+                })
+                .is_err()
+            {
+                break; // The writer failed: its error says why.
             }
-            Err(err) => return Err(err).with_context(|| format!("cannot write {destination}")),
         }
-    }
+        if !records.is_empty() {
+            let _ = to_writer.send(Written {
+                records,
+                flush: true,
+            });
+        }
+        drop(to_writer);
+        writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the writer thread panicked"))
+    })?;
+    let reader_gone = written.with_context(|| format!("cannot write {destination}"))?;
     let stats = run.stats();
     pool.shutdown();
     Ok(Ran {
@@ -213,6 +232,53 @@ fn drive<T: Builtin>(tasks: Typed<T>, config: &PoolBuilder, output: &mut Output)
         pool_start_ms,
         reader_gone,
     })
+}
+
+/// Records handed to the writer thread in one message: enough to make the hand-off cheap.
+const WRITE_BATCH: usize = 256;
+/// Messages queued for the writer before the run waits for it: the memory bound.
+const WRITE_QUEUE: usize = 16;
+
+/// Records for the writer thread, and whether to flush after them.
+struct Written {
+    records: Vec<crate::builtin::Record>,
+    flush: bool,
+}
+
+/// Writes what the run sends until it is done; says whether the reader of the output went
+/// away. Once it has (`| head`), the run is stopped (`stop`) and nothing more is written;
+/// the exit code still says whether every task that ended succeeded (the ones the stop
+/// cancelled never ended).
+fn write_records(
+    from_run: &crossbeam_channel::Receiver<Written>,
+    exporter: &mut (dyn Exporter + Send),
+    progress: &Progress,
+    stop: impl Fn(),
+) -> io::Result<bool> {
+    let mut reader_gone = false;
+    for Written { records, flush } in from_run {
+        progress.inc_by(records.len() as u64);
+        if reader_gone {
+            continue;
+        }
+        let written = records
+            .iter()
+            .try_for_each(|record| exporter.record(record))
+            .and_then(|()| match flush {
+                true => progress.suspend(|| exporter.flush()),
+                false => Ok(()),
+            });
+        match written {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {
+                // No point running tasks whose outcomes would be written into nothing.
+                reader_gone = true;
+                stop();
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(reader_gone)
 }
 
 /// A task the run reports `cancelled` without it having reached a worker: after a stop

@@ -61,9 +61,9 @@ impl Progress {
         Progress { bar: Some(bar) }
     }
 
-    pub fn inc(&self) {
+    pub fn inc_by(&self, n: u64) {
         if let Some(bar) = &self.bar {
-            bar.inc(1);
+            bar.inc(n);
         }
     }
 

@@ -19,9 +19,9 @@ use workpool::pool::Order;
 /// policy, the caller's, decides when it goes out: whenever no further outcome is ready,
 /// so a burst of a million outcomes costs few writes while a slow run shows each outcome
 /// the moment it arrives.
-pub type Output = std::io::BufWriter<Box<dyn Write>>;
+pub type Output = std::io::BufWriter<Box<dyn Write + Send>>;
 
-pub fn output(inner: Box<dyn Write>) -> Output {
+pub fn output(inner: Box<dyn Write + Send>) -> Output {
     std::io::BufWriter::with_capacity(64 * 1024, inner)
 }
 
@@ -45,7 +45,7 @@ pub struct Layout {
     pub terminal: bool,
 }
 
-pub fn exporter(format: Format, out: Output, layout: Layout) -> Box<dyn Exporter> {
+pub fn exporter(format: Format, out: Output, layout: Layout) -> Box<dyn Exporter + Send> {
     match format {
         Format::Table => Box::new(table::Table::new(out, layout)),
         Format::Json => Box::new(json::Json::new(out)),
