@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
+use std::os::fd::AsRawFd;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -255,4 +256,58 @@ fn a_record_is_written_while_the_run_goes_on() {
             assert!(still_running, "{backend} {format}: the run ended first");
         }
     }
+}
+
+/// What `pid` holds in memory now, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Records waiting for a slow reader are bounded in bytes, not only in number: a run of
+/// 16 MiB payloads whose output nobody reads for a while keeps only a few of them.
+#[test]
+fn records_waiting_for_a_slow_reader_stay_within_a_memory_bound() {
+    let mut child = spawn_run(
+        &[
+            "noop",
+            "--payload",
+            "16777216",
+            "--count",
+            "100",
+            "-w",
+            "2",
+            "--backend",
+            "thread",
+            "--format",
+            "jsonl",
+        ],
+        Stdio::null(),
+    );
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    // A small pipe fills after a few records: from then on the writer waits for us.
+    // SAFETY: fcntl on a pipe this test owns; a failure only leaves the pipe larger.
+    unsafe { libc::fcntl(stdout.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    let mut peak = 0;
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        peak = peak.max(rss_kib(child.id()));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut text = String::new();
+    stdout
+        .read_to_string(&mut text)
+        .expect("cannot read stdout");
+    let status = wait(&mut child, "records for a slow reader");
+    assert!(status.success(), "exit {status}");
+    let intact = text.matches("\"payload_intact\":true").count();
+    assert_eq!(intact, 100, "every payload came back: {text}");
+    assert!(
+        peak < 400 << 10,
+        "peak RSS {peak} KiB while the output waited"
+    );
 }

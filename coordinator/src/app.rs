@@ -181,44 +181,30 @@ fn drive<T: Builtin>(tasks: Typed<T>, config: &PoolBuilder, output: &mut Output)
     // Records are formatted and written on a thread of their own, so that writing them
     // overlaps with running the pool rather than taking turns with it.
     let written = std::thread::scope(|scope| {
-        let (to_writer, from_run) = crossbeam_channel::bounded::<Written>(WRITE_QUEUE);
+        let (batches, from_run) = crossbeam_channel::bounded::<Written>(WRITE_QUEUE);
+        let (done, written) = crossbeam_channel::unbounded::<usize>();
         let stop = interrupter.clone();
         let writer = std::thread::Builder::new()
             .name("workpool-writer".into())
             .spawn_scoped(scope, move || {
-                write_records(&from_run, &mut **exporter, progress, || stop.interrupt())
+                write_records(&from_run, &done, &mut **exporter, progress, || {
+                    stop.interrupt()
+                })
             })
             .context("cannot start the writer thread")?;
-        let mut records = Vec::with_capacity(WRITE_BATCH);
+        let mut to_writer = ToWriter {
+            batches,
+            written,
+            queued: 0,
+            records: Vec::with_capacity(WRITE_BATCH),
+            bytes: 0,
+        };
         while let Some(record) = run.next() {
-            let record = T::record(record);
-            let ready = run.has_ready();
-            if records.len() + 1 < WRITE_BATCH && ready {
-                records.push(record);
-                continue;
-            }
-            // Every record is flushed when the next one is not ready, so that a slow run
-            // shows it the moment it arrives; but for a flood of tasks that never ran.
-            let flush = !ready && !never_ran(&record);
-            records.push(record);
-            let batch = std::mem::replace(&mut records, Vec::with_capacity(WRITE_BATCH));
-            if to_writer
-                .send(Written {
-                    records: batch,
-                    flush,
-                })
-                .is_err()
-            {
+            if !to_writer.push(T::record(record), run.has_ready()) {
                 break; // The writer failed: its error says why.
             }
         }
-        if !records.is_empty() {
-            let _ = to_writer.send(Written {
-                records,
-                flush: true,
-            });
-        }
-        drop(to_writer);
+        to_writer.finish();
         writer
             .join()
             .map_err(|_| anyhow::anyhow!("the writer thread panicked"))
@@ -234,15 +220,93 @@ fn drive<T: Builtin>(tasks: Typed<T>, config: &PoolBuilder, output: &mut Output)
     })
 }
 
-/// Records handed to the writer thread in one message: enough to make the hand-off cheap.
+/// Records handed to the writer thread in one message, at most: enough to make the
+/// hand-off cheap.
 const WRITE_BATCH: usize = 256;
-/// Messages queued for the writer before the run waits for it: the memory bound.
+/// A message ends once its records hold this many bytes (a no-op's payload makes a record
+/// as big as the user asks).
+const WRITE_BATCH_BYTES: usize = 256 << 10;
+/// Messages queued for the writer before the run waits for it.
 const WRITE_QUEUE: usize = 16;
+/// Bytes of records handed to the writer and not yet written, beyond which the run waits
+/// for it: with [`WRITE_QUEUE`], the memory bound.
+const WRITE_QUEUE_BYTES: usize = 4 << 20;
 
-/// Records for the writer thread, and whether to flush after them.
+/// Records for the writer thread, their size, and whether to flush after them.
 struct Written {
     records: Vec<crate::builtin::Record>,
+    bytes: usize,
     flush: bool,
+}
+
+/// The run's end of the writer's queue: gathers records into messages and keeps what
+/// waits within [`WRITE_QUEUE`] messages and about [`WRITE_QUEUE_BYTES`].
+struct ToWriter {
+    batches: crossbeam_channel::Sender<Written>,
+    /// The bytes of each message the writer is done with.
+    written: crossbeam_channel::Receiver<usize>,
+    queued: usize,
+    records: Vec<crate::builtin::Record>,
+    bytes: usize,
+}
+
+impl ToWriter {
+    /// Adds a record, and hands the message over when it is full or nothing more is
+    /// `ready`; says whether the writer is still there.
+    fn push(&mut self, record: crate::builtin::Record, ready: bool) -> bool {
+        // Every record is flushed when the next one is not ready, so that a slow run
+        // shows it the moment it arrives; but for a flood of tasks that never ran.
+        let flush = !ready && !never_ran(&record);
+        self.bytes += record_bytes(&record);
+        self.records.push(record);
+        if ready && self.records.len() < WRITE_BATCH && self.bytes < WRITE_BATCH_BYTES {
+            return true;
+        }
+        self.hand_over(flush)
+    }
+
+    fn hand_over(&mut self, flush: bool) -> bool {
+        while let Ok(bytes) = self.written.try_recv() {
+            self.queued -= bytes;
+        }
+        while self.queued > WRITE_QUEUE_BYTES {
+            match self.written.recv() {
+                Ok(bytes) => self.queued -= bytes,
+                Err(_) => return false,
+            }
+        }
+        let records = std::mem::replace(&mut self.records, Vec::with_capacity(WRITE_BATCH));
+        let bytes = std::mem::take(&mut self.bytes);
+        self.queued += bytes;
+        self.batches
+            .send(Written {
+                records,
+                bytes,
+                flush,
+            })
+            .is_ok()
+    }
+
+    /// Hands over what is left, flushed.
+    fn finish(mut self) {
+        if !self.records.is_empty() {
+            self.hand_over(true);
+        }
+    }
+}
+
+/// About what a record holds in memory: its payloads, and a little for the rest.
+fn record_bytes(record: &crate::builtin::Record) -> usize {
+    use crate::builtin::{Input, Value};
+    let input = match &record.input {
+        Input::Noop { payload, .. } => payload.len(),
+        _ => 0,
+    };
+    let value = match &record.result {
+        Ok(Value::Noop { payload }) => payload.len(),
+        _ => 0,
+    };
+    256 + input + value
 }
 
 /// Writes what the run sends until it is done; says whether the reader of the output went
@@ -251,23 +315,32 @@ struct Written {
 /// cancelled never ended).
 fn write_records(
     from_run: &crossbeam_channel::Receiver<Written>,
+    done: &crossbeam_channel::Sender<usize>,
     exporter: &mut (dyn Exporter + Send),
     progress: &Progress,
     stop: impl Fn(),
 ) -> io::Result<bool> {
     let mut reader_gone = false;
-    for Written { records, flush } in from_run {
+    for Written {
+        records,
+        bytes,
+        flush,
+    } in from_run
+    {
         progress.inc_by(records.len() as u64);
-        if reader_gone {
-            continue;
-        }
-        let written = records
-            .iter()
-            .try_for_each(|record| exporter.record(record))
-            .and_then(|()| match flush {
-                true => progress.suspend(|| exporter.flush()),
-                false => Ok(()),
-            });
+        let written = match reader_gone {
+            true => Ok(()),
+            false => records
+                .iter()
+                .try_for_each(|record| exporter.record(record))
+                .and_then(|()| match flush {
+                    true => progress.suspend(|| exporter.flush()),
+                    false => Ok(()),
+                }),
+        };
+        drop(records);
+        // The run may have ended already; then nobody needs to know.
+        let _ = done.send(bytes);
         match written {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {
