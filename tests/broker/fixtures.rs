@@ -623,6 +623,20 @@ pub(crate) fn pending(con: &mut redis::Connection) -> usize {
     summary.0
 }
 
+/// Takes every new task entry as `consumer`, which never acknowledges them: a worker that
+/// died holding them.
+pub(crate) fn take_unacknowledged(con: &mut redis::Connection, consumer: &str) {
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(workpool::broker::GROUP)
+        .arg(consumer)
+        .arg("STREAMS")
+        .arg(workpool::broker::TASKS_STREAM)
+        .arg(">")
+        .query(con)
+        .expect("XREADGROUP");
+}
+
 /// A connection for looking at the broker's state directly.
 pub(crate) fn connect(url: &str) -> redis::Connection {
     redis::Client::open(url)

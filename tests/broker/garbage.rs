@@ -54,16 +54,7 @@ fn unreadable_task_entries_are_moved_aside_and_the_worker_serves_on() {
     for frame in claimed {
         add_entry(&mut con, &[("f", frame)]);
     }
-    // Taken by a consumer that never acknowledges: a worker that died holding them.
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg(GROUP)
-        .arg("ghost")
-        .arg("STREAMS")
-        .arg(TASKS_STREAM)
-        .arg(">")
-        .query(&mut con)
-        .expect("XREADGROUP");
+    take_unacknowledged(&mut con, "ghost");
     assert_eq!(pending(&mut con), 3);
 
     let worker = Worker::start(&url, "w", 2);

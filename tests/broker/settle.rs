@@ -2,7 +2,7 @@
 //! runs, each entry's outcomes out (while its run is live) and every entry acknowledged and
 //! deleted together.
 
-use workpool::broker::{self, BrokerUrl, Finished, GROUP, TASKS_STREAM};
+use workpool::broker::{self, BrokerUrl, Finished, TASKS_STREAM};
 
 use super::fixtures::*;
 
@@ -26,17 +26,7 @@ fn several_finished_entries_settle_in_one_call() {
                 .expect("XADD")
         })
         .collect();
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg(GROUP)
-        .arg("w")
-        .arg("COUNT")
-        .arg(10)
-        .arg("STREAMS")
-        .arg(TASKS_STREAM)
-        .arg(">")
-        .query(&mut con)
-        .expect("XREADGROUP");
+    take_unacknowledged(&mut con, "w");
     assert_eq!(pending(&mut con), 3);
     let _: () = redis::cmd("SET")
         .arg(broker::spec_key("live"))
