@@ -53,6 +53,12 @@ fn no_worker_outlives_its_run() {
     pids.sort();
     pids.dedup();
     assert!(!pids.is_empty());
+    assert_no_worker_left(pids);
+}
+
+/// Every one of `pids` (workers of a run that has ended) is gone, not even a zombie.
+#[track_caller]
+pub(crate) fn assert_no_worker_left(pids: impl IntoIterator<Item = u64>) {
     for pid in pids {
         let pid = i32::try_from(pid).expect("pid out of range");
         assert_eq!(

@@ -13,6 +13,16 @@ use serde_json::Value as Json;
 pub const COORDINATOR: &str = env!("CARGO_BIN_EXE_coordinator");
 pub const WORKER: &str = env!("CARGO_BIN_EXE_worker");
 
+/// The statistics a `files` record's value holds, beside its row counts.
+pub const FILE_STATS: [&str; 6] = [
+    "start_price",
+    "end_price",
+    "total_return_pct",
+    "volatility_pct",
+    "avg_volume",
+    "sharpe",
+];
+
 /// A hung run fails its test instead of blocking the suite; no test comes near this.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 

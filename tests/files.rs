@@ -293,14 +293,7 @@ fn yahoo_download_with_null_rows() {
         assert_eq!(got["skipped_rows"], 1, "{got}");
         assert_eq!(want["skipped_rows"], 0, "{want}");
         assert_eq!(got["rows"], 5, "{got}");
-        for key in [
-            "start_price",
-            "end_price",
-            "total_return_pct",
-            "volatility_pct",
-            "avg_volume",
-            "sharpe",
-        ] {
+        for key in crate::common::FILE_STATS {
             assert_eq!(got[key], want[key], "{key} with --price-column {flag}");
         }
     }

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::chaos::Coordinator;
-use crate::cleanup::{leftover, Leftover};
+use crate::cleanup::assert_no_worker_left;
 use crate::common::{assert_every_index_once, assert_exit, assert_usage_error, parse_jsonl};
 use crate::common::{run_output, stdout, Run};
 
@@ -24,18 +24,6 @@ fn tasks_per_pid(run: &Run) -> BTreeMap<u64, u64> {
 /// The summary's `workers_retired` count for `reason`.
 fn retired(run: &Run, reason: &str) -> u64 {
     run.summary["workers_retired"][reason].as_u64().unwrap_or(0)
-}
-
-#[track_caller]
-fn assert_no_worker_left(pids: impl IntoIterator<Item = u64>) {
-    for pid in pids {
-        let pid = i32::try_from(pid).expect("pid out of range");
-        assert_eq!(
-            leftover(pid),
-            Leftover::Gone,
-            "worker pid {pid} after the run"
-        );
-    }
 }
 
 /// Processes whose parent is `parent`, zombies included, from `/proc/*/stat`.

@@ -230,15 +230,7 @@ fn assert_close(actual: f64, expected: f64, what: &str) {
 }
 
 fn stats_of(value: &Json) -> [f64; 6] {
-    [
-        "start_price",
-        "end_price",
-        "total_return_pct",
-        "volatility_pct",
-        "avg_volume",
-        "sharpe",
-    ]
-    .map(|k| {
+    crate::common::FILE_STATS.map(|k| {
         value[k]
             .as_f64()
             .unwrap_or_else(|| panic!("{k} missing in {value}"))
