@@ -256,7 +256,7 @@ impl ToWriter {
     fn push(&mut self, record: crate::builtin::Record, ready: bool) -> bool {
         // Every record is flushed when the next one is not ready, so that a slow run
         // shows it the moment it arrives; but for a flood of tasks that never ran.
-        let flush = !ready && !never_ran(&record);
+        let flush = !ready && crate::builtin::never_ran(&record).is_none();
         self.bytes += record_bytes(&record);
         self.records.push(record);
         if ready && self.records.len() < WRITE_BATCH && self.bytes < WRITE_BATCH_BYTES {
@@ -352,16 +352,6 @@ fn write_records(
         }
     }
     Ok(reader_gone)
-}
-
-/// A task the run reports `cancelled` without it having reached a worker: after a stop
-/// (`--first`, `--fail-fast`, an interrupt) these follow one another without waiting, by
-/// the million, so they are left to fill the output's buffer rather than flushed one by
-/// one (a write per record took most of the time of such a stop). Every other record is
-/// flushed when the next one is not ready, so a slow run shows it the moment it arrives.
-fn never_ran(record: &crate::builtin::Record) -> bool {
-    record.worker.is_none()
-        && matches!(&record.result, Err(err) if err.kind == workpool::ErrorKind::Cancelled)
 }
 
 /// Opens `--output` without destroying an input: the file is opened without truncating it,
