@@ -7,19 +7,12 @@ use serde_json::Value as Json;
 
 use crate::common::{assert_contains, assert_exit, coordinator, output, stderr};
 use workpool_cli::bench::units;
+use workpool_cli::cli::Suite;
 
-const SUITES: [&str; 10] = [
-    "floor",
-    "breakdown",
-    "startup",
-    "latency",
-    "throughput",
-    "payload",
-    "memory",
-    "scaling",
-    "break-even",
-    "recycle",
-];
+/// Every suite `bench` runs when none is named.
+fn suites() -> impl Iterator<Item = &'static str> {
+    Suite::ALL.into_iter().map(Suite::name)
+}
 
 fn bench(dir: &Path, extra: &[&str]) -> (Json, String, String) {
     let json = dir.join("bench.json");
@@ -80,7 +73,7 @@ fn every_suite_exports_well_formed_results() {
         );
     }
     let measurements = report["measurements"].as_array().unwrap();
-    for suite in SUITES {
+    for suite in suites() {
         assert!(
             measurements.iter().any(|m| m["suite"] == suite),
             "no measurement from suite {suite}"
@@ -204,7 +197,7 @@ fn every_suite_exports_well_formed_results() {
         "one CSV row per measurement"
     );
 
-    for suite in SUITES {
+    for suite in suites() {
         assert_contains(&md, &format!("## {suite}"), "the Markdown export");
     }
     assert_contains(&md, "| case | runtime |", "the Markdown export");

@@ -182,7 +182,7 @@ fn drive<T: Builtin>(tasks: Typed<T>, config: &PoolBuilder, output: &mut Output)
     // overlaps with running the pool rather than taking turns with it.
     let written = std::thread::scope(|scope| {
         let (batches, from_run) = crossbeam_channel::bounded::<Written>(WRITE_QUEUE);
-        let (done, written) = crossbeam_channel::unbounded::<usize>();
+        let (done, written) = crossbeam_channel::unbounded::<Written>();
         let stop = interrupter.clone();
         let writer = std::thread::Builder::new()
             .name("workpool-writer".into())
@@ -198,6 +198,7 @@ fn drive<T: Builtin>(tasks: Typed<T>, config: &PoolBuilder, output: &mut Output)
             queued: 0,
             records: Vec::with_capacity(WRITE_BATCH),
             bytes: 0,
+            spare: Vec::new(),
         };
         while let Some(record) = run.next() {
             if !to_writer.push(T::record(record), run.has_ready()) {
@@ -232,7 +233,9 @@ const WRITE_QUEUE: usize = 16;
 /// for it: with [`WRITE_QUEUE`], the memory bound.
 const WRITE_QUEUE_BYTES: usize = 4 << 20;
 
-/// Records for the writer thread, their size, and whether to flush after them.
+/// Records for the writer thread, their size, and whether to flush after them; sent back
+/// emptied once written, so that the run reuses the room rather than allocating a batch's
+/// worth for every message (one per record while a slow run flushes each).
 struct Written {
     records: Vec<crate::builtin::Record>,
     bytes: usize,
@@ -243,11 +246,13 @@ struct Written {
 /// waits within [`WRITE_QUEUE`] messages and about [`WRITE_QUEUE_BYTES`].
 struct ToWriter {
     batches: crossbeam_channel::Sender<Written>,
-    /// The bytes of each message the writer is done with.
-    written: crossbeam_channel::Receiver<usize>,
+    /// Each message the writer is done with, emptied.
+    written: crossbeam_channel::Receiver<Written>,
     queued: usize,
     records: Vec<crate::builtin::Record>,
     bytes: usize,
+    /// An emptied message's room, for the next one.
+    spare: Vec<crate::builtin::Record>,
 }
 
 impl ToWriter {
@@ -256,7 +261,7 @@ impl ToWriter {
     fn push(&mut self, record: crate::builtin::Record, ready: bool) -> bool {
         // Every record is flushed when the next one is not ready, so that a slow run
         // shows it the moment it arrives; but for a flood of tasks that never ran.
-        let flush = !ready && !never_ran(&record);
+        let flush = !ready && crate::builtin::never_ran(&record).is_none();
         self.bytes += record_bytes(&record);
         self.records.push(record);
         if ready && self.records.len() < WRITE_BATCH && self.bytes < WRITE_BATCH_BYTES {
@@ -266,16 +271,20 @@ impl ToWriter {
     }
 
     fn hand_over(&mut self, flush: bool) -> bool {
-        while let Ok(bytes) = self.written.try_recv() {
-            self.queued -= bytes;
+        while let Ok(done) = self.written.try_recv() {
+            self.returned(done);
         }
         while self.queued > WRITE_QUEUE_BYTES {
             match self.written.recv() {
-                Ok(bytes) => self.queued -= bytes,
+                Ok(done) => self.returned(done),
                 Err(_) => return false,
             }
         }
-        let records = std::mem::replace(&mut self.records, Vec::with_capacity(WRITE_BATCH));
+        let next = match std::mem::take(&mut self.spare) {
+            spare if spare.capacity() > 0 => spare,
+            _ => Vec::with_capacity(WRITE_BATCH),
+        };
+        let records = std::mem::replace(&mut self.records, next);
         let bytes = std::mem::take(&mut self.bytes);
         self.queued += bytes;
         self.batches
@@ -285,6 +294,12 @@ impl ToWriter {
                 flush,
             })
             .is_ok()
+    }
+
+    /// Counts a message the writer is done with out of the queue, and keeps its room.
+    fn returned(&mut self, done: Written) {
+        self.queued -= done.bytes;
+        self.spare = done.records;
     }
 
     /// Hands over what is left, flushed.
@@ -315,14 +330,14 @@ fn record_bytes(record: &crate::builtin::Record) -> usize {
 /// cancelled never ended).
 fn write_records(
     from_run: &crossbeam_channel::Receiver<Written>,
-    done: &crossbeam_channel::Sender<usize>,
+    done: &crossbeam_channel::Sender<Written>,
     exporter: &mut (dyn Exporter + Send),
     progress: &Progress,
     stop: impl Fn(),
 ) -> io::Result<bool> {
     let mut reader_gone = false;
     for Written {
-        records,
+        mut records,
         bytes,
         flush,
     } in from_run
@@ -338,9 +353,13 @@ fn write_records(
                     false => Ok(()),
                 }),
         };
-        drop(records);
+        records.clear();
         // The run may have ended already; then nobody needs to know.
-        let _ = done.send(bytes);
+        let _ = done.send(Written {
+            records,
+            bytes,
+            flush,
+        });
         match written {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {
@@ -352,16 +371,6 @@ fn write_records(
         }
     }
     Ok(reader_gone)
-}
-
-/// A task the run reports `cancelled` without it having reached a worker: after a stop
-/// (`--first`, `--fail-fast`, an interrupt) these follow one another without waiting, by
-/// the million, so they are left to fill the output's buffer rather than flushed one by
-/// one (a write per record took most of the time of such a stop). Every other record is
-/// flushed when the next one is not ready, so a slow run shows it the moment it arrives.
-fn never_ran(record: &crate::builtin::Record) -> bool {
-    record.worker.is_none()
-        && matches!(&record.result, Err(err) if err.kind == workpool::ErrorKind::Cancelled)
 }
 
 /// Opens `--output` without destroying an input: the file is opened without truncating it,

@@ -47,6 +47,20 @@ pub enum Value {
 /// The final outcome of one task, as reports and exports see it.
 pub type Record = workpool::Record<Input, Value>;
 
+/// The reason a task was reported `cancelled` without having reached a worker, if it was:
+/// after a stop (`--first`, `--fail-fast`, an interrupt) these follow one another without
+/// waiting, by the million, so the writer leaves them to fill the output's buffer rather
+/// than flushing them one by one (a write per record took most of the time of such a
+/// stop), and the table says a run of them in one line.
+pub fn never_ran(record: &Record) -> Option<&str> {
+    match &record.result {
+        Err(err) if record.worker.is_none() && err.kind == workpool::ErrorKind::Cancelled => {
+            Some(&err.message)
+        }
+        _ => None,
+    }
+}
+
 /// A built-in workload: its task type, and how its inputs and outputs are reported.
 pub trait Builtin: Task {
     /// The input as reports see it.

@@ -49,20 +49,20 @@ fn unit(name: &str) -> &'static str {
 }
 
 /// The suites the script measures.
-const PYTHON_SUITES: [&str; 6] = [
-    "startup",
-    "latency",
-    "throughput",
-    "payload",
-    "memory",
-    "scaling",
+const PYTHON_SUITES: [Suite; 6] = [
+    Suite::Startup,
+    Suite::Latency,
+    Suite::Throughput,
+    Suite::Payload,
+    Suite::Memory,
+    Suite::Scaling,
 ];
 
 pub fn python(bench: &Bench, suites: &[Suite], report: &mut Report) -> Result<()> {
     let wanted: Vec<&str> = suites
         .iter()
-        .map(|s| s.name())
         .filter(|s| PYTHON_SUITES.contains(s))
+        .map(|s| s.name())
         .collect();
     if wanted.is_empty() {
         return Ok(());

@@ -193,10 +193,8 @@ impl Exporter for Table {
             return Ok(());
         }
         self.header()?;
-        if let Err(err) = &record.result {
-            if err.kind == ErrorKind::Cancelled && record.worker.is_none() {
-                return self.hold_cancelled(record.index, &err.message);
-            }
+        if let Some(reason) = crate::builtin::never_ran(record) {
+            return self.hold_cancelled(record.index, reason);
         }
         self.end_cancelled_run()?;
         self.line.clear();
