@@ -107,14 +107,15 @@ fn run(workload: &Workload) -> Result<u8> {
     } = output;
     progress.finish();
     let stats = ran.stats;
+    // Whether every task that ended succeeded: all a reader gone (`| head`) is told.
+    let tasks_code = if stats.failed > 0 {
+        exit::TASK_FAILED
+    } else {
+        exit::OK
+    };
     if ran.reader_gone {
-        return Ok(if stats.failed > 0 {
-            exit::TASK_FAILED
-        } else {
-            exit::OK
-        });
+        return Ok(tasks_code);
     }
-    let failed = stats.failed;
     let interrupted = stats.interrupted;
     let summary = Summary {
         broker,
@@ -130,10 +131,8 @@ fn run(workload: &Workload) -> Result<u8> {
     };
     let code = if interrupted {
         exit::INTERRUPTED
-    } else if failed > 0 {
-        exit::TASK_FAILED
     } else {
-        exit::OK
+        tasks_code
     };
     match exporter.finish(&summary) {
         // Every task has ended: a reader gone before the summary changes nothing.
