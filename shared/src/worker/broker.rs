@@ -142,12 +142,12 @@ struct Finished {
 }
 
 impl Finished {
-    /// The outcome entry `consumer` publishes for this batch.
-    fn entry(&self, consumer: &str) -> Result<Frame, CodecError> {
+    /// The outcome entry `consumer` (process `pid`) publishes for this batch.
+    fn entry(&self, consumer: &str, pid: u32) -> Result<Frame, CodecError> {
         codec::encode(&OutcomeEntryRef {
             route: self.route,
             consumer,
-            pid: std::process::id(),
+            pid,
             outcomes: &self.outcomes,
         })
     }
@@ -242,6 +242,7 @@ pub fn serve(worker: &Worker, settings: Settings) -> Result<(), ServeError> {
     for _ in 0..settings.concurrency {
         let outbox = Outbox {
             name: settings.name.clone(),
+            pid: std::process::id(),
             done: done_tx.clone(),
         };
         let (jobs, isolation) = (jobs_rx.clone(), settings.isolation.clone());
@@ -459,12 +460,14 @@ struct Done {
 /// Where an executor leaves what it finished, for the publisher thread.
 struct Outbox {
     name: String,
+    /// This process's id, read once rather than by a syscall per batch.
+    pid: u32,
     done: Sender<Done>,
 }
 
 impl Outbox {
     fn send(&self, batch: Finished) {
-        let frame = match batch.entry(&self.name) {
+        let frame = match batch.entry(&self.name, self.pid) {
             Ok(frame) => frame,
             Err(err) => {
                 crate::diag!("worker {}: cannot encode outcomes: {err}", self.name);
@@ -763,7 +766,7 @@ impl Server {
                 self.settings.lease
             );
             let batch = job.failed(ErrorKind::WorkerCrashed, &message);
-            let frame = batch.entry(&self.settings.name)?;
+            let frame = batch.entry(&self.settings.name, std::process::id())?;
             let url = self.settings.url.clone();
             with_retries(&url, &mut self.con, |con| {
                 broker::finish(&url, con, &batch.run, &batch.id, &frame)
