@@ -637,9 +637,9 @@ impl Server {
             if free == 0 {
                 continue;
             }
-            let (url, name) = (self.settings.url.clone(), self.settings.name.clone());
-            let entries = with_retries(&url, &mut self.con, |con| {
-                broker::read_tasks(&url, con, &name, free, POLL)
+            let (url, name) = (&self.settings.url, &self.settings.name);
+            let entries = with_retries(url, &mut self.con, |con| {
+                broker::read_tasks(url, con, name, free, POLL)
             })?;
             for entry in entries {
                 self.admit(entry, 1)?;
@@ -667,9 +667,9 @@ impl Server {
         }
         self.last_keepalive = Instant::now();
         let ids: Vec<String> = self.held.iter().cloned().collect();
-        let (url, name) = (self.settings.url.clone(), self.settings.name.clone());
-        with_retries(&url, &mut self.con, |con| {
-            broker::keep_alive(&url, con, &name, &ids)
+        let (url, name) = (&self.settings.url, &self.settings.name);
+        with_retries(url, &mut self.con, |con| {
+            broker::keep_alive(url, con, name, &ids)
         })?;
         Ok(())
     }
@@ -779,9 +779,9 @@ impl Server {
     }
 
     fn acknowledge(&mut self, run: &str, id: &str) -> Result<(), ServeError> {
-        let url = self.settings.url.clone();
-        with_retries(&url, &mut self.con, |con| {
-            broker::finish(&url, con, run, id, &[])
+        let url = &self.settings.url;
+        with_retries(url, &mut self.con, |con| {
+            broker::finish(url, con, run, id, &[])
         })?;
         Ok(())
     }
