@@ -123,6 +123,17 @@ pub enum ServeError {
     Executors,
 }
 
+impl ServeError {
+    /// The worker's exit code for it: 2 for a set-up problem (the broker unreachable or
+    /// refusing us at start), 1 for a failure while serving.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ServeError::Start(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
 /// One entry taken from the stream: its batch, and the settings of its run.
 struct Job {
     id: String,

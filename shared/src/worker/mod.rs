@@ -216,13 +216,9 @@ impl Worker {
             }
             Ok(url) => match self.serve_broker(broker::Settings::new(url)) {
                 Ok(()) => 0,
-                Err(err @ broker::ServeError::Start(_)) => {
-                    crate::diag!("worker: error: {err}");
-                    2
-                }
                 Err(err) => {
                     crate::diag!("worker: error: {err}");
-                    1
+                    err.exit_code().into()
                 }
             },
         };
