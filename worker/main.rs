@@ -210,13 +210,9 @@ fn serve_broker(worker: &Worker, args: &Args, url: &str) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err @ broker::ServeError::Start(_)) => {
-            workpool::diag!("worker: error: {err}");
-            ExitCode::from(2)
-        }
         Err(err) => {
             workpool::diag!("worker: error: {err}");
-            ExitCode::FAILURE
+            ExitCode::from(err.exit_code())
         }
     }
 }

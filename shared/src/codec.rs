@@ -111,7 +111,11 @@ pub fn encode_envelope<T: Serialize>(message: &T) -> Result<Envelope, CodecError
 /// [`encode_envelope`] of a message whose frame is `len` bytes long.
 fn encode_envelope_of_len<T: Serialize>(message: &T, len: usize) -> Result<Envelope, CodecError> {
     if len < SHARED_MEMORY_THRESHOLD {
-        return encode(message).map(Envelope::Inline);
+        // The length is counted already: one exact allocation, where `encode` grows one.
+        let mut bytes = Vec::with_capacity(len);
+        bincode::serde::encode_into_std_write(message, &mut bytes, CONFIG)?;
+        debug_assert_eq!(bytes.len(), len);
+        return Ok(Envelope::Inline(Frame::from(bytes)));
     }
     let mut memory = IpcSharedMemory::from_byte(0, len);
     // SAFETY: the memory was created just above and is neither cloned nor sent yet, so

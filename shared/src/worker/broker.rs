@@ -123,6 +123,17 @@ pub enum ServeError {
     Executors,
 }
 
+impl ServeError {
+    /// The worker's exit code for it: 2 for a set-up problem (the broker unreachable or
+    /// refusing us at start), 1 for a failure while serving.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ServeError::Start(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
 /// One entry taken from the stream: its batch, and the settings of its run.
 struct Job {
     id: String,
@@ -142,12 +153,12 @@ struct Finished {
 }
 
 impl Finished {
-    /// The outcome entry `consumer` publishes for this batch.
-    fn entry(&self, consumer: &str) -> Result<Frame, CodecError> {
+    /// The outcome entry `consumer` (process `pid`) publishes for this batch.
+    fn entry(&self, consumer: &str, pid: u32) -> Result<Frame, CodecError> {
         codec::encode(&OutcomeEntryRef {
             route: self.route,
             consumer,
-            pid: std::process::id(),
+            pid,
             outcomes: &self.outcomes,
         })
     }
@@ -242,6 +253,7 @@ pub fn serve(worker: &Worker, settings: Settings) -> Result<(), ServeError> {
     for _ in 0..settings.concurrency {
         let outbox = Outbox {
             name: settings.name.clone(),
+            pid: std::process::id(),
             done: done_tx.clone(),
         };
         let (jobs, isolation) = (jobs_rx.clone(), settings.isolation.clone());
@@ -459,12 +471,14 @@ struct Done {
 /// Where an executor leaves what it finished, for the publisher thread.
 struct Outbox {
     name: String,
+    /// This process's id, read once rather than by a syscall per batch.
+    pid: u32,
     done: Sender<Done>,
 }
 
 impl Outbox {
     fn send(&self, batch: Finished) {
-        let frame = match batch.entry(&self.name) {
+        let frame = match batch.entry(&self.name, self.pid) {
             Ok(frame) => frame,
             Err(err) => {
                 crate::diag!("worker {}: cannot encode outcomes: {err}", self.name);
@@ -634,9 +648,9 @@ impl Server {
             if free == 0 {
                 continue;
             }
-            let (url, name) = (self.settings.url.clone(), self.settings.name.clone());
-            let entries = with_retries(&url, &mut self.con, |con| {
-                broker::read_tasks(&url, con, &name, free, POLL)
+            let (url, name) = (&self.settings.url, &self.settings.name);
+            let entries = with_retries(url, &mut self.con, |con| {
+                broker::read_tasks(url, con, name, free, POLL)
             })?;
             for entry in entries {
                 self.admit(entry, 1)?;
@@ -664,9 +678,9 @@ impl Server {
         }
         self.last_keepalive = Instant::now();
         let ids: Vec<String> = self.held.iter().cloned().collect();
-        let (url, name) = (self.settings.url.clone(), self.settings.name.clone());
-        with_retries(&url, &mut self.con, |con| {
-            broker::keep_alive(&url, con, &name, &ids)
+        let (url, name) = (&self.settings.url, &self.settings.name);
+        with_retries(url, &mut self.con, |con| {
+            broker::keep_alive(url, con, name, &ids)
         })?;
         Ok(())
     }
@@ -763,7 +777,7 @@ impl Server {
                 self.settings.lease
             );
             let batch = job.failed(ErrorKind::WorkerCrashed, &message);
-            let frame = batch.entry(&self.settings.name)?;
+            let frame = batch.entry(&self.settings.name, std::process::id())?;
             let url = self.settings.url.clone();
             with_retries(&url, &mut self.con, |con| {
                 broker::finish(&url, con, &batch.run, &batch.id, &frame)
@@ -776,9 +790,9 @@ impl Server {
     }
 
     fn acknowledge(&mut self, run: &str, id: &str) -> Result<(), ServeError> {
-        let url = self.settings.url.clone();
-        with_retries(&url, &mut self.con, |con| {
-            broker::finish(&url, con, run, id, &[])
+        let url = &self.settings.url;
+        with_retries(url, &mut self.con, |con| {
+            broker::finish(url, con, run, id, &[])
         })?;
         Ok(())
     }

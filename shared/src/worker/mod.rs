@@ -216,13 +216,9 @@ impl Worker {
             }
             Ok(url) => match self.serve_broker(broker::Settings::new(url)) {
                 Ok(()) => 0,
-                Err(err @ broker::ServeError::Start(_)) => {
-                    crate::diag!("worker: error: {err}");
-                    2
-                }
                 Err(err) => {
                     crate::diag!("worker: error: {err}");
-                    1
+                    err.exit_code().into()
                 }
             },
         };
@@ -321,6 +317,8 @@ fn serve_typed<T: Task>(
     // Frames are read on their own thread so the coordinator's sends never wait for a
     // running batch to finish; the queue holds at most the few batches it has in flight.
     let (queue, inbox) = crossbeam_channel::unbounded::<(ToWorker<T::Input>, Arrival)>();
+    // Arrival times only feed traces: without one, no clock is read per frame.
+    let trace = settings.trace;
     let reader = thread::Builder::new()
         .name("worker-reader".into())
         .spawn(move || -> Result<(), WorkerError> {
@@ -329,11 +327,15 @@ fn serve_typed<T: Task>(
             let mut inbox = Inbox::new();
             // A receive error means the coordinator hung up: stop quietly.
             while let Ok(frame) = tasks.recv() {
-                let received_ns = monotonic_ns();
+                let received_ns = if trace { monotonic_ns() } else { 0 };
                 let message = inbox.decode::<ToWorker<T::Input>>(frame)?;
-                let arrival = Arrival {
-                    received_ns,
-                    decoded_ns: monotonic_ns(),
+                let arrival = if trace {
+                    Arrival {
+                        received_ns,
+                        decoded_ns: monotonic_ns(),
+                    }
+                } else {
+                    Arrival::default()
                 };
                 if queue.send((message, arrival)).is_err() {
                     break;
