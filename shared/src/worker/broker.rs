@@ -759,11 +759,15 @@ impl Server {
                 return self.bury(&id, Some(&entry.run), &reason, &frame)
             }
         };
-        let job_us = Arc::clone(
-            self.job_us
-                .entry(entry.run.clone())
-                .or_insert_with(|| Arc::new(AtomicU64::new(UNMEASURED))),
-        );
+        // Looked up before inserting, so the run's name is copied once per run, not per entry.
+        let job_us = match self.job_us.get(&entry.run) {
+            Some(job_us) => Arc::clone(job_us),
+            None => {
+                let job_us = Arc::new(AtomicU64::new(UNMEASURED));
+                self.job_us.insert(entry.run.clone(), Arc::clone(&job_us));
+                job_us
+            }
+        };
         let job = Job {
             id: id.clone(),
             entry,
