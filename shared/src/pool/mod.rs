@@ -235,7 +235,8 @@ pub(crate) trait Runner<T: Task>: Send {
     /// The OS process that runs the tasks.
     fn pid(&self) -> u32;
     /// Hands over a batch; it runs after the batches sent before it. Returns when the
-    /// batch was encoded (monotonic ns), for runners that encode.
+    /// batch was encoded (monotonic ns), for runners that encode; the scheduler reads it
+    /// only when the run is traced.
     fn send(&mut self, jobs: &[Job<T::Input>]) -> Result<Option<u64>, String>;
     /// Stops the runner now, whatever it is doing, and says how it ended if it had died.
     fn kill(&mut self) -> Option<String>;
