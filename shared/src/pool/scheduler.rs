@@ -666,6 +666,10 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
     }
 
     fn release_due_retries(&mut self) {
+        // No clock read on every dispatch when nothing waits (the common case).
+        if self.delayed.is_empty() {
+            return;
+        }
         let now = Instant::now();
         while let Some(job) = self.delayed.pop_due(now) {
             self.ready.push_back(job);
@@ -693,7 +697,6 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
     }
 
     fn wait_for_event(&mut self) {
-        let now = Instant::now();
         let wake = [
             self.delayed.next_due(),
             self.next_deadline().map(|(at, _)| at),
@@ -702,7 +705,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         .flatten()
         .min();
         let timeout = wake.map_or(Duration::from_secs(3600), |at| {
-            at.saturating_duration_since(now)
+            at.saturating_duration_since(Instant::now())
         });
         // Outcomes from worker processes reach this thread through their reader threads;
         // spinning briefly saves the wake-up of a sleeping scheduler (see `SPIN`) when a
