@@ -191,6 +191,16 @@ pub(crate) enum Event<O> {
     Interrupted,
 }
 
+/// When a batch reached an in-process runner, which only the trace of its tasks reads: no
+/// clock read per batch when the run is not traced.
+fn arrival_if_traced(settings: &crate::protocol::RunSettings) -> Arrival {
+    if settings.trace {
+        Arrival::now()
+    } else {
+        Arrival::default()
+    }
+}
+
 /// Where a runner posts its events.
 pub(crate) struct EventSink<O> {
     pub slot: usize,
