@@ -949,11 +949,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
                     return;
                 };
                 if retiree.state.inflight.is_empty() && batches_before > 0 {
-                    *self
-                        .stats
-                        .workers_retired
-                        .entry(retiree.reason.as_str())
-                        .or_insert(0) += 1;
+                    self.stats.count_retired(retiree.reason);
                 }
             }
             Who::Slot(i) => {
@@ -997,11 +993,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
             failed_send: slot.failed_send.take(),
         };
         if state.inflight.is_empty() {
-            *self
-                .stats
-                .workers_retired
-                .entry(reason.as_str())
-                .or_insert(0) += 1;
+            self.stats.count_retired(reason);
         }
         slot.retiree = Some(Box::new(Retiree { state, reason }));
         self.restart(index, "was retired");
