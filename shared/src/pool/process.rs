@@ -70,9 +70,7 @@ impl WorkerBinary {
         } else if let Some(path) = std::env::var_os(WORKER_ENV).filter(|p| !p.is_empty()) {
             (PathBuf::from(path), WORKER_ENV)
         } else {
-            let exe = std::env::current_exe().map_err(|err| {
-                PoolError::WorkerBinary(format!("cannot find this executable's path: {err}"))
-            })?;
+            let exe = WorkerBinary::this_program()?.path;
             let dir = exe.parent().unwrap_or(Path::new("."));
             (dir.join("worker"), "next to coordinator")
         };
