@@ -80,12 +80,15 @@ pub fn recv_spinning<T>(
     static SPINNING: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let spinning =
         *SPINNING.get_or_init(|| std::env::var_os(worker::env::SPIN).is_none_or(|v| v != "off"));
-    let start = std::time::Instant::now();
     let limit = if spinning {
         spin.min(timeout)
     } else {
         Default::default()
     };
+    if limit.is_zero() {
+        return channel.recv_timeout(timeout);
+    }
+    let start = std::time::Instant::now();
     loop {
         match channel.try_recv() {
             Ok(message) => return Ok(message),

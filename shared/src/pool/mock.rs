@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use serde::{Deserialize, Serialize};
 
-use super::{Backend, Capabilities, Chunk, Event, Order, Pool, PoolBuilder, PoolError, Record};
-use super::{Runner, Stats};
+use super::{Backend, Capabilities, Chunk, Event, EventSink, Order, Pool, PoolBuilder};
+use super::{PoolError, Record, Runner, Stats};
 use crate::outcome::Arrival;
 use crate::protocol::Job;
 use crate::{Attempt, ErrorKind, Outcome, Task, TaskError};
@@ -104,9 +104,11 @@ impl Backend<Square> for MockBackend {
         }
         lock(&self.log).started.push((slot, generation));
         Ok(Box::new(MockRunner {
-            slot,
-            generation,
-            events: events.clone(),
+            sink: EventSink {
+                slot,
+                generation,
+                events: events.clone(),
+            },
             script: Arc::clone(&self.script),
             log: Arc::clone(&self.log),
             held: Vec::new(),
@@ -124,9 +126,8 @@ fn lock(log: &Mutex<Log>) -> std::sync::MutexGuard<'_, Log> {
 }
 
 struct MockRunner {
-    slot: usize,
-    generation: u64,
-    events: Sender<Event<u64>>,
+    /// Its slot and generation, and where it posts its events.
+    sink: EventSink<u64>,
     script: Script,
     log: Arc<Mutex<Log>>,
     held: Vec<Outcome<u64>>,
@@ -144,22 +145,12 @@ impl MockRunner {
     fn emit(&mut self, outcomes: Vec<Outcome<u64>>) {
         self.answered += outcomes.len() as u64;
         if !outcomes.is_empty() {
-            let _ = self.events.send(Event::Outcomes {
-                slot: self.slot,
-                generation: self.generation,
-                outcomes,
-                arrival: Arrival::now(),
-                pid: None,
-            });
+            self.sink.outcomes(outcomes, Arrival::now());
         }
     }
 
     fn lost(&self) {
-        let _ = self.events.send(Event::Lost {
-            slot: self.slot,
-            generation: self.generation,
-            reason: "crashed (mock)".into(),
-        });
+        self.sink.lost("crashed (mock)".into());
     }
 }
 
@@ -175,14 +166,14 @@ fn outcome(job: &Job<u64>, result: Result<u64, TaskError>) -> Outcome<u64> {
 
 impl Runner<Square> for MockRunner {
     fn pid(&self) -> u32 {
-        1000 + self.slot as u32
+        1000 + self.sink.slot as u32
     }
 
     fn send(&mut self, jobs: &[Job<u64>]) -> Result<Option<u64>, String> {
         let keys = jobs.iter().map(|j| (j.index, j.attempt)).collect();
         lock(&self.log)
             .batches
-            .push((self.slot, self.generation, keys));
+            .push((self.sink.slot, self.sink.generation, keys));
         if self.dead {
             // What the reader had yet to forward, then the closed channel; the send fails.
             let held = std::mem::take(&mut self.held);
@@ -237,7 +228,7 @@ impl Runner<Square> for MockRunner {
     }
 
     fn kill(&mut self) -> Option<String> {
-        lock(&self.log).killed.push(self.slot);
+        lock(&self.log).killed.push(self.sink.slot);
         self.stuck = true;
         None
     }
@@ -247,7 +238,9 @@ impl Runner<Square> for MockRunner {
     /// Answers what it holds (or crashes, as scripted), then exits as a process would:
     /// its channel closes.
     fn retire(&mut self) {
-        lock(&self.log).retired.push((self.slot, self.generation));
+        lock(&self.log)
+            .retired
+            .push((self.sink.slot, self.sink.generation));
         if self.stuck {
             return; // Hung: it never answers, nor exits.
         }
@@ -257,11 +250,7 @@ impl Runner<Square> for MockRunner {
         }
         let held = std::mem::take(&mut self.held);
         self.emit(held);
-        let _ = self.events.send(Event::Lost {
-            slot: self.slot,
-            generation: self.generation,
-            reason: "exited (mock)".into(),
-        });
+        self.sink.lost("exited (mock)".into());
     }
 
     fn resident_bytes(&self) -> Option<u64> {
@@ -744,13 +733,7 @@ fn a_worker_above_the_memory_limit_after_a_batch_is_retired() {
 #[test]
 fn a_worker_that_crashes_while_it_drains_is_an_ordinary_crash() {
     // Task 3 is the last a worker takes before its limit; it dies instead of answering.
-    let mut setup = Setup::new(|i, a| {
-        if (i, a) == (3, 1) {
-            Act::HoldThenCrash
-        } else {
-            Act::Answer
-        }
-    });
+    let mut setup = Setup::new(only(&[(3, 1)], Act::HoldThenCrash));
     setup.builder = setup
         .builder
         .workers(1)
@@ -771,13 +754,7 @@ fn a_worker_that_crashes_while_it_drains_is_an_ordinary_crash() {
 
 #[test]
 fn a_retiring_worker_whose_task_hangs_times_out() {
-    let mut setup = Setup::new(|i, a| {
-        if (i, a) == (1, 1) {
-            Act::Hang
-        } else {
-            Act::Answer
-        }
-    });
+    let mut setup = Setup::new(only(&[(1, 1)], Act::Hang));
     setup.builder = setup
         .builder
         .workers(1)
@@ -793,7 +770,7 @@ fn a_retiring_worker_whose_task_hangs_times_out() {
 
 #[test]
 fn an_interrupt_cancels_what_a_retiring_worker_holds() {
-    let mut setup = Setup::new(|i, _| if i == 2 { Act::Hang } else { Act::Answer });
+    let mut setup = Setup::new(always(2, Act::Hang));
     setup.builder = setup.builder.workers(1).max_tasks_per_worker(Some(3));
     let (mut pool, log) = setup.pool();
     let interrupter = pool.interrupter();

@@ -191,6 +191,16 @@ pub(crate) enum Event<O> {
     Interrupted,
 }
 
+/// When a batch reached an in-process runner, which only the trace of its tasks reads: no
+/// clock read per batch when the run is not traced.
+fn arrival_if_traced(settings: &crate::protocol::RunSettings) -> Arrival {
+    if settings.trace {
+        Arrival::now()
+    } else {
+        Arrival::default()
+    }
+}
+
 /// Where a runner posts its events.
 pub(crate) struct EventSink<O> {
     pub slot: usize,
@@ -235,7 +245,8 @@ pub(crate) trait Runner<T: Task>: Send {
     /// The OS process that runs the tasks.
     fn pid(&self) -> u32;
     /// Hands over a batch; it runs after the batches sent before it. Returns when the
-    /// batch was encoded (monotonic ns), for runners that encode.
+    /// batch was encoded (monotonic ns), for runners that encode; the scheduler reads it
+    /// only when the run is traced.
     fn send(&mut self, jobs: &[Job<T::Input>]) -> Result<Option<u64>, String>;
     /// Stops the runner now, whatever it is doing, and says how it ended if it had died.
     fn kill(&mut self) -> Option<String>;

@@ -70,9 +70,7 @@ impl WorkerBinary {
         } else if let Some(path) = std::env::var_os(WORKER_ENV).filter(|p| !p.is_empty()) {
             (PathBuf::from(path), WORKER_ENV)
         } else {
-            let exe = std::env::current_exe().map_err(|err| {
-                PoolError::WorkerBinary(format!("cannot find this executable's path: {err}"))
-            })?;
+            let exe = WorkerBinary::this_program()?.path;
             let dir = exe.parent().unwrap_or(Path::new("."));
             (dir.join("worker"), "next to coordinator")
         };
@@ -104,6 +102,8 @@ pub(crate) struct ProcessBackend<T> {
     /// The encoded [`crate::protocol::Setup`], sent to every worker as it joins.
     setup: Envelope,
     wanted: Signature,
+    /// The run is traced: only then are the clock reads of [`crate::outcome::Trace`] made.
+    trace: bool,
     /// Forks the workers, once started; `None` before, and for good once it failed (every
     /// worker is then an exec of its own, as it would be without one).
     zygote: Option<Zygote>,
@@ -122,6 +122,7 @@ impl<T: Task> ProcessBackend<T> {
             bin,
             setup,
             wanted: Signature::of::<T>(),
+            trace: settings.trace,
             zygote: None,
             task: PhantomData,
         })
@@ -187,9 +188,10 @@ impl<T: Task> ProcessBackend<T> {
             events: events.clone(),
         };
         let from_worker = bootstrap.from_worker;
+        let trace = self.trace;
         std::thread::Builder::new()
             .name(format!("workpool-reader-{slot}"))
-            .spawn(move || read_outcomes(from_worker, sink))
+            .spawn(move || read_outcomes(from_worker, sink, trace))
             .map_err(PoolError::Thread)?;
         Ok(Box::new(ProcessRunner::<T> {
             child,
@@ -197,6 +199,7 @@ impl<T: Task> ProcessBackend<T> {
             to_worker: bootstrap.to_worker,
             outbox: Outbox::new(),
             stopping: false,
+            trace: self.trace,
             task: PhantomData,
         }))
     }
@@ -468,8 +471,13 @@ where
 }
 
 /// Forwards a worker's outcome frames as events until the channel closes or a frame is
-/// corrupt; either way the worker is reported lost, and the scheduler reaps it.
-fn read_outcomes<O: DeserializeOwned>(from_worker: IpcReceiver<Envelope>, sink: EventSink<O>) {
+/// corrupt; either way the worker is reported lost, and the scheduler reaps it. When the
+/// decoding ended is only read when `trace` is set.
+fn read_outcomes<O: DeserializeOwned>(
+    from_worker: IpcReceiver<Envelope>,
+    sink: EventSink<O>,
+    trace: bool,
+) {
     // The worker's shared-memory regions, kept mapped for as long as the worker lives.
     let mut inbox = Inbox::new();
     let reason = loop {
@@ -480,7 +488,7 @@ fn read_outcomes<O: DeserializeOwned>(from_worker: IpcReceiver<Envelope>, sink: 
                 Ok(ToCoordinator::Outcomes(outcomes)) => {
                     let arrival = Arrival {
                         received_ns,
-                        decoded_ns: monotonic_ns(),
+                        decoded_ns: if trace { monotonic_ns() } else { received_ns },
                     };
                     if !sink.outcomes(outcomes, arrival) {
                         return;
@@ -511,6 +519,8 @@ struct ProcessRunner<T> {
     outbox: Outbox,
     /// The worker was asked to exit (retired, or the pool shuts down): once is enough.
     stopping: bool,
+    /// The run is traced: only then does `send` read the clock.
+    trace: bool,
     task: PhantomData<fn() -> T>,
 }
 
@@ -524,10 +534,10 @@ impl<T: Task> Runner<T> for ProcessRunner<T> {
             .outbox
             .encode(&ToWorkerRef::Tasks(jobs))
             .map_err(|err| err.to_string())?;
-        let encoded_ns = monotonic_ns();
+        let encoded_ns = self.trace.then(monotonic_ns);
         self.to_worker
             .send(frame)
-            .map(|()| Some(encoded_ns))
+            .map(|()| encoded_ns)
             .map_err(|err| format!("cannot send to worker: {err}"))
     }
 

@@ -97,6 +97,13 @@ pub struct Stats {
     pub interrupted: bool,
 }
 
+impl Stats {
+    /// A worker has answered everything it held and counts as retired.
+    pub(crate) fn count_retired(&mut self, reason: super::recycle::Retirement) {
+        *self.workers_retired.entry(reason.as_str()).or_insert(0) += 1;
+    }
+}
+
 /// Where one task's round trip went, in microseconds, when the run traces
 /// ([`PoolBuilder::trace`](super::PoolBuilder::trace)). The phases add up to `total_us` by construction: each is the gap
 /// between two consecutive timestamps on one clock shared by both processes.

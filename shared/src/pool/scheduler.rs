@@ -73,7 +73,7 @@ struct Slot<T: Task> {
     /// Batches sent and not yet fully answered, oldest first; the worker runs them in order.
     inflight: VecDeque<Batch<T::Input>>,
     /// When the task at the head of `inflight` started: the worker runs its queue in order,
-    /// so that is when the batch reached an idle worker or the previous outcome arrived.
+    /// so that is when the batch reached an idle worker or the previous outcomes arrived.
     head_started: Option<Instant>,
     /// Tasks sent to this runner since it started, over every run: what its task limit
     /// is counted against.
@@ -666,6 +666,10 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
     }
 
     fn release_due_retries(&mut self) {
+        // No clock read on every dispatch when nothing waits (the common case).
+        if self.delayed.is_empty() {
+            return;
+        }
         let now = Instant::now();
         while let Some(job) = self.delayed.pop_due(now) {
             self.ready.push_back(job);
@@ -693,7 +697,6 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
     }
 
     fn wait_for_event(&mut self) {
-        let now = Instant::now();
         let wake = [
             self.delayed.next_due(),
             self.next_deadline().map(|(at, _)| at),
@@ -702,7 +705,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         .flatten()
         .min();
         let timeout = wake.map_or(Duration::from_secs(3600), |at| {
-            at.saturating_duration_since(now)
+            at.saturating_duration_since(Instant::now())
         });
         // Outcomes from worker processes reach this thread through their reader threads;
         // spinning briefly saves the wake-up of a sleeping scheduler (see `SPIN`) when a
@@ -765,9 +768,11 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
                 let state = self.pool.state(who);
                 let pid = pid.map_or(state.pid, |p| p.get());
                 let batches_before = state.inflight.len();
+                let mut settled_any = false;
                 for outcome in outcomes {
                     match self.pop_inflight(who, &outcome) {
                         Some((task, sent)) => {
+                            settled_any = true;
                             let phases = self.phases(sent, &outcome, arrival);
                             let arrived_ns = arrival.received_ns;
                             let ran_on = (slot as u32, pid);
@@ -778,6 +783,9 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
                             self.stats.duplicates += 1;
                         }
                         None => {
+                            if settled_any {
+                                self.next_task_started(who);
+                            }
                             let reason = format!(
                                 "reported task {} attempt {}, which it was not running",
                                 outcome.index, outcome.attempt
@@ -786,6 +794,9 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
                             return;
                         }
                     }
+                }
+                if settled_any {
+                    self.next_task_started(who);
                 }
                 self.after_outcomes(who, batches_before);
             }
@@ -917,10 +928,15 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         if batch.tasks.is_empty() {
             inflight.remove(position);
         }
-        // The runner goes straight on to its next queued task, if any.
-        let next_started = (!inflight.is_empty()).then(Instant::now);
-        state.head_started = next_started;
         task
+    }
+
+    /// After a message of outcomes was taken: the runner went straight on to its next
+    /// queued task, if any. Once per message, not per outcome: a clock read per task would
+    /// cost the per-task path, and the outcomes of one message arrived together anyway.
+    fn next_task_started(&mut self, who: Who) {
+        let state = self.pool.state_mut(who);
+        state.head_started = (!state.inflight.is_empty()).then(Instant::now);
     }
 
     /// After a runner's outcomes were taken: a retiring worker that has answered
@@ -933,11 +949,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
                     return;
                 };
                 if retiree.state.inflight.is_empty() && batches_before > 0 {
-                    *self
-                        .stats
-                        .workers_retired
-                        .entry(retiree.reason.as_str())
-                        .or_insert(0) += 1;
+                    self.stats.count_retired(retiree.reason);
                 }
             }
             Who::Slot(i) => {
@@ -981,11 +993,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
             failed_send: slot.failed_send.take(),
         };
         if state.inflight.is_empty() {
-            *self
-                .stats
-                .workers_retired
-                .entry(reason.as_str())
-                .or_insert(0) += 1;
+            self.stats.count_retired(reason);
         }
         slot.retiree = Some(Box::new(Retiree { state, reason }));
         self.restart(index, "was retired");

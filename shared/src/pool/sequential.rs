@@ -68,7 +68,8 @@ impl<T: Task> Runner<T> for InlineRunner<T> {
     fn send(&mut self, jobs: &[Job<T::Input>]) -> Result<Option<u64>, String> {
         RUNNING.store(BEGUN.fetch_add(1, Ordering::Relaxed) + 1, Ordering::Relaxed);
         let (task, settings) = &*self.task;
-        execute::run_batch(task, settings, jobs, Arrival::now(), |outcomes| {
+        let arrival = super::arrival_if_traced(settings);
+        execute::run_batch(task, settings, jobs, arrival, |outcomes| {
             self.sink.outcomes(outcomes, Arrival::now())
         });
         RUNNING.store(0, Ordering::Relaxed);

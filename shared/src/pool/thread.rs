@@ -43,8 +43,8 @@ impl<T: Task> Backend<T> for ThreadBackend<T> {
             .name(format!("{THREAD_NAME_PREFIX}{slot}"))
             .spawn(move || {
                 for batch in inbox {
-                    let arrival = Arrival::now();
                     let (task, settings) = &*task;
+                    let arrival = super::arrival_if_traced(settings);
                     execute::run_batch(task, settings, &batch, arrival, |outcomes| {
                         !stop.load(Ordering::Relaxed) && sink.outcomes(outcomes, Arrival::now())
                     });
