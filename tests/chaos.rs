@@ -129,7 +129,7 @@ impl Drop for Coordinator {
 }
 
 /// What `/proc/PID/stat` says: the command name, the state letter and the parent pid.
-fn proc_stat(pid: i32) -> Option<(String, char, i32)> {
+pub(crate) fn proc_stat(pid: i32) -> Option<(String, char, i32)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The name is in parentheses and may itself contain spaces or parentheses.
     let open = stat.find('(')?;
@@ -172,7 +172,7 @@ fn worker_children(parent: i32) -> Vec<i32> {
 
 /// The zygotes (see `workpool::worker::zygote`) whose parent is `parent`: the process
 /// that forks a pool's workers.
-fn zygote_children(parent: i32) -> Vec<i32> {
+pub(crate) fn zygote_children(parent: i32) -> Vec<i32> {
     std::fs::read_dir("/proc")
         .expect("cannot list /proc")
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())

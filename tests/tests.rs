@@ -23,3 +23,4 @@ mod script;
 mod stopping;
 mod streams;
 mod workloads;
+mod zygote;

@@ -2,6 +2,7 @@
 //! binary), joined over ipc-channel, that receives bincode task frames and sends bincode
 //! outcome frames back.
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,7 @@ use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::zygote::Zygote;
+use super::zygote;
 use super::{Backend, Capabilities, Event, EventSink, Events, PoolError, Runner, Started};
 use crate::clock::monotonic_ns;
 use crate::codec::{self, Envelope, Inbox, Outbox};
@@ -104,9 +105,9 @@ pub(crate) struct ProcessBackend<T> {
     wanted: Signature,
     /// The run is traced: only then are the clock reads of [`crate::outcome::Trace`] made.
     trace: bool,
-    /// Forks the workers, once started; `None` before, and for good once it failed (every
+    /// Whether the process's zygote forks this pool's workers: until it fails once (every
     /// worker is then an exec of its own, as it would be without one).
-    zygote: Option<Zygote>,
+    forks: bool,
     task: PhantomData<fn() -> T>,
 }
 
@@ -123,7 +124,7 @@ impl<T: Task> ProcessBackend<T> {
             setup,
             wanted: Signature::of::<T>(),
             trace: settings.trace,
-            zygote: None,
+            forks: true,
             task: PhantomData,
         })
     }
@@ -131,10 +132,10 @@ impl<T: Task> ProcessBackend<T> {
     /// Starts the process, without waiting for it to connect: forked by the zygote while
     /// it serves, else spawned.
     fn spawn(&mut self, slot: usize) -> Result<Pending, PoolError> {
-        if let Some(zygote) = self.zygote.as_mut() {
-            match zygote.fork_all(slot..slot + 1).map(|mut one| one.pop()) {
-                Ok(Some(pending)) => return Ok(pending),
-                Ok(None) | Err(_) => self.zygote = None,
+        if self.forks {
+            match zygote::fork_worker(&self.bin, slot) {
+                Some(pending) => return Ok(pending),
+                None => self.forks = false,
             }
         }
         spawn_worker(&self.bin, slot, false)
@@ -257,10 +258,10 @@ fn spawn_worker(bin: &WorkerBinary, slot: usize, echo: bool) -> Result<Pending, 
     if echo {
         command.env(env::ECHO, "1");
     }
-    let child = command
+    command
         .env(env::CONNECT, &name)
-        .env(env::ID, id.to_string())
-        .spawn()
+        .env(env::ID, id.to_string());
+    let child = zygote::spawn(command)
         .map_err(|err| spawn_err(format!("cannot run {}: {err}", bin.path.display())))?;
     Ok(Pending {
         id,
@@ -338,22 +339,11 @@ impl<T: Task> Backend<T> for ProcessBackend<T> {
         // rest on request; spawned one by one where there is no zygote.
         let mut pending = Vec::with_capacity(count);
         if room_for_zygote {
-            if let Ok((zygote, first)) = Zygote::start(&self.bin, count) {
-                self.zygote = Some(zygote);
-                pending = first;
-            }
+            pending = zygote::fork_workers(&self.bin, count);
         }
-        let rest = pending.len()..count;
-        match self
-            .zygote
-            .as_mut()
-            .map(|zygote| zygote.fork_all(rest.clone()))
-        {
-            Some(Ok(forked)) => pending.extend(forked.into_iter().map(Ok)),
-            _ => {
-                self.zygote = None;
-                pending.extend(rest.map(|slot| spawn_worker(&self.bin, slot, false)));
-            }
+        if pending.len() < count {
+            self.forks = false;
+            pending.extend((pending.len()..count).map(|slot| spawn_worker(&self.bin, slot, false)));
         }
         Ok(pending
             .into_iter()
@@ -641,30 +631,54 @@ impl ChildGuard {
             return self.ended;
         }
         self.signal(libc::SIGTERM);
-        let asked = Instant::now();
-        while asked.elapsed() < KILL_GRACE {
-            if self.try_wait().is_some() {
-                return self.ended;
-            }
-            std::thread::sleep(Duration::from_micros(200));
+        if self.wait_for(KILL_GRACE).is_none() {
+            self.signal(libc::SIGKILL);
+            self.reap(0);
         }
-        self.signal(libc::SIGKILL);
-        self.reap(0);
         self.ended
     }
 
-    /// Waits up to `grace` for the child to exit by itself, then kills it. Looks often:
-    /// a worker asked to stop is gone within a fraction of a millisecond, and a pool's
-    /// shutdown waits for each of its workers in turn.
+    /// Waits up to `grace` for the child to exit by itself, then kills it.
     fn wait_or_kill(&mut self, grace: Duration) {
-        let started = Instant::now();
-        while started.elapsed() < grace {
-            if self.try_wait().is_some() || self.pid.is_none() {
-                return;
-            }
-            std::thread::sleep(Duration::from_micros(100));
+        if self.wait_for(grace).is_none() {
+            self.kill_and_reap();
         }
-        self.kill_and_reap();
+    }
+
+    /// Waits up to `timeout` for the child to end, and reaps it if it did. It sleeps on a
+    /// pidfd, which wakes it the moment the child exits: a pool's shutdown waits for each
+    /// of its workers in turn, and a sleep of fixed length would add its slack to every
+    /// one. It polls the child where there are no pidfds (Linux before 5.3).
+    fn wait_for(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let pidfd = self.pid.and_then(|pid| {
+            // SAFETY: pidfd_open reads two integers and returns a new descriptor or -1.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+            let fd = libc::c_int::try_from(fd).ok().filter(|&fd| fd >= 0)?;
+            // SAFETY: the descriptor was just opened here and nothing else owns it.
+            Some(unsafe { OwnedFd::from_raw_fd(fd) })
+        });
+        while self.try_wait().is_none() && self.pid.is_some() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match &pidfd {
+                Some(fd) => {
+                    let mut ready = libc::pollfd {
+                        fd: fd.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // Rounded up: a timeout of 0 ms would spin.
+                    let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+                    // SAFETY: poll reads and writes the one pollfd we own.
+                    unsafe { libc::poll(&mut ready, 1, ms) };
+                }
+                None => std::thread::sleep(left.min(Duration::from_micros(100))),
+            }
+        }
+        self.ended
     }
 }
 

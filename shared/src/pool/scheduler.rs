@@ -258,9 +258,20 @@ impl<T: Task> Pool<T> {
     where
         I: Iterator<Item = (T::Input, u32)>,
     {
-        // A run stopped early leaves killed runners behind; a new run starts with a full pool.
+        // A run stopped early leaves killed runners behind, and a runner may die between
+        // runs: a new run starts with a full pool. The rest is late news from the last run.
         while let Ok(event) = self.events.try_recv() {
-            drop(event); // late news from the previous run
+            if let Event::Lost {
+                slot, generation, ..
+            } = event
+            {
+                let serving = self.slots.get_mut(slot);
+                if let Some(lost) = serving.filter(|s| s.generation == generation) {
+                    if let Some(mut runner) = lost.runner.take() {
+                        runner.kill();
+                    }
+                }
+            }
         }
         self.reap_retirees();
         self.backend.begin_run();

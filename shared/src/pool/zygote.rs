@@ -1,8 +1,17 @@
-//! The coordinator's side of the zygote (see [`crate::worker::zygote`]): one worker
-//! program started per pool that forks its workers, which then join the pool as a
-//! spawned worker would.
+//! The coordinator's side of the zygote (see [`crate::worker::zygote`]): a worker program
+//! that forks the pool's workers, which then join the pool as a spawned worker would.
+//!
+//! One zygote is kept for the whole process, as Python's forkserver is: only a program's
+//! first process pool pays for its exec, and later pools, and every replacement, fork
+//! from it. It ends with the process (an `atexit` hook hangs it up and reaps it), or when
+//! a pool needs one that its workers would inherit another environment from.
 
+use std::ffi::OsString;
+use std::io;
 use std::ops::Range;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
 
@@ -13,6 +22,133 @@ use super::process::{
 use super::PoolError;
 use crate::worker::env;
 use crate::worker::zygote::{FirstWorker, ForkRequest, Forked, ZygoteBootstrap, MAX_FIRST_WORKERS};
+
+/// This process's zygote, once a pool started one.
+static KEPT: Mutex<Option<Kept>> = Mutex::new(None);
+
+struct Kept {
+    made_for: Inherited,
+    zygote: Zygote,
+}
+
+/// What a zygote's workers inherit from it rather than from the pool that asks for them:
+/// a zygote started before any of it changed would start workers that differ from the
+/// ones a spawn would start.
+#[derive(PartialEq)]
+struct Inherited {
+    program: PathBuf,
+    environment: Vec<(OsString, OsString)>,
+    directory: Option<PathBuf>,
+}
+
+impl Inherited {
+    fn now(bin: &WorkerBinary) -> Inherited {
+        Inherited {
+            program: bin.path.clone(),
+            environment: std::env::vars_os().collect(),
+            directory: std::env::current_dir().ok(),
+        }
+    }
+}
+
+fn kept() -> MutexGuard<'static, Option<Kept>> {
+    // A pool that panicked while forking left nothing half-done that matters here.
+    KEPT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Forks the workers of slots `0..count` from this process's zygote, starting one first
+/// if there is none for `bin` and this environment. Returns what was asked for, in slot
+/// order, up to where the zygote failed; the caller spawns the rest itself.
+pub(super) fn fork_workers(bin: &WorkerBinary, count: usize) -> Vec<Result<Pending, PoolError>> {
+    let made_for = Inherited::now(bin);
+    let mut kept = kept();
+    if let Some(ready) = kept.as_mut().filter(|k| k.made_for == made_for) {
+        match ready.zygote.fork_all(0..count) {
+            Ok(forked) => return forked.into_iter().map(Ok).collect(),
+            // Gone (killed, say): start another.
+            Err(_) => *kept = None,
+        }
+    }
+    *kept = None; // One made for another environment: hang it up and reap it.
+    let Ok((mut zygote, mut first)) = Zygote::start(bin, count) else {
+        return Vec::new();
+    };
+    // A zygote that fails here no longer serves: it is not kept.
+    if let Ok(more) = zygote.fork_all(first.len()..count) {
+        first.extend(more.into_iter().map(Ok));
+        *kept = Some(Kept { made_for, zygote });
+        reap_at_exit();
+    }
+    first
+}
+
+/// Forks the worker of `slot` from this process's zygote, if it has one that serves `bin`
+/// in this environment.
+pub(super) fn fork_worker(bin: &WorkerBinary, slot: usize) -> Option<Pending> {
+    let made_for = Inherited::now(bin);
+    let mut kept = kept();
+    let ready = kept.as_mut().filter(|k| k.made_for == made_for)?;
+    match ready.zygote.fork_all(slot..slot + 1) {
+        Ok(mut one) => one.pop(),
+        Err(_) => {
+            *kept = None;
+            None
+        }
+    }
+}
+
+/// Registers, once, the `atexit` hook that ends the zygote with this process, so that
+/// an exit leaves no process behind, not even a zombie for init to reap.
+fn reap_at_exit() {
+    static REGISTERED: OnceLock<()> = OnceLock::new();
+    REGISTERED.get_or_init(|| {
+        extern "C" fn end_zygote() {
+            // Never wait on a lock at exit: a pool that is forking keeps its zygote.
+            if let Ok(mut kept) = KEPT.try_lock() {
+                kept.take();
+            }
+        }
+        // SAFETY: registers a function without arguments that only locks and drops.
+        unsafe {
+            libc::atexit(end_zygote);
+        }
+    });
+}
+
+/// Starts `command` from a thread that lives as long as this process. A worker dies with
+/// the thread that started it (`PR_SET_PDEATHSIG` follows the parent thread, not the
+/// parent process), so one started by whichever thread built a pool would die when that
+/// thread ends, though the pool, or the zygote, lives on.
+pub(super) fn spawn(command: Command) -> io::Result<Child> {
+    type Request = (Command, crossbeam_channel::Sender<io::Result<Child>>);
+    static STARTER: OnceLock<Option<crossbeam_channel::Sender<Request>>> = OnceLock::new();
+    let starter = STARTER.get_or_init(|| {
+        let (requests, incoming) = crossbeam_channel::unbounded::<Request>();
+        std::thread::Builder::new()
+            .name(format!("{}starter", super::THREAD_NAME_PREFIX))
+            .spawn(move || {
+                for (mut command, answer) in incoming {
+                    let _ = answer.send(command.spawn());
+                }
+            })
+            .ok()
+            .map(|_| requests)
+    });
+    let (answer, answered) = crossbeam_channel::bounded(1);
+    match starter {
+        Some(starter) => match starter.send((command, answer)) {
+            Ok(()) => answered
+                .recv()
+                .unwrap_or_else(|_| Err(io::Error::other("the starter thread is gone"))),
+            Err(crossbeam_channel::SendError((mut command, _))) => command.spawn(),
+        },
+        // No thread to spare: started from this one, it dies with this one.
+        None => {
+            let mut command = command;
+            command.spawn()
+        }
+    }
+}
 
 /// A running zygote. Dropping it hangs up, which ends it; its guard reaps it.
 pub(super) struct Zygote {
@@ -26,20 +162,19 @@ impl Zygote {
     /// (at most [`MAX_FIRST_WORKERS`]) at once, and waits for it to serve; returns those
     /// workers too. The error says why it did not start; the caller then spawns its
     /// workers itself.
-    pub fn start(
+    fn start(
         bin: &WorkerBinary,
         first: usize,
     ) -> Result<(Zygote, Vec<Result<Pending, PoolError>>), String> {
         let (server, name) = IpcOneShotServer::<ZygoteBootstrap>::new()
             .map_err(|err| format!("cannot open ipc server: {err}"))?;
-        let child = worker_command(bin)
-            .env(env::ZYGOTE, &name)
-            .env(
-                env::ZYGOTE_WORKERS,
-                first.min(MAX_FIRST_WORKERS).to_string(),
-            )
-            .spawn()
-            .map_err(|err| format!("cannot run {}: {err}", bin.path.display()))?;
+        let mut command = worker_command(bin);
+        command.env(env::ZYGOTE, &name).env(
+            env::ZYGOTE_WORKERS,
+            first.min(MAX_FIRST_WORKERS).to_string(),
+        );
+        let child =
+            spawn(command).map_err(|err| format!("cannot run {}: {err}", bin.path.display()))?;
         let mut child = ChildGuard::new(child.id());
         let bootstrap = accept_with_deadline(server, &name, &mut child, HANDSHAKE_DEADLINE)?;
         let first = bootstrap
@@ -66,7 +201,7 @@ impl Zygote {
     /// Forks the workers of `slots`: every request goes out before the first answer is
     /// read, so the workers start up while the zygote forks the next ones. An error means
     /// the zygote no longer serves.
-    pub fn fork_all(&mut self, slots: Range<usize>) -> Result<Vec<Pending>, String> {
+    fn fork_all(&mut self, slots: Range<usize>) -> Result<Vec<Pending>, String> {
         let mut handshakes = Vec::with_capacity(slots.len());
         for slot in slots {
             let (bootstrap, receiver) = ipc::channel().map_err(|err| err.to_string())?;
