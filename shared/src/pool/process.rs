@@ -337,19 +337,24 @@ impl<T: Task> Backend<T> for ProcessBackend<T> {
         // Every process is asked for before the first hello is read, so that they all
         // start up in parallel: the first ones forked by the zygote as it starts, the
         // rest on request; spawned one by one where there is no zygote.
-        let mut pending = Vec::with_capacity(count);
+        let mut started = Vec::with_capacity(count);
         if room_for_zygote {
-            pending = zygote::fork_workers(&self.bin, count);
+            zygote::fork_workers(&self.bin, count, |pending| {
+                let slot = started.len();
+                started.push(pending.and_then(|p| self.join(p, slot, 0, events)));
+            });
         }
-        if pending.len() < count {
+        if started.len() < count {
             self.forks = false;
-            pending.extend((pending.len()..count).map(|slot| spawn_worker(&self.bin, slot, false)));
+            let spawned: Vec<_> = (started.len()..count)
+                .map(|slot| spawn_worker(&self.bin, slot, false))
+                .collect();
+            for pending in spawned {
+                let slot = started.len();
+                started.push(pending.and_then(|p| self.join(p, slot, 0, events)));
+            }
         }
-        Ok(pending
-            .into_iter()
-            .enumerate()
-            .map(|(slot, p)| p.and_then(|p| self.join(p, slot, 0, events)))
-            .collect())
+        Ok(started)
     }
 
     fn start(&mut self, slot: usize, generation: u64, events: &Events<T>) -> Started<T> {

@@ -21,7 +21,7 @@ use super::process::{
 };
 use super::PoolError;
 use crate::worker::env;
-use crate::worker::zygote::{FirstWorker, ForkRequest, Forked, ZygoteBootstrap, MAX_FIRST_WORKERS};
+use crate::worker::zygote::{FirstWorker, ForkRequest, Forked, ZygoteBootstrap};
 
 /// This process's zygote, once a pool started one.
 static KEPT: Mutex<Option<Kept>> = Mutex::new(None);
@@ -57,29 +57,51 @@ fn kept() -> MutexGuard<'static, Option<Kept>> {
 }
 
 /// Forks the workers of slots `0..count` from this process's zygote, starting one first
-/// if there is none for `bin` and this environment. Returns what was asked for, in slot
-/// order, up to where the zygote failed; the caller spawns the rest itself.
-pub(super) fn fork_workers(bin: &WorkerBinary, count: usize) -> Vec<Result<Pending, PoolError>> {
+/// if there is none for `bin` and this environment, and hands each to `each` in slot order
+/// as soon as it is forked. Returns how many it handed over: up to where the zygote
+/// failed, if it did; the caller spawns the rest itself.
+pub(super) fn fork_workers(
+    bin: &WorkerBinary,
+    count: usize,
+    mut each: impl FnMut(Result<Pending, PoolError>),
+) -> usize {
     let made_for = Inherited::now(bin);
     let mut kept = kept();
     if let Some(ready) = kept.as_mut().filter(|k| k.made_for == made_for) {
-        match ready.zygote.fork_all(0..count) {
-            Ok(forked) => return forked.into_iter().map(Ok).collect(),
-            // Gone (killed, say): start another.
-            Err(_) => *kept = None,
+        let mut handed = 0;
+        match ready.zygote.fork_all(0..count, |pending| {
+            handed += 1;
+            each(Ok(pending))
+        }) {
+            Ok(()) => return count,
+            // Gone (killed, say): start another for the rest.
+            Err(_) if handed == 0 => *kept = None,
+            Err(_) => {
+                *kept = None;
+                return handed;
+            }
         }
     }
     *kept = None; // One made for another environment: hang it up and reap it.
-    let Ok((mut zygote, mut first)) = Zygote::start(bin, count) else {
-        return Vec::new();
+    let mut handed = 0;
+    let Ok(mut zygote) = Zygote::start(bin, count, |pending| {
+        handed += 1;
+        each(pending)
+    }) else {
+        return handed;
     };
     // A zygote that fails here no longer serves: it is not kept.
-    if let Ok(more) = zygote.fork_all(first.len()..count) {
-        first.extend(more.into_iter().map(Ok));
+    if zygote
+        .fork_all(handed..count, |pending| {
+            handed += 1;
+            each(Ok(pending))
+        })
+        .is_ok()
+    {
         *kept = Some(Kept { made_for, zygote });
         reap_at_exit();
     }
-    first
+    handed
 }
 
 /// Forks the worker of `slot` from this process's zygote, if it has one that serves `bin`
@@ -88,13 +110,15 @@ pub(super) fn fork_worker(bin: &WorkerBinary, slot: usize) -> Option<Pending> {
     let made_for = Inherited::now(bin);
     let mut kept = kept();
     let ready = kept.as_mut().filter(|k| k.made_for == made_for)?;
-    match ready.zygote.fork_all(slot..slot + 1) {
-        Ok(mut one) => one.pop(),
-        Err(_) => {
-            *kept = None;
-            None
-        }
+    let mut forked = None;
+    if ready
+        .zygote
+        .fork_all(slot..slot + 1, |pending| forked = Some(pending))
+        .is_err()
+    {
+        *kept = None;
     }
+    forked
 }
 
 /// Registers, once, the `atexit` hook that ends the zygote with this process, so that
@@ -159,49 +183,53 @@ pub(super) struct Zygote {
 
 impl Zygote {
     /// Starts the worker program as a zygote that forks the workers of slots `0..first`
-    /// (at most [`MAX_FIRST_WORKERS`]) at once, and waits for it to serve; returns those
-    /// workers too. The error says why it did not start; the caller then spawns its
-    /// workers itself.
+    /// at once, and hands each to `each` as soon as it is forked: the first ones join
+    /// while the zygote forks the next. The error says why it did not start or stopped;
+    /// the caller then spawns the workers it did not get.
     fn start(
         bin: &WorkerBinary,
         first: usize,
-    ) -> Result<(Zygote, Vec<Result<Pending, PoolError>>), String> {
+        mut each: impl FnMut(Result<Pending, PoolError>),
+    ) -> Result<Zygote, String> {
         let (server, name) = IpcOneShotServer::<ZygoteBootstrap>::new()
             .map_err(|err| format!("cannot open ipc server: {err}"))?;
         let mut command = worker_command(bin);
-        command.env(env::ZYGOTE, &name).env(
-            env::ZYGOTE_WORKERS,
-            first.min(MAX_FIRST_WORKERS).to_string(),
-        );
+        command
+            .env(env::ZYGOTE, &name)
+            .env(env::ZYGOTE_WORKERS, first.to_string());
         let child =
             spawn(command).map_err(|err| format!("cannot run {}: {err}", bin.path.display()))?;
         let mut child = ChildGuard::new(child.id());
         let bootstrap = accept_with_deadline(server, &name, &mut child, HANDSHAKE_DEADLINE)?;
-        let first = bootstrap
-            .first
-            .into_iter()
-            .zip(0u32..)
-            .map(|(FirstWorker { forked, bootstrap }, id)| match forked {
+        for id in 0..first as u32 {
+            let FirstWorker { forked, bootstrap } = bootstrap
+                .first
+                .try_recv_timeout(HANDSHAKE_DEADLINE)
+                .map_err(|err| format!("zygote gone: {err}"))?;
+            each(match forked {
                 Ok(pid) => Ok(Pending {
                     id,
                     handshake: Handshake::Channel(bootstrap),
                     child: ChildGuard::new(pid),
                 }),
                 Err(reason) => Err(PoolError::Spawn { id, reason }),
-            })
-            .collect();
-        let zygote = Zygote {
+            });
+        }
+        Ok(Zygote {
             requests: bootstrap.requests,
             forked: bootstrap.forked,
             _child: child,
-        };
-        Ok((zygote, first))
+        })
     }
 
-    /// Forks the workers of `slots`: every request goes out before the first answer is
-    /// read, so the workers start up while the zygote forks the next ones. An error means
-    /// the zygote no longer serves.
-    fn fork_all(&mut self, slots: Range<usize>) -> Result<Vec<Pending>, String> {
+    /// Forks the workers of `slots` and hands each to `each`: every request goes out
+    /// before the first answer is read, so the workers start up, and join, while the
+    /// zygote forks the next ones. An error means the zygote no longer serves.
+    fn fork_all(
+        &mut self,
+        slots: Range<usize>,
+        mut each: impl FnMut(Pending),
+    ) -> Result<(), String> {
         let mut handshakes = Vec::with_capacity(slots.len());
         for slot in slots {
             let (bootstrap, receiver) = ipc::channel().map_err(|err| err.to_string())?;
@@ -211,19 +239,17 @@ impl Zygote {
                 .map_err(|err| format!("zygote gone: {err}"))?;
             handshakes.push((id, receiver));
         }
-        handshakes
-            .into_iter()
-            .map(|(id, receiver)| {
-                let pid = self
-                    .forked
-                    .try_recv_timeout(HANDSHAKE_DEADLINE)
-                    .map_err(|err| format!("zygote gone: {err}"))??;
-                Ok(Pending {
-                    id,
-                    handshake: Handshake::Channel(receiver),
-                    child: ChildGuard::new(pid),
-                })
-            })
-            .collect()
+        for (id, receiver) in handshakes {
+            let pid = self
+                .forked
+                .try_recv_timeout(HANDSHAKE_DEADLINE)
+                .map_err(|err| format!("zygote gone: {err}"))??;
+            each(Pending {
+                id,
+                handshake: Handshake::Channel(receiver),
+                child: ChildGuard::new(pid),
+            });
+        }
+        Ok(())
     }
 }

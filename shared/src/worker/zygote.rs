@@ -19,10 +19,6 @@ use crate::protocol::Bootstrap;
 /// workers it forks take back the program's own name.
 pub const PROCESS_NAME: &str = "workpool-zygote";
 
-/// The most workers a zygote forks before it joins its coordinator: their channels travel
-/// in its first message, which ipc-channel limits to 64 descriptors.
-pub(crate) const MAX_FIRST_WORKERS: usize = 48;
-
 /// What the zygote sends its coordinator once it is up.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct ZygoteBootstrap {
@@ -31,12 +27,13 @@ pub(crate) struct ZygoteBootstrap {
     /// Where it learns the pid of each, in the order asked.
     pub forked: IpcReceiver<Forked>,
     /// The workers of slots `0..` asked for in the zygote's environment
-    /// ([`env::ZYGOTE_WORKERS`]), forked before it joined: the pool's first workers do not
-    /// wait for a round trip with the coordinator.
-    pub first: Vec<FirstWorker>,
+    /// ([`env::ZYGOTE_WORKERS`]), each sent as soon as it is forked: the pool's first
+    /// workers wait for no round trip with the coordinator, and the coordinator joins
+    /// each while the zygote forks the next.
+    pub first: IpcReceiver<FirstWorker>,
 }
 
-/// A worker forked before the zygote joined its coordinator.
+/// A worker forked without a request, as the zygote starts.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct FirstWorker {
     /// Its pid, or why it could not be forked.
@@ -81,8 +78,7 @@ pub(super) fn serve(worker: &Worker, server: String, parent: Option<u32>) -> ! {
     let first = std::env::var(env::ZYGOTE_WORKERS)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0usize)
-        .min(MAX_FIRST_WORKERS);
+        .unwrap_or(0usize);
     // Single-threaded still: nothing reads the environment meanwhile. A task that starts
     // this program again must not make it a zygote.
     std::env::remove_var(env::ZYGOTE);
@@ -131,38 +127,45 @@ struct Zygote<'a> {
 struct Held {
     incoming: Option<IpcReceiver<ForkRequest>>,
     forked: Option<IpcSender<Forked>>,
-    first: Vec<FirstWorker>,
+    first: Option<IpcSender<FirstWorker>>,
+    /// The coordinator's end of the next worker's bootstrap channel, until it is sent.
+    next_first: Option<IpcReceiver<Bootstrap>>,
 }
 
 impl Zygote<'_> {
-    /// Forks the first `first` workers, then connects to the coordinator and hands it
-    /// the zygote's channels and theirs.
+    /// Connects to the coordinator and hands it the zygote's channels, then forks the
+    /// first `first` workers, sending each one's channel as soon as it is forked.
     fn join(&mut self, server: &str, first: usize) -> Result<(), String> {
         let channel_err = |err: std::io::Error| format!("cannot create channel: {err}");
-        for id in 0..first {
-            let (bootstrap, receiver) = ipc::channel().map_err(channel_err)?;
-            // Held before the fork, so that the worker closes its copy too.
-            self.held.first.push(FirstWorker {
-                forked: Err(String::new()),
-                bootstrap: receiver,
-            });
-            let forked = self.fork(id as u32, bootstrap);
-            if let Some(last) = self.held.first.last_mut() {
-                last.forked = forked;
-            }
-        }
         let (requests, incoming) = ipc::channel().map_err(channel_err)?;
         let (forked, answers) = ipc::channel().map_err(channel_err)?;
+        let (first_sender, first_receiver) = ipc::channel().map_err(channel_err)?;
         self.held.incoming = Some(incoming);
         self.held.forked = Some(forked);
+        self.held.first = Some(first_sender);
         IpcSender::<ZygoteBootstrap>::connect(server.to_string())
             .map_err(|err| format!("cannot connect to coordinator at {server}: {err}"))?
             .send(ZygoteBootstrap {
                 requests,
                 forked: answers,
-                first: std::mem::take(&mut self.held.first),
+                first: first_receiver,
             })
-            .map_err(|err| format!("handshake with coordinator failed: {err}"))
+            .map_err(|err| format!("handshake with coordinator failed: {err}"))?;
+        for id in 0..first {
+            let (bootstrap, receiver) = ipc::channel().map_err(channel_err)?;
+            // Held during the fork, so that the worker closes its copy too.
+            self.held.next_first = Some(receiver);
+            let forked = self.fork(id as u32, bootstrap);
+            let (Some(bootstrap), Some(sender)) = (self.held.next_first.take(), &self.held.first)
+            else {
+                break;
+            };
+            sender
+                .send(FirstWorker { forked, bootstrap })
+                .map_err(|err| format!("coordinator gone: {err}"))?;
+        }
+        self.held.first = None; // Tells the coordinator there are no more.
+        Ok(())
     }
 
     /// Forks the worker of slot `id`, which serves over `bootstrap` and exits; returns
