@@ -248,6 +248,13 @@ fn python_peers_appear_as_extra_rows_or_are_skipped_with_a_reason() {
             .find(|m| m["case"] == "noop round trip" && m["runtime"] == "process")
             .unwrap();
         assert!(ours["ratios"]["x python"].is_number(), "{ours}");
+        // A program's first pool, read from `coordinator run`, beside Python's fork pool.
+        let first = measurements
+            .iter()
+            .find(|m| m["case"] == "pool ready, first of a program" && m["runtime"] == "process")
+            .expect("no first-pool start-up");
+        assert!(first["ratios"]["x python"].is_number(), "{first}");
+        assert!(first["stats"]["median"].as_f64() > Some(0.0), "{first}");
         // Python's echo of the same payloads, compared size by size.
         for size in ["1 KiB", "64 KiB", "1024 KiB", "16384 KiB"] {
             let echo = |runtime: &str| {

@@ -88,6 +88,21 @@ impl Bench {
     }
 
     /// Runs `f` `warmup` times unmeasured, then `runs` times, returning its results.
+    /// `coordinator run WORKLOAD` as a program of its own (this very binary, as a user
+    /// runs it) on the bench's worker binary: what a command line costs, its start-up
+    /// included. Its standard error is piped, for the message of a failed run.
+    pub fn run_command(&self, workload: &str) -> Result<std::process::Command> {
+        let exe = std::env::current_exe().context("cannot find this executable's path")?;
+        let mut command = std::process::Command::new(exe);
+        command
+            .args(["run", workload, "--progress", "never", "--worker-bin"])
+            .arg(&self.bin.path)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        load::die_with_parent(&mut command);
+        Ok(command)
+    }
+
     pub fn repeat(&self, mut f: impl FnMut() -> Result<f64>) -> Result<Vec<f64>> {
         for _ in 0..self.warmup {
             f()?;

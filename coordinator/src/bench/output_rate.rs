@@ -2,12 +2,11 @@
 //! as a child, as a user would) with each export format written to a file, against the
 //! same run with `-q`, which writes the summary only. Part of the throughput suite.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 
-use super::load::die_with_parent;
 use super::model::{Measurement, Report};
 use super::Bench;
 
@@ -27,27 +26,20 @@ const RUNS: [(&str, Option<&str>); 5] = [
 
 pub fn output_rates(bench: &Bench, report: &mut Report) -> Result<()> {
     let tasks: u64 = if bench.quick { 100_000 } else { 1_000_000 };
-    let exe = std::env::current_exe().context("cannot find this executable's path")?;
     let dir = super::temp_dir("bench");
     std::fs::create_dir_all(&dir).context("cannot create a temporary folder")?;
     let file = dir.join("outcomes");
     let result = (|| {
         for (param, format) in RUNS {
             let values = bench.repeat(|| {
-                let mut command = Command::new(&exe);
+                let mut command = bench.run_command("noop")?;
                 command
-                    .args(["run", "noop", "--count", &tasks.to_string()])
-                    .args(["-w", &WORKERS.to_string(), "--progress", "never"])
-                    .arg("--worker-bin")
-                    .arg(&bench.bin.path)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped());
+                    .args(["--count", &tasks.to_string(), "-w", &WORKERS.to_string()])
+                    .stdout(Stdio::null());
                 match format {
                     None => command.arg("-q"),
                     Some(format) => command.args(["--format", format, "-o"]).arg(&file),
                 };
-                die_with_parent(&mut command);
                 let t = Instant::now();
                 let output = command.output().context("cannot run `coordinator run`")?;
                 let seconds = t.elapsed().as_secs_f64();

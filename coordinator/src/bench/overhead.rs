@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context as _, Result};
 use workpool::codec::{self, Envelope};
 use workpool::protocol::Job;
 use workpool::protocol::{ToWorker, ToWorkerRef};
@@ -28,10 +28,24 @@ fn push(report: &mut Report, m: Option<Measurement>) {
 }
 
 /// Pool ready (spawned and handshaken, every worker answered) and shutdown, per backend
-/// across the worker sweep.
+/// across the worker sweep; and the pool start-up of a program's first pool, which alone
+/// starts the zygote that every later pool of the program forks its workers from.
 pub fn startup(bench: &Bench, report: &mut Report) -> Result<()> {
     for backend in POOLED {
         for &workers in &bench.sweep {
+            let first = bench.repeat(|| first_pool_start(bench, backend, workers))?;
+            push(
+                report,
+                Measurement::new(
+                    "startup",
+                    FIRST_POOL,
+                    backend.as_str(),
+                    Some(workers),
+                    None,
+                    "ms",
+                    &first,
+                ),
+            );
             let mut shutdowns = Vec::new();
             let ready = bench.repeat(|| {
                 let t = Instant::now();
@@ -71,6 +85,35 @@ pub fn startup(bench: &Bench, report: &mut Report) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The case of a program's first pool: `run`'s own `pool_start_ms`.
+pub const FIRST_POOL: &str = "pool ready, first of a program";
+
+/// The `pool_start_ms` of `coordinator run noop` with `workers` tasks and workers, run as
+/// a program of its own.
+fn first_pool_start(bench: &Bench, backend: BackendKind, workers: usize) -> Result<f64> {
+    let n = workers.to_string();
+    let mut command = bench.run_command("noop")?;
+    command
+        .args(["--count", &n, "-w", &n, "--backend", backend.as_str()])
+        .args(["--format", "jsonl"])
+        .stdout(std::process::Stdio::piped());
+    let output = command.output().context("cannot run `coordinator run`")?;
+    let summary = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .and_then(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .and_then(|json| json["summary"]["pool_start_ms"].as_f64());
+    match summary {
+        Some(ms) if output.status.success() => Ok(ms),
+        _ => Err(anyhow!(
+            "`coordinator run noop -w {n} --backend {}` failed ({}): {}",
+            backend.as_str(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
+    }
 }
 
 /// Samples of one no-op at a time on a warm one-worker pool, in microseconds.

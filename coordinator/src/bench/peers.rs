@@ -178,6 +178,10 @@ pub fn add_ratios(report: &mut Report) {
             }
             ("noop throughput", _) => None,
             ("pool ready", _) => med(case, py_rt, w, None).map(|b| b / m.stats.median),
+            // Python's pools start with no server to exec: its one figure is the peer.
+            (super::overhead::FIRST_POOL, _) => {
+                med("pool ready", py_rt, w, None).map(|b| b / m.stats.median)
+            }
             // Idle against idle, under load against the same load; payloads size by size.
             ("noop round trip" | "round trip", p) => {
                 med(case, py_rt, w, p).map(|b| b / m.stats.median)
