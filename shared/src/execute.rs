@@ -19,24 +19,60 @@ pub fn execute<T: Task>(
     execute_from(task, settings, job, arrival, Instant::now()).0
 }
 
+/// A job as a runner holds it: lent ([`Task::run`]) by a runner that shares the pool's
+/// copy, which a retry needs again, or given ([`Task::run_owned`]) by a worker process,
+/// whose copy was decoded for this attempt alone.
+pub trait RunnableJob<T: Task> {
+    /// The task's position in the run's input.
+    fn index(&self) -> u64;
+    /// Which attempt this is, from 1.
+    fn attempt(&self) -> u32;
+    /// Runs the task's code on the input.
+    fn run(self, task: &T, attempt: &Attempt) -> Result<T::Output, TaskError>;
+}
+
+impl<T: Task> RunnableJob<T> for &Job<T::Input> {
+    fn index(&self) -> u64 {
+        self.index
+    }
+    fn attempt(&self) -> u32 {
+        self.attempt
+    }
+    fn run(self, task: &T, attempt: &Attempt) -> Result<T::Output, TaskError> {
+        task.run(&self.input, attempt)
+    }
+}
+
+impl<T: Task> RunnableJob<T> for Job<T::Input> {
+    fn index(&self) -> u64 {
+        self.index
+    }
+    fn attempt(&self) -> u32 {
+        self.attempt
+    }
+    fn run(self, task: &T, attempt: &Attempt) -> Result<T::Output, TaskError> {
+        task.run_owned(self.input, attempt)
+    }
+}
+
 /// [`execute`] for a task that started at `start`, returning when it ended too: in a batch
 /// one task's end is the next one's start, so a tiny task costs one clock read, not two
 /// (the clock was an eighth of a worker's time on no-ops, measured with perf).
 fn execute_from<T: Task>(
     task: &T,
     settings: &RunSettings,
-    job: &Job<T::Input>,
+    job: impl RunnableJob<T>,
     arrival: Arrival,
     start: Instant,
 ) -> (Outcome<T::Output>, Instant) {
     let started_ns = settings.trace.then(crate::clock::monotonic_ns);
     let attempt = Attempt {
-        index: job.index,
-        number: job.attempt,
+        index: job.index(),
+        number: job.attempt(),
         seed: settings.seed,
     };
-    let result = panic::catch_unwind(AssertUnwindSafe(|| task.run(&job.input, &attempt)))
-        .unwrap_or_else(|panic| {
+    let result =
+        panic::catch_unwind(AssertUnwindSafe(|| job.run(task, &attempt))).unwrap_or_else(|panic| {
             Err(TaskError::new(
                 ErrorKind::Panicked,
                 panic_message(panic.as_ref()),
@@ -44,8 +80,8 @@ fn execute_from<T: Task>(
         });
     let end = Instant::now();
     let outcome = Outcome {
-        index: job.index,
-        attempt: job.attempt,
+        index: attempt.index,
+        attempt: attempt.number,
         result,
         run_us: u64::try_from((end - start).as_micros()).unwrap_or(u64::MAX),
         trace: started_ns.map(|started_ns| Trace {
@@ -64,15 +100,18 @@ pub const FLUSH_AFTER: Duration = Duration::from_millis(2);
 
 /// Runs a batch in order, handing outcomes to `flush` in groups: whenever [`FLUSH_AFTER`]
 /// has passed since the last flush, and at the end. `flush` returns false when nobody wants
-/// the rest (the runner was abandoned), which stops the batch. Every runner shares this.
-pub fn run_batch<T: Task>(
+/// the rest (the runner was abandoned), which stops the batch. Every runner shares this:
+/// with `&batch` the tasks borrow their inputs, with `batch` they own them (see
+/// [`RunnableJob`]).
+pub fn run_batch<T: Task, J: RunnableJob<T>>(
     task: &T,
     settings: &RunSettings,
-    jobs: &[Job<T::Input>],
+    jobs: impl IntoIterator<Item = J>,
     arrival: Arrival,
     mut flush: impl FnMut(Vec<Outcome<T::Output>>) -> bool,
 ) {
-    let mut pending = Vec::with_capacity(jobs.len().min(1024));
+    let jobs = jobs.into_iter();
+    let mut pending = Vec::with_capacity(jobs.size_hint().0.min(1024));
     let mut last_flush = Instant::now();
     let mut start = last_flush;
     for job in jobs {
@@ -107,6 +146,43 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lent_batch_runs_run_and_a_given_one_run_owned() {
+        use crate::task::tests::{pattern, Bytes, Scribble};
+        let jobs: Vec<Job<Bytes>> = (0..3)
+            .map(|index| Job {
+                index,
+                attempt: 1,
+                input: Bytes(pattern(index as usize * 1000)),
+            })
+            .collect();
+        let task = Scribble { fail_first: false };
+        let settings = RunSettings::default();
+        let run = |given: bool| {
+            let mut outcomes = Vec::new();
+            let flush = |done: Vec<_>| {
+                outcomes.extend(done);
+                true
+            };
+            if given {
+                run_batch(&task, &settings, jobs.clone(), Arrival::default(), flush);
+            } else {
+                run_batch(&task, &settings, &jobs, Arrival::default(), flush);
+            }
+            outcomes
+        };
+        for given in [false, true] {
+            let outcomes = run(given);
+            assert_eq!(outcomes.len(), jobs.len());
+            for (outcome, job) in outcomes.into_iter().zip(&jobs) {
+                assert_eq!(outcome.index, job.index);
+                let echoed = outcome.result.unwrap();
+                assert_eq!(echoed.owned, given);
+                assert_eq!(echoed.bytes, job.input);
+            }
+        }
+    }
 
     #[test]
     fn panic_messages_are_recovered() {

@@ -43,6 +43,39 @@ pub trait Task: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// Runs one attempt at one task.
     fn run(&self, input: &Self::Input, attempt: &Attempt) -> Result<Self::Output, TaskError>;
 
+    /// Runs one attempt at one task that owns its input: a worker process decodes each
+    /// input from its message and has no use for it afterwards (a retry is sent again by
+    /// the coordinator, which keeps the original), so it hands the input over instead of
+    /// lending it. Override it when the output can reuse the input's memory, as an echo
+    /// moving its bytes instead of copying them; whatever `run_owned` does to the input,
+    /// another attempt still gets the original. It must behave as `run` does (the thread
+    /// and sequential backends, which share the pool's copy of each input, call `run`).
+    /// The default lends the input to `run`.
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use workpool::{Attempt, Task, TaskError};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Upper;
+    ///
+    /// impl Task for Upper {
+    ///     const NAME: &'static str = "upper";
+    ///     type Input = String;
+    ///     type Output = String;
+    ///     fn run(&self, text: &String, _: &Attempt) -> Result<String, TaskError> {
+    ///         Ok(text.to_ascii_uppercase())
+    ///     }
+    ///     fn run_owned(&self, mut text: String, _: &Attempt) -> Result<String, TaskError> {
+    ///         text.make_ascii_uppercase(); // In place: no second string.
+    ///         Ok(text)
+    ///     }
+    /// }
+    /// ```
+    fn run_owned(&self, input: Self::Input, attempt: &Attempt) -> Result<Self::Output, TaskError> {
+        self.run(&input, attempt)
+    }
+
     /// Bytes of bulk data an input carries: the pool keeps each batch's message bounded by
     /// their sum. The default (0) suits inputs of a few bytes.
     fn input_bytes(_input: &Self::Input) -> usize {
@@ -121,8 +154,92 @@ impl Signature {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::ErrorKind;
+
+    /// A byte that [`pattern`] never makes: what [`Scribble`] writes over its input.
+    const SCRIBBLED: u8 = 0xFF;
+
+    /// `len` bytes that [`Scribble`] can tell apart from its scribbles.
+    pub(crate) fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    /// Bulk bytes, encoded as a user's would be.
+    #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+    pub(crate) struct Bytes(#[serde(with = "crate::codec::bytes")] pub Vec<u8>);
+
+    /// What [`Scribble`] returns: its input's bytes, and whether it was given the input
+    /// ([`Task::run_owned`]) rather than lent it.
+    #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+    pub(crate) struct Echoed {
+        pub bytes: Bytes,
+        pub owned: bool,
+    }
+
+    /// An echo that uses up its input: when `fail_first`, its first attempt scribbles
+    /// over the bytes and then fails transiently. Handed bytes it scribbled on, it fails
+    /// `invalid_input`, so a retry shows whether it got the original back.
+    #[derive(Serialize, serde::Deserialize)]
+    pub(crate) struct Scribble {
+        pub fail_first: bool,
+    }
+
+    impl Task for Scribble {
+        const NAME: &'static str = "scribble";
+        type Input = Bytes;
+        type Output = Echoed;
+
+        fn run(&self, input: &Bytes, attempt: &Attempt) -> Result<Echoed, TaskError> {
+            let mut echoed = self.run_owned(input.clone(), attempt)?;
+            echoed.owned = false;
+            Ok(echoed)
+        }
+
+        fn run_owned(&self, mut input: Bytes, attempt: &Attempt) -> Result<Echoed, TaskError> {
+            if input.0.contains(&SCRIBBLED) {
+                return Err(TaskError::new(
+                    ErrorKind::InvalidInput,
+                    format!("attempt {}: handed a scribbled input", attempt.number),
+                ));
+            }
+            if self.fail_first && attempt.number == 1 {
+                input.0.fill(SCRIBBLED);
+                return Err(TaskError::new(ErrorKind::Network, "scribbled, then failed"));
+            }
+            Ok(Echoed {
+                bytes: input,
+                owned: true,
+            })
+        }
+    }
+
+    #[test]
+    fn a_retry_on_threads_or_in_sequence_gets_the_original_input() {
+        use crate::{BackendKind, PoolBuilder};
+        for backend in [BackendKind::Thread, BackendKind::Sequential] {
+            let mut pool = PoolBuilder::new()
+                .backend(backend)
+                .workers(1)
+                .retries(1)
+                .backoff(std::time::Duration::ZERO)
+                .build(Scribble { fail_first: true })
+                .unwrap();
+            let inputs = [0, 1, 100_000].map(|len| Bytes(pattern(len)));
+            let records: Vec<_> = pool.map(inputs.clone()).collect();
+            for (record, input) in records.iter().zip(&inputs) {
+                let echoed = record
+                    .result
+                    .as_ref()
+                    .unwrap_or_else(|err| panic!("{backend:?}, {} bytes: {err}", input.0.len()));
+                assert_eq!(&echoed.bytes, input, "{backend:?}");
+                assert_eq!(record.attempts, 2, "{backend:?}");
+                assert_eq!(&record.input, input, "{backend:?}");
+            }
+            pool.shutdown();
+        }
+    }
 
     fn signature(name: &str, input: &str) -> Signature {
         Signature {

@@ -357,7 +357,9 @@ fn serve_typed<T: Task>(
         spin = SPIN;
         match message {
             ToWorker::Tasks(batch) => {
-                execute::run_batch(&task, &settings, &batch, arrival, |done| {
+                // The batch was decoded for this worker alone (a retry is sent again), so
+                // each task owns its input: an echo moves its bytes rather than copying.
+                execute::run_batch(&task, &settings, batch, arrival, |done| {
                     if send_error.is_none() {
                         let message = ToCoordinator::Outcomes(done);
                         let sent = if corruption.is_empty() {
@@ -464,4 +466,127 @@ fn corrupt_for_tests(frame: Frame, corruption: &str) -> Envelope {
         _ => {}
     }
     Envelope::Inline(Frame::from(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::SHARED_MEMORY_THRESHOLD;
+    use crate::protocol::{Job, RunSettings, SetupRef};
+    use crate::task::tests::{pattern, Bytes, Echoed, Scribble};
+    use crate::{ErrorKind, Outcome};
+
+    /// The coordinator's side of [`serve_typed`] running on a thread of this process,
+    /// over real ipc channels and shared-memory regions.
+    struct Coordinator {
+        outbox: Outbox,
+        inbox: Inbox,
+        to_worker: IpcSender<Envelope>,
+        from_worker: IpcReceiver<Envelope>,
+        worker: thread::JoinHandle<Result<(), WorkerError>>,
+    }
+
+    impl Coordinator {
+        fn start(task: Scribble) -> Coordinator {
+            let setup = codec::encode(&SetupRef {
+                name: Scribble::NAME,
+                settings: &RunSettings::default(),
+                task: &task,
+            })
+            .unwrap();
+            let (to_worker, tasks) = ipc::channel().unwrap();
+            let (outcomes, from_worker) = ipc::channel().unwrap();
+            let worker = thread::spawn(move || serve_typed::<Scribble>(&setup, tasks, outcomes));
+            Coordinator {
+                outbox: Outbox::new(),
+                inbox: Inbox::new(),
+                to_worker,
+                from_worker,
+                worker,
+            }
+        }
+
+        /// Sends one job in a frame of its own, and returns whether the frame went in
+        /// shared memory, and the job's outcome.
+        fn run(&mut self, job: &Job<Bytes>) -> (bool, Outcome<Echoed>) {
+            let frame = self
+                .outbox
+                .encode(&ToWorker::Tasks(vec![job.clone()]))
+                .unwrap();
+            let shared = !matches!(frame, Envelope::Inline(_));
+            self.to_worker.send(frame).unwrap();
+            let frame = self.from_worker.recv().unwrap();
+            let ToCoordinator::Outcomes(mut outcomes) = self.inbox.decode(frame).unwrap();
+            assert_eq!(outcomes.len(), 1);
+            (shared, outcomes.remove(0))
+        }
+
+        fn stop(mut self) {
+            let frame = self.outbox.encode(&ToWorker::<Bytes>::Shutdown).unwrap();
+            self.to_worker.send(frame).unwrap();
+            self.worker.join().unwrap().unwrap();
+        }
+    }
+
+    /// A job whose frame, alone in a batch, is `frame_len` bytes long.
+    fn job_with_frame_len(frame_len: usize) -> Job<Bytes> {
+        let job = |len| Job {
+            index: 7,
+            attempt: 1,
+            input: Bytes(pattern(len)),
+        };
+        let frame_of = |len| {
+            codec::encode(&ToWorker::Tasks(vec![job(len)]))
+                .unwrap()
+                .len()
+        };
+        let len = (frame_len.saturating_sub(16)..=frame_len)
+            .find(|&len| frame_of(len) == frame_len)
+            .unwrap_or_else(|| panic!("no payload makes a frame of {frame_len} bytes"));
+        job(len)
+    }
+
+    #[test]
+    fn a_worker_gives_each_task_its_input_inline_or_in_shared_memory() {
+        let mut coordinator = Coordinator::start(Scribble { fail_first: false });
+        let empty = Job {
+            index: 0,
+            attempt: 1,
+            input: Bytes(Vec::new()),
+        };
+        let jobs = [
+            empty,
+            job_with_frame_len(SHARED_MEMORY_THRESHOLD - 1),
+            job_with_frame_len(SHARED_MEMORY_THRESHOLD),
+            job_with_frame_len(SHARED_MEMORY_THRESHOLD + 1),
+            job_with_frame_len(1 << 20),
+        ];
+        for job in &jobs {
+            let len = job.input.0.len();
+            let frame_len = codec::encode(&ToWorker::Tasks(vec![job.clone()]))
+                .unwrap()
+                .len();
+            let (shared, outcome) = coordinator.run(job);
+            assert_eq!(shared, frame_len >= SHARED_MEMORY_THRESHOLD, "{len} bytes");
+            let echoed = outcome.result.unwrap();
+            assert!(echoed.owned, "{len} bytes: the input was lent, not given");
+            assert_eq!(echoed.bytes, job.input, "{len} bytes");
+        }
+        coordinator.stop();
+    }
+
+    #[test]
+    fn a_retry_sent_to_a_worker_gets_the_original_input() {
+        let mut coordinator = Coordinator::start(Scribble { fail_first: true });
+        for frame_len in [100, SHARED_MEMORY_THRESHOLD, 1 << 20] {
+            // The coordinator keeps the job and sends it again, as the pool does.
+            let mut job = job_with_frame_len(frame_len);
+            let (_, first) = coordinator.run(&job);
+            assert_eq!(first.result.unwrap_err().kind, ErrorKind::Network);
+            job.attempt = 2;
+            let (_, second) = coordinator.run(&job);
+            assert_eq!(second.result.unwrap().bytes, job.input, "{frame_len}");
+        }
+        coordinator.stop();
+    }
 }
