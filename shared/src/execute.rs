@@ -20,8 +20,9 @@ pub fn execute<T: Task>(
 }
 
 /// A job as a runner holds it: lent ([`Task::run`]) by a runner that shares the pool's
-/// copy, which a retry needs again, or given ([`Task::run_owned`]) by a worker process,
-/// whose copy was decoded for this attempt alone.
+/// copy, which a retry needs again (the sequential backend), or given
+/// ([`Task::run_owned`]) by one whose copy is for this attempt alone (a worker process
+/// decoded it, a worker thread was sent a clone of the batch).
 pub trait RunnableJob<T: Task> {
     /// The task's position in the run's input.
     fn index(&self) -> u64;

@@ -44,13 +44,14 @@ pub trait Task: Serialize + DeserializeOwned + Send + Sync + 'static {
     fn run(&self, input: &Self::Input, attempt: &Attempt) -> Result<Self::Output, TaskError>;
 
     /// Runs one attempt at one task that owns its input: a worker process decodes each
-    /// input from its message and has no use for it afterwards (a retry is sent again by
-    /// the coordinator, which keeps the original), so it hands the input over instead of
-    /// lending it. Override it when the output can reuse the input's memory, as an echo
-    /// moving its bytes instead of copying them; whatever `run_owned` does to the input,
-    /// another attempt still gets the original. It must behave as `run` does (the thread
-    /// and sequential backends, which share the pool's copy of each input, call `run`).
-    /// The default lends the input to `run`.
+    /// input from its message, and a worker thread is sent its own copy of the batch;
+    /// neither has a use for it afterwards (a retry is sent again from the pool's copy,
+    /// which keeps the original), so they hand the input over instead of lending it.
+    /// Override it when the output can reuse the input's memory, as an echo moving its
+    /// bytes instead of copying them; whatever `run_owned` does to the input, another
+    /// attempt still gets the original. It must behave as `run` does (the sequential
+    /// backend, which lends the pool's own copy of each input, calls `run`). The default
+    /// lends the input to `run`.
     ///
     /// ```
     /// use serde::{Deserialize, Serialize};
@@ -234,6 +235,8 @@ pub(crate) mod tests {
                     .as_ref()
                     .unwrap_or_else(|err| panic!("{backend:?}, {} bytes: {err}", input.0.len()));
                 assert_eq!(&echoed.bytes, input, "{backend:?}");
+                // A worker thread is sent a copy of its batch, which it hands over.
+                assert_eq!(echoed.owned, backend == BackendKind::Thread, "{backend:?}");
                 assert_eq!(record.attempts, 2, "{backend:?}");
                 assert_eq!(&record.input, input, "{backend:?}");
             }

@@ -45,7 +45,7 @@ impl<T: Task> Backend<T> for ThreadBackend<T> {
                 for batch in inbox {
                     let (task, settings) = &*task;
                     let arrival = super::arrival_if_traced(settings);
-                    execute::run_batch(task, settings, &batch, arrival, |outcomes| {
+                    execute::run_batch(task, settings, batch, arrival, |outcomes| {
                         !stop.load(Ordering::Relaxed) && sink.outcomes(outcomes, Arrival::now())
                     });
                     if stop.load(Ordering::Relaxed) {
