@@ -1,5 +1,5 @@
-//! Process pools built by a program itself, as a library user builds them: every pool of
-//! the program forks its workers from one zygote, whichever thread built it.
+//! Process pools built by a program itself, as a library user builds them, several in
+//! one program and on several threads.
 
 use std::path::PathBuf;
 
@@ -9,6 +9,16 @@ use workpool::{BackendKind, Pool, PoolBuilder};
 
 use crate::chaos::{proc_stat, zygote_children};
 use crate::common::WORKER;
+
+/// Held by each test here: they count this program's zygotes, so their pools must not
+/// overlap.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn noop_pool(workers: usize) -> Pool<Noop> {
     PoolBuilder::new()
@@ -46,11 +56,12 @@ fn run_noops(pool: &mut Pool<Noop>, count: usize) {
 }
 
 /// A pool's workers outlive other threads: a worker (and the zygote that forks it) dies
-/// with the thread that started it, so that must be none of the threads that build pools.
-/// Here the zygote is started for a pool on a thread that ends while a later pool, built
-/// on this one, still runs.
+/// with the thread that started it (`PR_SET_PDEATHSIG`), so a pool must not fork its
+/// workers from a zygote that another pool's thread started. Here that thread ends while
+/// a later pool, built on this one, still runs.
 #[test]
 fn a_pool_keeps_its_workers_when_the_thread_of_an_earlier_pool_ends() {
+    let _serial = one_at_a_time();
     let (built, first_built) = crossbeam_channel::bounded(0);
     let (end, ended) = crossbeam_channel::bounded::<()>(0);
     let earlier = std::thread::spawn(move || {
@@ -72,23 +83,24 @@ fn a_pool_keeps_its_workers_when_the_thread_of_an_earlier_pool_ends() {
     assert_eq!(pool.pids(), pids, "workers were replaced");
 }
 
-/// The second pool of a program forks from the zygote the first one started, and its
-/// workers are this program's own children.
+/// Each pool forks its workers from a zygote of its own, which ends with the pool, and
+/// its workers are this program's own children.
 #[test]
-fn pools_of_one_program_share_one_zygote() {
+fn each_pool_forks_from_a_zygote_of_its_own_that_ends_with_it() {
+    let _serial = one_at_a_time();
     let own = std::process::id() as i32;
     let mut first = noop_pool(2);
     run_noops(&mut first, 10);
-    first.shutdown();
     let zygotes = zygote_children(own);
-    assert_eq!(zygotes.len(), 1, "zygotes after one pool: {zygotes:?}");
+    assert_eq!(zygotes.len(), 1, "zygotes during one pool: {zygotes:?}");
+    first.shutdown();
+    let left = zygote_children(own);
+    assert!(left.is_empty(), "the zygote outlived its pool: {left:?}");
     let mut second = noop_pool(3);
     run_noops(&mut second, 10);
-    assert_eq!(
-        zygote_children(own),
-        zygotes,
-        "the second pool started another zygote"
-    );
+    let second_zygotes = zygote_children(own);
+    assert_eq!(second_zygotes.len(), 1, "zygotes: {second_zygotes:?}");
+    assert_ne!(second_zygotes, zygotes);
     for pid in second.pids() {
         let ppid = proc_stat(pid as i32).map(|(_, _, ppid)| ppid);
         assert_eq!(ppid, Some(own), "worker {pid} is not this program's child");
@@ -99,6 +111,7 @@ fn pools_of_one_program_share_one_zygote() {
 /// run starts; that run does not wait for the dead worker.
 #[test]
 fn a_worker_that_dies_between_runs_is_replaced_by_the_next_run() {
+    let _serial = one_at_a_time();
     let (done, finished) = crossbeam_channel::bounded(1);
     // On a thread of its own, so that a hang fails the test rather than blocking the suite.
     std::thread::spawn(move || {

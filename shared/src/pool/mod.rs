@@ -336,6 +336,9 @@ pub(crate) trait Backend<T: Task> {
     fn start(&mut self, slot: usize, generation: u64, events: &Events<T>) -> Started<T>;
     /// A new run over the pool starts: late outcomes of the last one must not count.
     fn begin_run(&mut self) {}
+    /// The pool shuts down and starts no runner any more: what starts them (a zygote)
+    /// can end now, alongside the runners rather than after them.
+    fn stop_starting(&mut self) {}
 }
 
 #[cfg(test)]

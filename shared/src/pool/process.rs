@@ -16,7 +16,7 @@ use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::zygote;
+use super::zygote::Zygote;
 use super::{Backend, Capabilities, Event, EventSink, Events, PoolError, Runner, Started};
 use crate::clock::monotonic_ns;
 use crate::codec::{self, Envelope, Inbox, Outbox};
@@ -105,9 +105,11 @@ pub(crate) struct ProcessBackend<T> {
     wanted: Signature,
     /// The run is traced: only then are the clock reads of [`crate::outcome::Trace`] made.
     trace: bool,
-    /// Whether the process's zygote forks this pool's workers: until it fails once (every
+    /// Forks the workers, once started; `None` before, and for good once it failed (every
     /// worker is then an exec of its own, as it would be without one).
-    forks: bool,
+    zygote: Option<Zygote>,
+    /// The zygote, hung up when the pool shuts down: reaped once the workers are.
+    ending_zygote: Option<ChildGuard>,
     task: PhantomData<fn() -> T>,
 }
 
@@ -124,7 +126,8 @@ impl<T: Task> ProcessBackend<T> {
             setup,
             wanted: Signature::of::<T>(),
             trace: settings.trace,
-            forks: true,
+            zygote: None,
+            ending_zygote: None,
             task: PhantomData,
         })
     }
@@ -132,10 +135,10 @@ impl<T: Task> ProcessBackend<T> {
     /// Starts the process, without waiting for it to connect: forked by the zygote while
     /// it serves, else spawned.
     fn spawn(&mut self, slot: usize) -> Result<Pending, PoolError> {
-        if self.forks {
-            match zygote::fork_worker(&self.bin, slot) {
-                Some(pending) => return Ok(pending),
-                None => self.forks = false,
+        if let Some(zygote) = self.zygote.as_mut() {
+            match zygote.fork(slot) {
+                Ok(pending) => return Ok(pending),
+                Err(_) => self.zygote = None,
             }
         }
         spawn_worker(&self.bin, slot, false)
@@ -261,7 +264,8 @@ fn spawn_worker(bin: &WorkerBinary, slot: usize, echo: bool) -> Result<Pending, 
     command
         .env(env::CONNECT, &name)
         .env(env::ID, id.to_string());
-    let child = zygote::spawn(command)
+    let child = command
+        .spawn()
         .map_err(|err| spawn_err(format!("cannot run {}: {err}", bin.path.display())))?;
     Ok(Pending {
         id,
@@ -339,13 +343,14 @@ impl<T: Task> Backend<T> for ProcessBackend<T> {
         // rest on request; spawned one by one where there is no zygote.
         let mut started = Vec::with_capacity(count);
         if room_for_zygote {
-            zygote::fork_workers(&self.bin, count, |pending| {
+            let zygote = Zygote::start(&self.bin, count, |pending| {
                 let slot = started.len();
                 started.push(pending.and_then(|p| self.join(p, slot, 0, events)));
             });
+            self.zygote = zygote.ok();
         }
         if started.len() < count {
-            self.forks = false;
+            self.zygote = None;
             let spawned: Vec<_> = (started.len()..count)
                 .map(|slot| spawn_worker(&self.bin, slot, false))
                 .collect();
@@ -360,6 +365,12 @@ impl<T: Task> Backend<T> for ProcessBackend<T> {
     fn start(&mut self, slot: usize, generation: u64, events: &Events<T>) -> Started<T> {
         let pending = self.spawn(slot)?;
         self.join(pending, slot, generation, events)
+    }
+
+    fn stop_starting(&mut self) {
+        if let Some(zygote) = self.zygote.take() {
+            self.ending_zygote = Some(zygote.hang_up());
+        }
     }
 }
 

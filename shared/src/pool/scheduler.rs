@@ -322,6 +322,7 @@ impl<T: Task> Pool<T> {
     }
 
     fn shutdown_all(&mut self) {
+        self.backend.stop_starting();
         self.reap_retirees();
         for runner in self.slots.iter_mut().filter_map(|s| s.runner.as_mut()) {
             runner.ask_to_stop();

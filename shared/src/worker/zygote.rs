@@ -1,6 +1,5 @@
-//! The zygote: a worker process that a program's first process pool starts, and that
-//! forks ready workers on request for that pool and every later one, as Python's
-//! forkserver does. A fork skips what an exec costs every worker
+//! The zygote: a worker process that a pool starts once and that forks ready workers on
+//! request, as Python's forkserver does. A fork skips what an exec costs every worker
 //! (loading and linking the binary, the runtime's start-up, the page faults of a fresh
 //! address space), which on a small machine is most of a pool's start-up and of a
 //! replacement's.
