@@ -402,7 +402,8 @@ pub struct BenchArgs {
 /// The bench suites.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Suite {
-    /// Pool ready (spawn + handshake) and shutdown, across the worker sweep.
+    /// Pool ready (spawn + handshake) and shutdown, across the worker sweep; and the start-up
+    /// of `run`'s own pool, in a fresh `coordinator run`.
     Startup,
     /// One no-op at a time on a warm pool: median, p95, p99, histogram.
     Latency,
