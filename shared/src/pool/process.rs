@@ -769,3 +769,34 @@ impl EchoPeer {
             .map_err(|err| format!("echo worker did not answer: {err}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn child(seconds: &str) -> ChildGuard {
+        let child = Command::new("sleep").arg(seconds).spawn().expect("sleep");
+        ChildGuard::new(child.id())
+    }
+
+    #[test]
+    fn a_wait_ends_when_the_child_exits_and_reaps_it() {
+        let mut guard = child("0.05");
+        let status = guard.wait_for(Duration::from_secs(30));
+        assert!(status.is_some_and(|s| s.success()), "{status:?}");
+        // Reaped: nothing is left to wait for or signal.
+        assert_eq!(guard.pid, None);
+    }
+
+    #[test]
+    fn a_wait_gives_up_at_its_timeout_and_leaves_the_child_running() {
+        let mut guard = child("30");
+        let started = Instant::now();
+        assert_eq!(guard.wait_for(Duration::from_millis(30)), None);
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        assert!(guard.pid.is_some());
+        // Dropping the guard stops and reaps it.
+        let status = guard.kill_and_reap();
+        assert!(status.is_some_and(|s| !s.success()), "{status:?}");
+    }
+}
