@@ -774,6 +774,8 @@ impl EchoPeer {
 mod tests {
     use super::*;
 
+    // The guard reaps the child, not the `Child`: that is what is tested.
+    #[allow(clippy::zombie_processes)]
     fn child(seconds: &str) -> ChildGuard {
         let child = Command::new("sleep").arg(seconds).spawn().expect("sleep");
         ChildGuard::new(child.id())
