@@ -342,15 +342,19 @@ fn write_records(
     } in from_run
     {
         progress.inc_by(records.len() as u64);
-        let written = match reader_gone {
-            true => Ok(()),
-            false => records
+        let written = if reader_gone {
+            Ok(())
+        } else {
+            records
                 .iter()
                 .try_for_each(|record| exporter.record(record))
-                .and_then(|()| match flush {
-                    true => progress.suspend(|| exporter.flush()),
-                    false => Ok(()),
-                }),
+                .and_then(|()| {
+                    if flush {
+                        progress.suspend(|| exporter.flush())
+                    } else {
+                        Ok(())
+                    }
+                })
         };
         records.clear();
         // The run may have ended already; then nobody needs to know.

@@ -276,7 +276,6 @@ pub fn serve(worker: &Worker, settings: Settings) -> Result<(), ServeError> {
         held: HashSet::new(),
         jobs: jobs_tx,
         admitted: Vec::new(),
-        job_us: HashMap::new(),
         cursor: "0-0".into(),
         last_keepalive: Instant::now(),
         last_reclaim: Instant::now(),
@@ -591,13 +590,23 @@ enum RunState {
     Unreadable(String),
 }
 
+/// A run as this worker knows it.
+struct KnownRun {
+    state: RunState,
+    /// When `state` was read.
+    at: Instant,
+    /// The run's moving average of a job's run time (see [`Job::job_us`]): kept when the
+    /// state is read again.
+    job_us: Arc<AtomicU64>,
+}
+
 /// The main loop's state: what this worker holds, and when it last renewed and reclaimed.
 struct Server {
     served: Arc<Vec<Served>>,
     settings: Settings,
     con: redis::Connection,
     /// What is known of each run, and since when (trusted for [`SPEC_TTL`]).
-    runs: HashMap<String, (RunState, Instant)>,
+    runs: HashMap<String, KnownRun>,
     /// Entries given up as unreadable or unrunnable so far.
     buried: u64,
     /// Entries taken and not yet acknowledged.
@@ -605,8 +614,6 @@ struct Server {
     jobs: Sender<Vec<Job>>,
     /// Jobs admitted from the last read, handed to the executors together.
     admitted: Vec<Job>,
-    /// Each run's moving average of a job's run time (see [`Job::job_us`]).
-    job_us: HashMap<String, Arc<AtomicU64>>,
     /// Where the next `XAUTOCLAIM` scan continues.
     cursor: String,
     last_keepalive: Instant,
@@ -751,21 +758,13 @@ impl Server {
                 return self.bury(&id, broker::run_of(&frame).as_deref(), &reason, &frame);
             }
         };
-        let spec = match self.run_state(&entry.run)? {
+        let (state, job_us) = self.run_state(&entry.run)?;
+        let spec = match state {
             RunState::Live(spec) => spec,
             // The run is over (finished, stopped or cancelled): nothing to do.
             RunState::Over => return self.acknowledge(&entry.run, &id),
             RunState::Unreadable(reason) => {
                 return self.bury(&id, Some(&entry.run), &reason, &frame)
-            }
-        };
-        // Looked up before inserting, so the run's name is copied once per run, not per entry.
-        let job_us = match self.job_us.get(&entry.run) {
-            Some(job_us) => Arc::clone(job_us),
-            None => {
-                let job_us = Arc::new(AtomicU64::new(UNMEASURED));
-                self.job_us.insert(entry.run.clone(), Arc::clone(&job_us));
-                job_us
             }
         };
         let job = Job {
@@ -831,13 +830,16 @@ impl Server {
         Ok(())
     }
 
-    /// What is known of a run (cached for [`SPEC_TTL`]).
-    fn run_state(&mut self, run: &str) -> Result<RunState, ServeError> {
-        if let Some((state, at)) = self.runs.get(run) {
-            if at.elapsed() < SPEC_TTL {
-                return Ok(state.clone());
-            }
+    /// What is known of a run (cached for [`SPEC_TTL`]), and its jobs' moving average.
+    fn run_state(&mut self, run: &str) -> Result<(RunState, Arc<AtomicU64>), ServeError> {
+        let known = self.runs.get(run);
+        if let Some(known) = known.filter(|k| k.at.elapsed() < SPEC_TTL) {
+            return Ok((known.state.clone(), Arc::clone(&known.job_us)));
         }
+        let job_us = known.map_or_else(
+            || Arc::new(AtomicU64::new(UNMEASURED)),
+            |k| Arc::clone(&k.job_us),
+        );
         let url = self.settings.url.clone();
         let found = with_retries(&url, &mut self.con, |con| {
             // Unreadable settings are an answer here, not an error to retry.
@@ -856,12 +858,15 @@ impl Server {
             Ok(None) => RunState::Over,
             Err(err) => RunState::Unreadable(err.to_string()),
         };
-        self.runs.retain(|_, (_, at)| at.elapsed() < SPEC_TTL * 60);
-        let runs = &self.runs;
-        self.job_us.retain(|run, _| runs.contains_key(run));
         self.runs
-            .insert(run.to_string(), (state.clone(), Instant::now()));
-        Ok(state)
+            .retain(|_, known| known.at.elapsed() < SPEC_TTL * 60);
+        let known = KnownRun {
+            state: state.clone(),
+            at: Instant::now(),
+            job_us: Arc::clone(&job_us),
+        };
+        self.runs.insert(run.to_string(), known);
+        Ok((state, job_us))
     }
 }
 
