@@ -322,11 +322,12 @@ impl<T: Task> Pool<T> {
     }
 
     fn shutdown_all(&mut self) {
-        self.backend.stop_starting();
-        self.reap_retirees();
+        // The workers are asked first: their exits are what the shutdown waits for.
         for runner in self.slots.iter_mut().filter_map(|s| s.runner.as_mut()) {
             runner.ask_to_stop();
         }
+        self.backend.stop_starting();
+        self.reap_retirees();
         for slot in &mut self.slots {
             if let Some(mut runner) = slot.runner.take() {
                 runner.shutdown();

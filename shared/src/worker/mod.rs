@@ -307,6 +307,25 @@ impl Worker {
     }
 }
 
+/// Decodes one frame from the coordinator, with its arrival times when traced.
+fn read_message<T: Task>(
+    regions: &mut Inbox,
+    frame: Envelope,
+    trace: bool,
+) -> Result<(ToWorker<T::Input>, Arrival), WorkerError> {
+    let received_ns = if trace { monotonic_ns() } else { 0 };
+    let message = regions.decode::<ToWorker<T::Input>>(frame)?;
+    let arrival = if trace {
+        Arrival {
+            received_ns,
+            decoded_ns: monotonic_ns(),
+        }
+    } else {
+        Arrival::default()
+    };
+    Ok((message, arrival))
+}
+
 /// Serves batches of task type `T` until the coordinator says stop or hangs up.
 fn serve_typed<T: Task>(
     setup: &[u8],
@@ -314,30 +333,35 @@ fn serve_typed<T: Task>(
     outcomes: IpcSender<Envelope>,
 ) -> Result<(), WorkerError> {
     let Setup { settings, task, .. } = codec::decode::<Setup<T>>(setup)?;
+    // Arrival times only feed traces: without one, no clock is read per frame.
+    let trace = settings.trace;
+    // The coordinator's shared-memory regions, mapped once each. Decoding a frame hands
+    // its region back at once, whenever the batch runs.
+    let mut regions = Inbox::new();
+    // The first message is read here, and the reader thread started only once it has
+    // come: a pool's workers start together, and a thread's start would take CPU from
+    // the others' hellos. A pool shut down before any run starts no thread at all.
+    let first = match tasks.recv() {
+        Ok(frame) => read_message::<T>(&mut regions, frame, trace)?,
+        Err(_) => return Ok(()), // The coordinator hung up.
+    };
+    if matches!(first.0, ToWorker::Shutdown) {
+        return Ok(());
+    }
     // Frames are read on their own thread so the coordinator's sends never wait for a
     // running batch to finish; the queue holds at most the few batches it has in flight.
     let (queue, inbox) = crossbeam_channel::unbounded::<(ToWorker<T::Input>, Arrival)>();
-    // Arrival times only feed traces: without one, no clock is read per frame.
-    let trace = settings.trace;
+    let _ = queue.send(first);
     let reader = thread::Builder::new()
         .name("worker-reader".into())
         .spawn(move || -> Result<(), WorkerError> {
-            // The coordinator's shared-memory regions, mapped once each. Decoding a frame
-            // hands its region back at once, whenever the batch runs.
-            let mut inbox = Inbox::new();
             // A receive error means the coordinator hung up: stop quietly.
             while let Ok(frame) = tasks.recv() {
-                let received_ns = if trace { monotonic_ns() } else { 0 };
-                let message = inbox.decode::<ToWorker<T::Input>>(frame)?;
-                let arrival = if trace {
-                    Arrival {
-                        received_ns,
-                        decoded_ns: monotonic_ns(),
-                    }
-                } else {
-                    Arrival::default()
-                };
-                if queue.send((message, arrival)).is_err() {
+                let message = read_message::<T>(&mut regions, frame, trace)?;
+                // Nothing follows a shutdown: this thread ends now rather than asleep in
+                // a read when the process exits, which would take a wake-up to kill it.
+                let last = matches!(message.0, ToWorker::Shutdown);
+                if queue.send(message).is_err() || last {
                     break;
                 }
             }
