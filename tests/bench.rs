@@ -156,17 +156,25 @@ fn every_suite_exports_well_formed_results() {
         assert_eq!(drawn + h["clipped"].as_u64().unwrap(), samples, "{rt}: {h}");
     }
 
-    // The breakdown's phases add up to the round trip timed around the whole call.
-    for runtime in ["process", "thread"] {
+    // The breakdown's phases add up to the round trip timed around the whole call, for a
+    // no-op and for one carrying a MiB.
+    for (runtime, param) in [("process", None), ("thread", None)]
+        .into_iter()
+        .chain([("process", Some("1024 KiB")), ("thread", Some("1024 KiB"))])
+    {
+        let ours = |m: &&Json| {
+            m["suite"] == "breakdown" && m["runtime"] == runtime && m["param"].as_str() == param
+        };
         let find = |case: &str| {
             measurements
                 .iter()
-                .find(|m| m["suite"] == "breakdown" && m["case"] == case && m["runtime"] == runtime)
-                .unwrap_or_else(|| panic!("no breakdown {case} for {runtime}"))
+                .filter(ours)
+                .find(|m| m["case"] == case)
+                .unwrap_or_else(|| panic!("no breakdown {case} for {runtime} {param:?}"))
         };
         let phases: f64 = measurements
             .iter()
-            .filter(|m| m["suite"] == "breakdown" && m["runtime"] == runtime)
+            .filter(ours)
             .filter(|m| m["case"].as_str().unwrap().starts_with("phase: "))
             .map(|m| m["stats"]["mean"].as_f64().unwrap())
             .sum();

@@ -420,7 +420,8 @@ pub enum Suite {
     BreakEven,
     /// This machine's floor: bare ipc echo between processes, bare channel echo.
     Floor,
-    /// Where one no-op's round trip goes, phase by phase, on each backend.
+    /// Where one no-op's round trip goes, phase by phase, on each backend; then the
+    /// same with a 1 MiB payload.
     Breakdown,
     /// The cost of retiring a worker and starting its replacement (worker recycling),
     /// per retirement, next to a task's round trip.

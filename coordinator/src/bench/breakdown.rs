@@ -1,5 +1,6 @@
 //! The breakdown suite: where one no-op's round trip goes, phase by phase, measured on
-//! every task with timestamps on the monotonic clock both processes share.
+//! every task with timestamps on the monotonic clock both processes share; then the same
+//! with a 1 MiB payload, where copies and wake-ups take over.
 
 use std::time::Instant;
 
@@ -27,64 +28,75 @@ const PHASES: [(&str, Phase); 10] = [
     ("reorder buffer", |p| p.reorder_us),
 ];
 
+/// The payload of the second breakdown: big enough to go through shared memory.
+const PAYLOAD: usize = 1 << 20;
+
 pub fn breakdown(bench: &Bench, report: &mut Report) -> Result<()> {
     let samples = if bench.quick { 300 } else { 3000 };
     for backend in [BackendKind::Process, BackendKind::Thread] {
-        let builder = bench
-            .builder(backend, 1, Chunk::Fixed(1), Some(1))
-            .trace(true);
-        let mut pool = super::start(builder, Noop)?;
-        let input = NoopInput {
-            payload: Vec::new(),
-            fault: None,
-        };
-        let mut phases = Vec::with_capacity(samples);
-        let mut outside = Vec::with_capacity(samples);
-        for i in 0..samples + 100 {
-            let t = Instant::now();
-            let record = pool
-                .map(std::iter::once(input.clone()))
-                .next()
-                .ok_or_else(|| anyhow!("no outcome"))?;
-            let round_trip = t.elapsed().as_secs_f64() * 1e6;
-            if i >= 100 {
-                outside.push(round_trip);
-                phases.push(*record.phases.ok_or_else(|| anyhow!("no trace"))?);
-            }
-        }
-        pool.shutdown();
-        let rt = backend.as_str();
-        for (name, read) in PHASES {
-            let values: Vec<f64> = phases.iter().map(read).collect();
-            report.measurements.extend(Measurement::new(
-                "breakdown",
-                format!("phase: {name}"),
-                rt,
-                Some(1),
-                None,
-                "us",
-                &values,
-            ));
-        }
-        let totals: Vec<f64> = phases.iter().map(|p| p.total_us).collect();
-        report.measurements.extend(Measurement::new(
-            "breakdown",
-            "sum of phases",
-            rt,
-            Some(1),
-            None,
-            "us",
-            &totals,
-        ));
-        report.measurements.extend(Measurement::new(
-            "breakdown",
-            "round trip (timed outside)",
-            rt,
-            Some(1),
-            None,
-            "us",
-            &outside,
-        ));
+        breakdown_of(bench, report, backend, 0, samples)?;
     }
+    // A round trip of a MiB takes some 20 times a no-op's: fewer samples say as much.
+    let samples = samples / 10;
+    for backend in [BackendKind::Process, BackendKind::Thread] {
+        breakdown_of(bench, report, backend, PAYLOAD, samples)?;
+    }
+    Ok(())
+}
+
+/// The phases of `samples` traced round trips of a no-op carrying `payload` bytes, on a
+/// one-worker pool of `backend`; the payload's size is the measurements' parameter (none
+/// for an empty one).
+fn breakdown_of(
+    bench: &Bench,
+    report: &mut Report,
+    backend: BackendKind,
+    payload: usize,
+    samples: usize,
+) -> Result<()> {
+    let builder = bench
+        .builder(backend, 1, Chunk::Fixed(1), Some(1))
+        .trace(true);
+    let mut pool = super::start(builder, Noop)?;
+    let input = NoopInput {
+        payload: vec![0xA5; payload],
+        fault: None,
+    };
+    let warmup = (samples / 30).max(10);
+    let mut phases = Vec::with_capacity(samples);
+    let mut outside = Vec::with_capacity(samples);
+    for i in 0..samples + warmup {
+        let t = Instant::now();
+        let record = pool
+            .map(std::iter::once(input.clone()))
+            .next()
+            .ok_or_else(|| anyhow!("no outcome"))?;
+        let round_trip = t.elapsed().as_secs_f64() * 1e6;
+        if i >= warmup {
+            outside.push(round_trip);
+            phases.push(*record.phases.ok_or_else(|| anyhow!("no trace"))?);
+        }
+    }
+    pool.shutdown();
+    let rt = backend.as_str();
+    let param = (payload > 0).then(|| format!("{} KiB", payload >> 10));
+    let mut push = |case: String, values: &[f64]| {
+        report.measurements.extend(Measurement::new(
+            "breakdown",
+            case,
+            rt,
+            Some(1),
+            param.clone(),
+            "us",
+            values,
+        ));
+    };
+    for (name, read) in PHASES {
+        let values: Vec<f64> = phases.iter().map(read).collect();
+        push(format!("phase: {name}"), &values);
+    }
+    let totals: Vec<f64> = phases.iter().map(|p| p.total_us).collect();
+    push("sum of phases".into(), &totals);
+    push("round trip (timed outside)".into(), &outside);
     Ok(())
 }

@@ -207,7 +207,7 @@ fn breakdown(report: &Report, path: &Path) -> Result<bool> {
     let phases: Vec<&str> = report
         .measurements
         .iter()
-        .filter(|m| m.suite == "breakdown" && m.runtime == "process")
+        .filter(|m| m.suite == "breakdown" && m.runtime == "process" && m.param.is_none())
         .filter_map(|m| m.case.strip_prefix("phase: "))
         .collect();
     if phases.is_empty() {
