@@ -265,7 +265,8 @@ impl<T: Task> Runner<T> for BrokerSlot {
             tasks: &tasks,
         };
         let frame = codec::encode(&entry).map_err(|e| e.to_string())?;
-        let encoded_ns = crate::clock::monotonic_ns();
+        // Only a trace reads it: no clock read per batch otherwise.
+        let encoded_ns = shared.spec.settings.trace.then(crate::clock::monotonic_ns);
         // Published in the background, with whatever else is ready by then, in one round
         // trip; a failure comes back as the slot's loss.
         self.outbox
@@ -275,7 +276,7 @@ impl<T: Task> Runner<T> for BrokerSlot {
                 frame,
             })
             .map_err(|_| "the publisher thread has stopped".to_string())?;
-        Ok(Some(encoded_ns))
+        Ok(encoded_ns)
     }
 
     /// A remote task cannot be stopped from here: its batches are withdrawn from the
@@ -377,6 +378,8 @@ fn read_results<O: DeserializeOwned>(
     events: &Sender<Event<O>>,
 ) {
     let url = &shared.url;
+    // Arrival times only feed traces: without one, no clock is read per entry.
+    let trace = shared.spec.settings.trace;
     let mut after = "0".to_string();
     let mut quiet_since = Instant::now();
     let mut warned = false;
@@ -452,7 +455,11 @@ fn read_results<O: DeserializeOwned>(
             unread += entries.len();
         }
         for Entry { id, body } in entries {
-            let received_ns = crate::clock::monotonic_ns();
+            let received_ns = if trace {
+                crate::clock::monotonic_ns()
+            } else {
+                0
+            };
             let frame = match body {
                 Body::Frame(frame) => frame,
                 Body::Refused(reason) => {
@@ -489,9 +496,13 @@ fn read_results<O: DeserializeOwned>(
                 slot: entry.route.slot as usize,
                 generation: entry.route.generation,
                 outcomes,
-                arrival: Arrival {
-                    received_ns,
-                    decoded_ns: crate::clock::monotonic_ns(),
+                arrival: if trace {
+                    Arrival {
+                        received_ns,
+                        decoded_ns: crate::clock::monotonic_ns(),
+                    }
+                } else {
+                    Arrival::default()
                 },
                 pid: std::num::NonZeroU32::new(entry.pid),
             };
