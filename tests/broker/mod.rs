@@ -103,6 +103,14 @@ fn redis_backend_gives_the_same_outcomes_as_processes_and_uses_every_worker() {
     );
     assert_eq!(run.summary_u64("succeeded"), 40);
     assert_eq!(run.summary_u64("failed"), 0);
+    // Each record says when its outcome arrived: after the task's 50 ms sleep, within the run.
+    let wall_ms = run.summary["wall_ms"].as_f64().unwrap();
+    for finished in run.finished_ms() {
+        assert!(
+            (50.0..=wall_ms).contains(&finished),
+            "finished_ms {finished} outside 50..={wall_ms}"
+        );
+    }
 }
 
 /// A worker SIGKILLed in the middle of a run loses nothing: once its lease runs out, the

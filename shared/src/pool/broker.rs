@@ -378,7 +378,6 @@ fn read_results<O: DeserializeOwned>(
     events: &Sender<Event<O>>,
 ) {
     let url = &shared.url;
-    // Arrival times only feed traces: without one, no clock is read per entry.
     let trace = shared.spec.settings.trace;
     let mut after = "0".to_string();
     let mut quiet_since = Instant::now();
@@ -455,11 +454,9 @@ fn read_results<O: DeserializeOwned>(
             unread += entries.len();
         }
         for Entry { id, body } in entries {
-            let received_ns = if trace {
-                crate::clock::monotonic_ns()
-            } else {
-                0
-            };
+            // Every record's `finished_ms` is read from it; only a trace reads when the
+            // decoding ended.
+            let received_ns = crate::clock::monotonic_ns();
             let frame = match body {
                 Body::Frame(frame) => frame,
                 Body::Refused(reason) => {
@@ -496,13 +493,13 @@ fn read_results<O: DeserializeOwned>(
                 slot: entry.route.slot as usize,
                 generation: entry.route.generation,
                 outcomes,
-                arrival: if trace {
-                    Arrival {
-                        received_ns,
-                        decoded_ns: crate::clock::monotonic_ns(),
-                    }
-                } else {
-                    Arrival::default()
+                arrival: Arrival {
+                    received_ns,
+                    decoded_ns: if trace {
+                        crate::clock::monotonic_ns()
+                    } else {
+                        received_ns
+                    },
                 },
                 pid: std::num::NonZeroU32::new(entry.pid),
             };
