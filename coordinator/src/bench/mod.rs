@@ -87,7 +87,6 @@ impl Bench {
         self.pool(backend, 1, Chunk::Fixed(1), Some(1), task)
     }
 
-    /// Runs `f` `warmup` times unmeasured, then `runs` times, returning its results.
     /// `coordinator run WORKLOAD` as a program of its own (this very binary, as a user
     /// runs it) on the bench's worker binary: what a command line costs, its start-up
     /// included. Its standard error is piped, for the message of a failed run.
@@ -103,6 +102,7 @@ impl Bench {
         Ok(command)
     }
 
+    /// Runs `f` `warmup` times unmeasured, then `runs` times, returning its results.
     pub fn repeat(&self, mut f: impl FnMut() -> Result<f64>) -> Result<Vec<f64>> {
         for _ in 0..self.warmup {
             f()?;

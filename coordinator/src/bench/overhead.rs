@@ -28,8 +28,8 @@ fn push(report: &mut Report, m: Option<Measurement>) {
 }
 
 /// Pool ready (spawned and handshaken, every worker answered) and shutdown, per backend
-/// across the worker sweep; and the pool start-up of a program's first pool, which alone
-/// starts the zygote that every later pool of the program forks its workers from.
+/// across the worker sweep; and the pool start-up of a fresh `coordinator run`, the
+/// figure one command line pays (the program's own start comes before it).
 pub fn startup(bench: &Bench, report: &mut Report) -> Result<()> {
     for backend in POOLED {
         for &workers in &bench.sweep {

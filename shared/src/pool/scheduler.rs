@@ -796,6 +796,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
                             self.stats.duplicates += 1;
                         }
                         None => {
+                            // The task it was running is timed from its own start.
                             if settled_any {
                                 self.next_task_started(who);
                             }

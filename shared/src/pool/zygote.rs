@@ -16,7 +16,7 @@ use crate::worker::zygote::{FirstWorker, ForkRequest, Forked, ZygoteBootstrap};
 pub(super) struct Zygote {
     requests: IpcSender<ForkRequest>,
     forked: IpcReceiver<Forked>,
-    _child: ChildGuard,
+    child: ChildGuard,
 }
 
 impl Zygote {
@@ -57,7 +57,7 @@ impl Zygote {
         Ok(Zygote {
             requests: bootstrap.requests,
             forked: bootstrap.forked,
-            _child: child,
+            child,
         })
     }
 
@@ -81,6 +81,6 @@ impl Zygote {
 
     /// Hangs up, which ends the zygote; its guard is left to reap it.
     pub fn hang_up(self) -> ChildGuard {
-        self._child
+        self.child
     }
 }

@@ -372,13 +372,10 @@ fn serve_typed<T: Task>(
     let corruption = std::env::var(env::TEST_FRAME).unwrap_or_default();
     let mut outbox = Outbox::new();
     let mut send_error = None;
-    // No spinning for the first batch: a pool's workers start together, and one that
-    // spins while the others start up takes a core they need.
-    let mut spin = Duration::ZERO;
+    // The first message is waiting already: a worker never spins while its pool starts.
     while let Ok((message, arrival)) =
-        crate::recv_spinning(&inbox, spin, Duration::from_secs(86_400 * 365))
+        crate::recv_spinning(&inbox, SPIN, Duration::from_secs(86_400 * 365))
     {
-        spin = SPIN;
         match message {
             ToWorker::Tasks(batch) => {
                 // The batch was decoded for this worker alone (a retry is sent again), so
