@@ -498,9 +498,10 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
     }
 
     /// Whether the next record is available without waiting: the caller's cue to flush
-    /// its output before it would otherwise block.
+    /// its output before it would otherwise block. After a stop, the tasks never started
+    /// are reported one after another without waiting, however many there are.
     pub fn has_ready(&self) -> bool {
-        !self.completed.is_empty()
+        !self.completed.is_empty() || self.stop.is_some() || self.drain.is_some()
     }
 
     /// When this run started.
