@@ -569,6 +569,34 @@ fn retries_run_out() {
     assert_eq!(stats.retries, 4);
 }
 
+/// The tasks a stop never started are listed without waiting, and the run says so: a
+/// caller that hands records on while more are ready does not pay a hand-off per record.
+#[test]
+fn after_a_stop_the_tasks_never_started_are_ready_one_after_another() {
+    let mut setup = Setup::new(|_, _| Act::Answer);
+    setup.builder = setup.builder.first(Some(1));
+    let (mut pool, _) = setup.pool();
+    let mut run = pool.map(0..2000);
+    let mut never_started = Vec::new();
+    while let Some(record) = run.next() {
+        if record.worker.is_none() {
+            never_started.push((record.index, run.has_ready()));
+        }
+    }
+    assert!(
+        never_started.len() > 1000,
+        "{} never started",
+        never_started.len()
+    );
+    // Every one but the last is followed by another without waiting.
+    let waited: Vec<u64> = never_started[..never_started.len() - 1]
+        .iter()
+        .filter(|(_, ready)| !ready)
+        .map(|(index, _)| *index)
+        .collect();
+    assert!(waited.is_empty(), "not ready after tasks {waited:?}");
+}
+
 #[test]
 fn first_n_stops_the_run_with_exactly_n_successes() {
     let mut setup = Setup::new(|_, _| Act::Answer);
