@@ -19,7 +19,7 @@ const RECORD_FIELDS: [&str; 9] = [
 ];
 
 /// Summary fields every run reports, whatever else it adds.
-const SUMMARY_FIELDS: [&str; 7] = [
+const SUMMARY_FIELDS: [&str; 8] = [
     "backend",
     "workers",
     "tasks",
@@ -27,6 +27,7 @@ const SUMMARY_FIELDS: [&str; 7] = [
     "failed",
     "wall_ms",
     "pool_start_ms",
+    "pool_shutdown_ms",
 ];
 
 fn keys(object: &Json) -> Vec<&str> {
@@ -76,6 +77,44 @@ fn jsonl_records_have_exactly_the_documented_fields() {
         assert_eq!(run.summary_u64("tasks"), 3);
         assert_eq!(run.summary_u64("succeeded"), 3);
         assert_eq!(run.summary_u64("failed"), 0);
+    }
+}
+
+#[test]
+fn the_summary_times_the_pools_start_and_shutdown_within_its_wall_time() {
+    for backend in ["process", "thread", "sequential"] {
+        let run = run_jsonl(&[
+            "io",
+            "--count",
+            "2",
+            "--ms",
+            "20",
+            "-w",
+            "2",
+            "--backend",
+            backend,
+        ]);
+        let ms = |field: &str| {
+            run.summary[field]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{backend}: no {field}: {}", run.summary))
+        };
+        let (wall, start, shutdown) = (ms("wall_ms"), ms("pool_start_ms"), ms("pool_shutdown_ms"));
+        assert!(
+            start >= 0.0 && shutdown >= 0.0,
+            "{backend}: {}",
+            run.summary
+        );
+        // Two sleeps of 20 ms run between the start-up and the shutdown.
+        assert!(
+            start + 20.0 + shutdown <= wall,
+            "{backend}: start-up and shutdown are parts of the wall time: {}",
+            run.summary
+        );
+        if backend == "process" {
+            // Waiting for two processes to exit takes time that a clock can see.
+            assert!(shutdown > 0.0, "{}", run.summary);
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use crate::cli::{Cli, Command, RunOptions, Workload};
 use crate::export::{self, Exporter, Layout};
 use crate::plan::{Plan, Tasks, Typed};
 use crate::progress::Progress;
-use crate::report::Summary;
+use crate::report::{round3, Summary};
 use workpool::pool::{BackendKind, PoolBuilder, Stats, WorkerBinary, MAX_WORKERS};
 
 /// Exit codes, as `coordinator --help` lists them.
@@ -119,6 +119,7 @@ fn run(workload: &Workload) -> Result<u8> {
     let interrupted = stats.interrupted;
     let summary = Summary {
         broker,
+        pool_shutdown_ms: round3(ran.pool_shutdown_ms),
         ..Summary::new(
             plan.workload,
             opts.backend,
@@ -158,6 +159,7 @@ struct Ran {
     stats: Stats,
     workers: usize,
     pool_start_ms: f64,
+    pool_shutdown_ms: f64,
     /// The reader of the output went away (`| head`): the run was stopped.
     reader_gone: bool,
 }
@@ -211,11 +213,13 @@ fn drive<T: Builtin>(tasks: Typed<T>, config: &PoolBuilder, output: &mut Output)
     })?;
     let reader_gone = written.with_context(|| format!("cannot write {destination}"))?;
     let stats = run.stats();
+    let stopping = Instant::now();
     pool.shutdown();
     Ok(Ran {
         stats,
         workers,
         pool_start_ms,
+        pool_shutdown_ms: stopping.elapsed().as_secs_f64() * 1000.0,
         reader_gone,
     })
 }

@@ -166,10 +166,13 @@ pub struct Summary {
     /// Counts of the run: tasks, succeeded, failed (and by kind), retries, batches.
     #[serde(flatten)]
     pub stats: Stats,
-    /// From the start of the pool to the last outcome.
+    /// From the start of the pool until it was shut down: start-up, run and shutdown.
     pub wall_ms: f64,
     /// Spawn and handshake until every worker had answered.
     pub pool_start_ms: f64,
+    /// Once the run was over, asking every worker to stop until each had exited: what
+    /// a pool costs at its end, as `pool_start_ms` at its start. Part of `wall_ms`.
+    pub pool_shutdown_ms: f64,
     /// Tasks that ran to an end (succeeded or failed, not cancelled) per second of `wall_ms`.
     pub tasks_per_sec: f64,
     /// The coordinator's peak resident memory (VmHWM), where the OS reports it.
@@ -194,6 +197,7 @@ impl Summary {
             order,
             wall_ms: round3(wall_ms),
             pool_start_ms: round3(pool_start_ms),
+            pool_shutdown_ms: 0.0,
             // Tasks that ended by running: cancelled ones did not run.
             tasks_per_sec: if wall_ms > 0.0 {
                 ((stats.succeeded + stats.failed) as f64 / (wall_ms / 1000.0)).round()

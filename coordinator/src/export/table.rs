@@ -285,6 +285,7 @@ impl Exporter for Table {
             ("workers replaced", s.stats.workers_replaced.to_string()),
             ("wall time", format!("{:.1} ms", s.wall_ms)),
             ("pool start-up", format!("{:.1} ms", s.pool_start_ms)),
+            ("pool shutdown", format!("{:.1} ms", s.pool_shutdown_ms)),
             ("throughput", format!("{} tasks/s", s.tasks_per_sec)),
             (
                 "batches",

@@ -441,6 +441,7 @@ fn summary(workload: &'static str, records: &[Record]) -> Summary {
         4.2,
     );
     summary.broker = (workload == "io").then(|| "redis://:***@host:6379/0".to_string());
+    summary.pool_shutdown_ms = 1.5;
     summary
 }
 
