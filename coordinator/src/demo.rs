@@ -23,9 +23,11 @@ use workpool::pool::{BackendKind, Order, PoolBuilder, WorkerBinary};
 struct Measured {
     backend: BackendKind,
     workers: usize,
-    /// Pool start-up included, as a user of a fresh pool pays it.
+    /// Pool start-up and shutdown included, as a user of a fresh pool pays them (Python's
+    /// `with ProcessPoolExecutor()` waits for its workers to exit too).
     wall_s: f64,
     pool_start_ms: f64,
+    pool_shutdown_ms: f64,
     records: Vec<Record>,
 }
 
@@ -132,14 +134,16 @@ impl Demo {
             .context("cannot start the pool")?;
         let pool_start_ms = pool.start_time().as_secs_f64() * 1000.0;
         let records: Vec<Record> = pool.run(inputs).map(T::record).collect();
-        let wall_s = started.elapsed().as_secs_f64();
         let workers = pool.workers();
+        let stopping = Instant::now();
         pool.shutdown();
+        let pool_shutdown_ms = stopping.elapsed().as_secs_f64() * 1000.0;
         Ok(Measured {
             backend,
             workers,
-            wall_s,
+            wall_s: started.elapsed().as_secs_f64(),
             pool_start_ms,
+            pool_shutdown_ms,
             records,
         })
     }
@@ -179,7 +183,14 @@ impl Demo {
             .map_or(f64::NAN, |r| r.wall_s);
         let mut table = Table::new();
         table.load_preset(UTF8_FULL_CONDENSED);
-        table.set_header(["backend", "workers", "time", "speedup", "pool start-up"]);
+        table.set_header([
+            "backend",
+            "workers",
+            "time",
+            "speedup",
+            "pool start-up",
+            "shutdown",
+        ]);
         let mut speedups = Vec::new();
         for run in runs {
             let speedup = seq / run.wall_s;
@@ -189,6 +200,7 @@ impl Demo {
                 format!("{:.3} s", run.wall_s),
                 format!("{speedup:.2}x"),
                 format!("{:.1} ms", run.pool_start_ms),
+                format!("{:.1} ms", run.pool_shutdown_ms),
             ]);
             if run.backend != BackendKind::Sequential {
                 speedups.push((run.backend.as_str().to_string(), speedup));
