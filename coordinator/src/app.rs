@@ -213,13 +213,12 @@ fn drive<T: Builtin>(tasks: Typed<T>, config: &PoolBuilder, output: &mut Output)
     })?;
     let reader_gone = written.with_context(|| format!("cannot write {destination}"))?;
     let stats = run.stats();
-    let stopping = Instant::now();
-    pool.shutdown();
+    let pool_shutdown_ms = pool.shutdown().as_secs_f64() * 1000.0;
     Ok(Ran {
         stats,
         workers,
         pool_start_ms,
-        pool_shutdown_ms: stopping.elapsed().as_secs_f64() * 1000.0,
+        pool_shutdown_ms,
         reader_gone,
     })
 }

@@ -135,9 +135,7 @@ impl Demo {
         let pool_start_ms = pool.start_time().as_secs_f64() * 1000.0;
         let records: Vec<Record> = pool.run(inputs).map(T::record).collect();
         let workers = pool.workers();
-        let stopping = Instant::now();
-        pool.shutdown();
-        let pool_shutdown_ms = stopping.elapsed().as_secs_f64() * 1000.0;
+        let pool_shutdown_ms = pool.shutdown().as_secs_f64() * 1000.0;
         Ok(Measured {
             backend,
             workers,

@@ -42,6 +42,19 @@ pub struct Arrival {
 }
 
 impl Arrival {
+    /// A message received at `received_ns` and decoded just now: the second clock read
+    /// is made only for a trace, which alone shows the decoding.
+    pub(crate) fn decoded(received_ns: u64, trace: bool) -> Arrival {
+        Arrival {
+            received_ns,
+            decoded_ns: if trace {
+                crate::clock::monotonic_ns()
+            } else {
+                received_ns
+            },
+        }
+    }
+
     /// A batch handed over in memory: nothing to decode.
     pub fn now() -> Arrival {
         let now = crate::clock::monotonic_ns();

@@ -51,9 +51,7 @@ pub fn startup(bench: &Bench, report: &mut Report) -> Result<()> {
                 let t = Instant::now();
                 let pool = bench.pool(backend, workers, Chunk::Auto, None, Noop)?;
                 let ready = ms_since(t);
-                let t = Instant::now();
-                pool.shutdown();
-                shutdowns.push(ms_since(t));
+                shutdowns.push(pool.shutdown().as_secs_f64() * 1000.0);
                 Ok(ready)
             })?;
             let shutdowns = &shutdowns[shutdowns.len() - ready.len()..];

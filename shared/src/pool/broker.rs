@@ -493,14 +493,7 @@ fn read_results<O: DeserializeOwned>(
                 slot: entry.route.slot as usize,
                 generation: entry.route.generation,
                 outcomes,
-                arrival: Arrival {
-                    received_ns,
-                    decoded_ns: if trace {
-                        crate::clock::monotonic_ns()
-                    } else {
-                        received_ns
-                    },
-                },
+                arrival: Arrival::decoded(received_ns, trace),
                 pid: std::num::NonZeroU32::new(entry.pid),
             };
             if events.send(event).is_err() {

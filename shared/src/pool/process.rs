@@ -492,11 +492,7 @@ fn read_outcomes<O: DeserializeOwned>(
         match received {
             Ok(frame) => match inbox.decode::<ToCoordinator<O>>(frame) {
                 Ok(ToCoordinator::Outcomes(outcomes)) => {
-                    let arrival = Arrival {
-                        received_ns,
-                        decoded_ns: if trace { monotonic_ns() } else { received_ns },
-                    };
-                    if !sink.outcomes(outcomes, arrival) {
+                    if !sink.outcomes(outcomes, Arrival::decoded(received_ns, trace)) {
                         return;
                     }
                 }

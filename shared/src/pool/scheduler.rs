@@ -316,9 +316,12 @@ impl<T: Task> Pool<T> {
         }
     }
 
-    /// Asks every runner to finish and waits for the processes to exit.
-    pub fn shutdown(mut self) {
+    /// Asks every runner to finish and waits for the processes to exit; returns how long
+    /// that took, the pool's cost at its end as [`Pool::start_time`] is at its start.
+    pub fn shutdown(mut self) -> Duration {
+        let started = Instant::now();
         self.shutdown_all();
+        started.elapsed()
     }
 
     fn shutdown_all(&mut self) {
