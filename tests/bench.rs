@@ -227,7 +227,8 @@ fn exports_can_go_to_standard_output() {
     ]));
     assert_exit(&out, 0);
     let report: Json = serde_json::from_slice(&out.stdout).expect("stdout is the JSON export");
-    assert_eq!(report["measurements"].as_array().unwrap().len(), 2);
+    // Two echoes, and one copy at each of two placements.
+    assert_eq!(report["measurements"].as_array().unwrap().len(), 4);
 }
 
 #[test]
@@ -349,6 +350,18 @@ fn bench_ends_with_plain_words_computed_from_the_run() {
         &median("latency", "noop round trip", "thread", 1),
         "the round-trip sentence",
     );
+    let copy = |offset: &str| {
+        let m = report["measurements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["case"] == "copy 64 KiB" && m["param"] == offset)
+            .unwrap_or_else(|| panic!("no copy at {offset}"));
+        units::format(m["stats"]["median"].as_f64().unwrap(), "us")
+    };
+    assert_contains(words, "Copying 64 KiB takes", "the plain words");
+    assert_contains(words, &copy("+16 B"), "the copy sentence");
+    assert_contains(words, &copy("+0 B"), "the copy sentence");
     // The sentences are those of the JSON export, in order.
     for sentence in report["conclusions"].as_array().unwrap() {
         assert_contains(words, sentence.as_str().unwrap(), "the plain words");

@@ -418,7 +418,9 @@ pub enum Suite {
     Scaling,
     /// The task duration at which the process pool's overhead is 10% and 1%.
     BreakEven,
-    /// This machine's floor: bare ipc echo between processes, bare channel echo.
+    /// This machine's floor: bare ipc echo between processes, bare channel echo, and a
+    /// 64 KiB copy with its destination 16 bytes past the source within a page against
+    /// the same copy page-aligned (some CPUs copy the first many times slower).
     Floor,
     /// Where one no-op's round trip goes, phase by phase, on each backend; then the
     /// same with a 1 MiB payload.

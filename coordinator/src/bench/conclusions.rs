@@ -3,6 +3,7 @@
 //! says what was seen instead. A pure function, so tests can feed it measurements.
 
 use super::model::Measurement;
+use super::overhead::{copy_param, COPY_BYTES, COPY_CASE};
 use super::units::{compare, factor_text, format};
 
 /// Below this speedup, a parallel run is reported as "no speedup".
@@ -19,6 +20,7 @@ pub fn of(measurements: &[Measurement], logical_cores: usize) -> Vec<String> {
         scaling(&find, "cpu", "CPU-bound work", logical_cores),
         scaling(&find, "io", "Waiting (io)", logical_cores),
         memory(&find),
+        copies(&find),
         python(&find),
         broker(&find),
     ]
@@ -262,6 +264,50 @@ fn memory(find: &Find) -> Option<String> {
     })
 }
 
+/// Above this ratio, a copy's placement is reported as making it slow.
+const SLOW_COPY: f64 = 3.0;
+
+/// The glibc setting that keeps `memcpy` off `rep movsb` for every size a task's payload
+/// may have (the thresholds are in bytes; this one is above any copy `rep movsb` takes).
+pub const REP_MOVSB_OFF: &str = "GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=1073741824";
+
+/// Whether the same copy runs much slower with its destination a few bytes past its
+/// source within a page, as consecutive heap buffers lie.
+fn copies(find: &Find) -> Option<String> {
+    let near = find.median(
+        "floor",
+        COPY_CASE,
+        "floor-memcpy",
+        None,
+        Some(&copy_param(16)),
+    )?;
+    let aligned = find.median(
+        "floor",
+        COPY_CASE,
+        "floor-memcpy",
+        None,
+        Some(&copy_param(0)),
+    )?;
+    let (n, a) = (format(near, "us"), format(aligned, "us"));
+    let kib = COPY_BYTES >> 10;
+    Some(if near > SLOW_COPY * aligned {
+        format!(
+            "Copying {kib} KiB takes {n} when the destination lies 16 bytes past the source \
+             within a page, as two heap buffers do one after the other, and {a} page-aligned: \
+             {} slower, and every payload copied that way pays it. glibc copies such blocks \
+             with `rep movsb`, which some AMD CPUs run slowly at these placements; starting \
+             the coordinator with `{REP_MOVSB_OFF}` (its workers inherit it) copies them \
+             another way.",
+            factor_text(near / aligned)
+        )
+    } else {
+        format!(
+            "Copying {kib} KiB takes {a}, and about as long wherever the buffers lie ({n} with \
+             the destination 16 bytes past the source within a page)."
+        )
+    })
+}
+
 /// The round trip against Python's executors, when they ran.
 fn python(find: &Find) -> Option<String> {
     let parts: Vec<String> = ["process", "thread"]
@@ -499,6 +545,39 @@ mod tests {
             "CPU-bound work did not reach 1.3x on this run: 1.02x on 4 threads, 1.02x on 4 \
              processes: this run had about one core's worth of CPU to itself, of 2 logical \
              cores."
+        );
+    }
+
+    #[test]
+    fn a_copy_slowed_by_its_placement_names_the_setting_that_avoids_it() {
+        let copy = |offset, us| {
+            m(
+                "floor",
+                COPY_CASE,
+                "floor-memcpy",
+                None,
+                Some(&copy_param(offset)),
+                "us",
+                us,
+            )
+        };
+        let said = of(&[copy(16, 22.0), copy(0, 1.3)], 2);
+        assert_eq!(
+            find(&said, "Copying 64 KiB"),
+            format!(
+                "Copying 64 KiB takes 22.0 µs when the destination lies 16 bytes past the \
+                 source within a page, as two heap buffers do one after the other, and 1.30 µs \
+                 page-aligned: 17x slower, and every payload copied that way pays it. glibc \
+                 copies such blocks with `rep movsb`, which some AMD CPUs run slowly at these \
+                 placements; starting the coordinator with `{REP_MOVSB_OFF}` (its workers \
+                 inherit it) copies them another way."
+            )
+        );
+        let said = of(&[copy(16, 1.4), copy(0, 1.3)], 2);
+        assert_eq!(
+            find(&said, "Copying 64 KiB"),
+            "Copying 64 KiB takes 1.30 µs, and about as long wherever the buffers lie (1.40 µs \
+             with the destination 16 bytes past the source within a page)."
         );
     }
 

@@ -351,8 +351,73 @@ pub fn payload(bench: &Bench, report: &mut Report) -> Result<()> {
 }
 
 /// The machine's floor: a bare ipc-channel echo between two processes (no pool logic)
-/// and a bare channel echo between two threads.
+/// and a bare channel echo between two threads; then the copy every payload pays.
 pub fn floor(bench: &Bench, report: &mut Report) -> Result<()> {
+    echo_floor(bench, report)?;
+    copy_floor(bench, report);
+    Ok(())
+}
+
+/// The bytes [`copy_floor`] copies: the size of a mid-sized payload, where the slow case
+/// it looks for shows (glibc copies far bigger blocks another way).
+pub const COPY_BYTES: usize = 64 << 10;
+
+/// The case [`copy_floor`] reports, named by [`COPY_BYTES`].
+pub const COPY_CASE: &str = "copy 64 KiB";
+
+/// Where [`copy_floor`] puts the destination: this many bytes past the source, counted
+/// within a 4 KiB page. 16 is where two heap buffers of a whole number of pages land
+/// one after the other (the allocator's header between them); 0 is the control.
+pub const COPY_OFFSETS: [usize; 2] = [16, 0];
+
+/// How [`copy_floor`] names an offset of [`COPY_OFFSETS`] (the measurement's parameter).
+pub fn copy_param(offset: usize) -> String {
+    format!("+{offset} B")
+}
+
+/// One copy of [`COPY_BYTES`] with the destination at each of [`COPY_OFFSETS`] past the
+/// source. On some AMD CPUs, glibc before 2.39 copies blocks of this size with
+/// `rep movsb`, which runs many times slower when the destination lies a few bytes past
+/// the source within a page: a payload's clone, or its copy into a frame, can take ten
+/// times as long as the same copy a few bytes further on.
+fn copy_floor(bench: &Bench, report: &mut Report) {
+    const PAGE: usize = 4096;
+    let samples = latency_samples(bench);
+    // Both buffers start on a page of their own, so the offset alone sets the distance.
+    let source = vec![0xA5u8; COPY_BYTES + 2 * PAGE];
+    let mut target = vec![0u8; COPY_BYTES + 2 * PAGE];
+    let source_start = source.as_ptr().align_offset(PAGE);
+    let target_start = target.as_ptr().align_offset(PAGE);
+    for offset in COPY_OFFSETS {
+        let from = &source[source_start..source_start + COPY_BYTES];
+        let to = &mut target[target_start + offset..target_start + offset + COPY_BYTES];
+        let mut times = Vec::with_capacity(samples);
+        for i in 0..samples + 100 {
+            let t = Instant::now();
+            to.copy_from_slice(std::hint::black_box(from));
+            std::hint::black_box(&mut *to);
+            if i >= 100 {
+                times.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        push(
+            report,
+            Measurement::new(
+                "floor",
+                COPY_CASE,
+                "floor-memcpy",
+                None,
+                Some(copy_param(offset)),
+                "us",
+                &times,
+            ),
+        );
+    }
+}
+
+/// A bare ipc-channel echo between two processes and a bare channel echo between two
+/// threads.
+fn echo_floor(bench: &Bench, report: &mut Report) -> Result<()> {
     let samples = latency_samples(bench);
     let peer = EchoPeer::start(&bench.bin)?;
     // The size of a one-task no-op batch frame, so the floor moves the same bytes.
