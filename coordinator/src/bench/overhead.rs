@@ -376,18 +376,19 @@ pub fn copy_param(offset: usize) -> String {
 }
 
 /// One copy of [`COPY_BYTES`] with the destination at each of [`COPY_OFFSETS`] past the
-/// source. On some AMD CPUs, glibc before 2.39 copies blocks of this size with
+/// source. On some AMD CPUs, glibc (2.36 here) copies blocks of this size with
 /// `rep movsb`, which runs many times slower when the destination lies a few bytes past
-/// the source within a page: a payload's clone, or its copy into a frame, can take ten
-/// times as long as the same copy a few bytes further on.
+/// the source within a page: a payload's clone, or its copy into a frame, can take
+/// twenty times as long as the same copy a few bytes further on.
 fn copy_floor(bench: &Bench, report: &mut Report) {
     const PAGE: usize = 4096;
     let samples = latency_samples(bench);
     // Both buffers start on a page of their own, so the offset alone sets the distance.
     let source = vec![0xA5u8; COPY_BYTES + 2 * PAGE];
     let mut target = vec![0u8; COPY_BYTES + 2 * PAGE];
-    let source_start = source.as_ptr().align_offset(PAGE);
-    let target_start = target.as_ptr().align_offset(PAGE);
+    let to_page = |address: usize| (PAGE - address % PAGE) % PAGE;
+    let source_start = to_page(source.as_ptr().addr());
+    let target_start = to_page(target.as_ptr().addr());
     for offset in COPY_OFFSETS {
         let from = &source[source_start..source_start + COPY_BYTES];
         let to = &mut target[target_start + offset..target_start + offset + COPY_BYTES];
