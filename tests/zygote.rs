@@ -68,8 +68,8 @@ fn run_noops_losing_some(pool: &mut Pool<Noop>, count: usize) -> Stats {
 #[test]
 fn a_pool_keeps_its_workers_when_the_thread_of_an_earlier_pool_ends() {
     let _serial = one_at_a_time();
-    let (built, first_built) = crossbeam_channel::bounded(0);
-    let (end, ended) = crossbeam_channel::bounded::<()>(0);
+    let (built, first_built) = flume::bounded(0);
+    let (end, ended) = flume::bounded::<()>(0);
     let earlier = std::thread::spawn(move || {
         let mut pool = noop_pool(1);
         run_noops(&mut pool, 5);
@@ -118,7 +118,7 @@ fn each_pool_forks_from_a_zygote_of_its_own_that_ends_with_it() {
 #[test]
 fn a_worker_that_dies_between_runs_is_replaced_by_the_next_run() {
     let _serial = one_at_a_time();
-    let (done, finished) = crossbeam_channel::bounded(1);
+    let (done, finished) = flume::bounded(1);
     // On a thread of its own, so that a hang fails the test rather than blocking the suite.
     std::thread::spawn(move || {
         let mut pool = noop_pool(2);

@@ -182,8 +182,8 @@ fn drive<T: Builtin>(tasks: Typed<T>, config: &PoolBuilder, output: &mut Output)
     // Records are formatted and written on a thread of their own, so that writing them
     // overlaps with running the pool rather than taking turns with it.
     let written = std::thread::scope(|scope| {
-        let (batches, from_run) = crossbeam_channel::bounded::<Written>(WRITE_QUEUE);
-        let (done, written) = crossbeam_channel::unbounded::<Written>();
+        let (batches, from_run) = flume::bounded::<Written>(WRITE_QUEUE);
+        let (done, written) = flume::unbounded::<Written>();
         let stop = interrupter.clone();
         let writer = std::thread::Builder::new()
             .name("workpool-writer".into())
@@ -247,9 +247,9 @@ struct Written {
 /// The run's end of the writer's queue: gathers records into messages and keeps what
 /// waits within [`WRITE_QUEUE`] messages and about [`WRITE_QUEUE_BYTES`].
 struct ToWriter {
-    batches: crossbeam_channel::Sender<Written>,
+    batches: flume::Sender<Written>,
     /// Each message the writer is done with, emptied.
-    written: crossbeam_channel::Receiver<Written>,
+    written: flume::Receiver<Written>,
     queued: usize,
     records: Vec<crate::builtin::Record>,
     bytes: usize,
@@ -331,8 +331,8 @@ fn record_bytes(record: &crate::builtin::Record) -> usize {
 /// the exit code still says whether every task that ended succeeded (the ones the stop
 /// cancelled never ended).
 fn write_records(
-    from_run: &crossbeam_channel::Receiver<Written>,
-    done: &crossbeam_channel::Sender<Written>,
+    from_run: &flume::Receiver<Written>,
+    done: &flume::Sender<Written>,
     exporter: &mut (dyn Exporter + Send),
     progress: &Progress,
     stop: impl Fn(),

@@ -67,16 +67,28 @@ pub use pool::{BackendKind, Chunk, Order, Pool, PoolBuilder, PoolError, Record, 
 pub use task::{Attempt, Task};
 pub use worker::Worker;
 
+/// What every hand-off between threads spins for before sleeping: a message that comes
+/// within it (a tiny task's outcome, the next batch) saves the wake-up of a sleeping
+/// thread, tens of microseconds on a VM; short enough that a thread waiting longer costs
+/// the machine next to nothing. A channel's own wait does not do this for us: flume
+/// parks at once, and crossbeam-channel, which did spin, also yielded to the scheduler,
+/// which under CPU contention cost each hand-off a scheduler tick (4 ms).
+pub(crate) const BRIEF_SPIN: std::time::Duration = std::time::Duration::from_micros(10);
+
+/// How long [`recv_spinning`] waits when nothing but a message or the channel's end can
+/// end the wait.
+pub(crate) const FOREVER: std::time::Duration = std::time::Duration::from_secs(86_400 * 365);
+
 /// Receives from `channel`, first spinning for up to `spin` before sleeping. A thread
 /// put to sleep takes tens of microseconds to wake on a virtual machine, more than a
 /// whole round trip of a tiny task, so a runner that expects its next message soon keeps
 /// its core for a moment instead (bounded: an idle pool does not burn CPU). Not with
 /// `WORKPOOL_SPIN=off`, to compare.
 pub fn recv_spinning<T>(
-    channel: &crossbeam_channel::Receiver<T>,
+    channel: &flume::Receiver<T>,
     spin: std::time::Duration,
     timeout: std::time::Duration,
-) -> Result<T, crossbeam_channel::RecvTimeoutError> {
+) -> Result<T, flume::RecvTimeoutError> {
     static SPINNING: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let spinning =
         *SPINNING.get_or_init(|| std::env::var_os(worker::env::SPIN).is_none_or(|v| v != "off"));
@@ -92,10 +104,10 @@ pub fn recv_spinning<T>(
     loop {
         match channel.try_recv() {
             Ok(message) => return Ok(message),
-            Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                return Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+            Err(flume::TryRecvError::Disconnected) => {
+                return Err(flume::RecvTimeoutError::Disconnected)
             }
-            Err(crossbeam_channel::TryRecvError::Empty) => {}
+            Err(flume::TryRecvError::Empty) => {}
         }
         if start.elapsed() >= limit {
             return channel.recv_timeout(timeout.saturating_sub(start.elapsed()));

@@ -202,7 +202,7 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
         report: report.clone(),
         stopped: false,
     }));
-    let (events, event) = crossbeam_channel::bounded(2);
+    let (events, event) = flume::bounded(2);
     let interrupted = events.clone();
     crate::app::on_interrupt(
         "interrupted: keeping the suites already finished (interrupt again to exit at once)",

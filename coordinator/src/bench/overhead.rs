@@ -450,8 +450,8 @@ fn echo_floor(bench: &Bench, report: &mut Report) -> Result<()> {
         ),
     );
 
-    let (to_thread, inbox) = crossbeam_channel::bounded::<Vec<u8>>(1);
-    let (to_main, replies) = crossbeam_channel::bounded::<Vec<u8>>(1);
+    let (to_thread, inbox) = flume::bounded::<Vec<u8>>(1);
+    let (to_main, replies) = flume::bounded::<Vec<u8>>(1);
     let echo = std::thread::spawn(move || {
         for message in inbox {
             if to_main.send(message).is_err() {

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use flume::{Receiver, Sender};
 use serde::de::DeserializeOwned;
 
 use super::{Backend, Capabilities, Event, Events, PoolError, Runner, Started};
@@ -136,7 +136,7 @@ impl<T: Task> RedisBackend<T> {
         &mut self,
         events: &Sender<Event<T::Output>>,
     ) -> Result<Sender<Outgoing>, PoolError> {
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = flume::unbounded();
         let (shared, events) = (Arc::clone(&self.shared), events.clone());
         let thread = std::thread::Builder::new()
             .name("broker-publisher".into())

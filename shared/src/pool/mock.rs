@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
+use flume::Sender;
 use serde::{Deserialize, Serialize};
 
 use super::{Backend, Capabilities, Chunk, Event, EventSink, Order, Pool, PoolBuilder};

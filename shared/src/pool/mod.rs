@@ -19,7 +19,7 @@ mod sequential;
 mod thread;
 mod zygote;
 
-use crossbeam_channel::Sender;
+use flume::Sender;
 
 use crate::outcome::Arrival;
 use crate::protocol::Job;

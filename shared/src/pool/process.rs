@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use std::marker::PhantomData;
 
-use crossbeam_channel::Sender;
+use flume::Sender;
 use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -440,7 +440,7 @@ pub(super) fn accept_with_deadline<M>(
 where
     M: Serialize + DeserializeOwned + Send + 'static,
 {
-    let (done, result) = crossbeam_channel::bounded(1);
+    let (done, result) = flume::bounded(1);
     std::thread::Builder::new()
         // A pool thread's name keeps the panic hook quiet: ipc-channel panics on some
         // failures (out of descriptors), which are reported as this start-up's error.
@@ -458,10 +458,10 @@ where
             Ok(Ok(Ok(bootstrap))) => return Ok(bootstrap),
             Ok(Ok(Err(err))) => break format!("bad bootstrap message: {err}"),
             Ok(Err(panic)) => break format!("ipc-channel failed: {panic}"),
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+            Err(flume::RecvTimeoutError::Disconnected) => {
                 break "accept thread ended without a result".to_string()
             }
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(flume::RecvTimeoutError::Timeout) => {}
         }
         if let Some(status) = child.try_wait() {
             break format!("worker {} before connecting", describe_exit(status));

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
+use flume::Sender;
 
 use super::{Backend, Event, PoolError, Runner};
 use crate::Task;
@@ -193,7 +193,7 @@ mod tests {
             permanent,
             tries: 0,
         };
-        let (events, _) = crossbeam_channel::unbounded();
+        let (events, _) = flume::unbounded();
         let mut failed = 0;
         let started = start_with_retries(&mut backend, 0, 1, &events, &mut failed).is_ok();
         (started, backend.tries, failed)

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use flume::{Receiver, RecvTimeoutError, Sender};
 
 use super::batching::{BatchPolicy, MAX_AUTO_CHUNK};
 use super::record::{Phases, Record, Stats};
@@ -162,7 +162,7 @@ impl<T: Task> Pool<T> {
         started: Instant,
     ) -> Result<Pool<T>, PoolError> {
         let caps = backend.capabilities();
-        let (sender, events) = crossbeam_channel::unbounded();
+        let (sender, events) = flume::unbounded();
         let workers = config
             .resolved_workers()
             .min(caps.max_slots.unwrap_or(usize::MAX))
@@ -728,10 +728,15 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         // spinning briefly saves the wake-up of a sleeping scheduler (see `SPIN`) when a
         // round trip is what the run waits on: at most one batch per worker in flight.
         // Not with threads (the runner needs the other core) and not when batches are
-        // pipelined (the workers need every core, and events come often anyway).
+        // pipelined (the workers need every core, and events come often anyway): those
+        // spin only as every hand-off does (`BRIEF_SPIN`).
         let latency_bound = self.pool.caps.spin_for_outcomes
             && self.pool.slots.iter().all(|s| s.inflight.len() <= 1);
-        let spin = if latency_bound { SPIN } else { Duration::ZERO };
+        let spin = if latency_bound {
+            SPIN
+        } else {
+            crate::BRIEF_SPIN
+        };
         let event = match crate::recv_spinning(&self.pool.events, spin, timeout) {
             Ok(event) => event,
             Err(RecvTimeoutError::Timeout) => {

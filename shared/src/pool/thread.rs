@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crossbeam_channel::Sender;
+use flume::Sender;
 
 use super::{Backend, Capabilities, EventSink, Events, PoolError, Runner, Started};
 use crate::outcome::Arrival;
@@ -30,7 +30,7 @@ impl<T: Task> Backend<T> for ThreadBackend<T> {
     }
 
     fn start(&mut self, slot: usize, generation: u64, events: &Events<T>) -> Started<T> {
-        let (batches, inbox) = crossbeam_channel::unbounded::<Vec<Job<T::Input>>>();
+        let (batches, inbox) = flume::unbounded::<Vec<Job<T::Input>>>();
         let abandoned = Arc::new(AtomicBool::new(false));
         let sink = EventSink {
             slot,
@@ -42,7 +42,9 @@ impl<T: Task> Backend<T> for ThreadBackend<T> {
         std::thread::Builder::new()
             .name(format!("{THREAD_NAME_PREFIX}{slot}"))
             .spawn(move || {
-                for batch in inbox {
+                while let Ok(batch) =
+                    crate::recv_spinning(&inbox, crate::BRIEF_SPIN, crate::FOREVER)
+                {
                     let (task, settings) = &*task;
                     let arrival = super::arrival_if_traced(settings);
                     execute::run_batch(task, settings, batch, arrival, |outcomes| {

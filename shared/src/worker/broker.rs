@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use flume::{Receiver, Sender};
 
 use super::Worker;
 use crate::broker::{
@@ -232,9 +232,9 @@ pub fn serve(worker: &Worker, settings: Settings) -> Result<(), ServeError> {
 
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(&stop)?;
-    let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Vec<Job>>();
-    let (freed_tx, freed_rx) = crossbeam_channel::unbounded::<String>();
-    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
+    let (jobs_tx, jobs_rx) = flume::unbounded::<Vec<Job>>();
+    let (freed_tx, freed_rx) = flume::unbounded::<String>();
+    let (done_tx, done_rx) = flume::unbounded::<Done>();
     let publisher = Publisher {
         url: url.clone(),
         con: url

@@ -350,7 +350,7 @@ fn serve_typed<T: Task>(
     }
     // Frames are read on their own thread so the coordinator's sends never wait for a
     // running batch to finish; the queue holds at most the few batches it has in flight.
-    let (queue, inbox) = crossbeam_channel::unbounded::<(ToWorker<T::Input>, Arrival)>();
+    let (queue, inbox) = flume::unbounded::<(ToWorker<T::Input>, Arrival)>();
     let _ = queue.send(first);
     let reader = thread::Builder::new()
         .name("worker-reader".into())
@@ -373,9 +373,7 @@ fn serve_typed<T: Task>(
     let mut outbox = Outbox::new();
     let mut send_error = None;
     // The first message is waiting already: a worker never spins while its pool starts.
-    while let Ok((message, arrival)) =
-        crate::recv_spinning(&inbox, SPIN, Duration::from_secs(86_400 * 365))
-    {
+    while let Ok((message, arrival)) = crate::recv_spinning(&inbox, SPIN, crate::FOREVER) {
         match message {
             ToWorker::Tasks(batch) => {
                 // The batch was decoded for this worker alone (a retry is sent again), so
