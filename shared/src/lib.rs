@@ -112,8 +112,8 @@ pub fn recv_spinning<T>(
         if start.elapsed() >= limit {
             return channel.recv_timeout(timeout.saturating_sub(start.elapsed()));
         }
-        // Each poll takes the channel's lock, which the sender needs too: polling back to
-        // back made a sender wait for it, so polls are a few hundred nanoseconds apart.
+        // Each poll takes the channel's lock, which the sender needs too: polls back to
+        // back would make a sender wait for it, so they are a few hundred nanoseconds apart.
         for _ in 0..POLL_GAP {
             std::hint::spin_loop();
         }
