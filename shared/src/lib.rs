@@ -98,7 +98,7 @@ pub fn recv_spinning<T>(
         Default::default()
     };
     if limit.is_zero() {
-        return channel.recv_timeout(timeout);
+        return recv_for(channel, timeout);
     }
     let start = std::time::Instant::now();
     loop {
@@ -110,7 +110,7 @@ pub fn recv_spinning<T>(
             Err(flume::TryRecvError::Empty) => {}
         }
         if start.elapsed() >= limit {
-            return channel.recv_timeout(timeout.saturating_sub(start.elapsed()));
+            return recv_for(channel, timeout.saturating_sub(start.elapsed()));
         }
         // Each poll takes the channel's lock, which the sender needs too: polls back to
         // back would make a sender wait for it, so they are a few hundred nanoseconds apart.
@@ -122,6 +122,53 @@ pub fn recv_spinning<T>(
 
 /// Spin-loop hints between two polls of [`recv_spinning`].
 const POLL_GAP: u32 = 32;
+
+/// `channel.recv_timeout(timeout)`, for any timeout: flume's panics when the deadline
+/// would overflow the clock, and a timeout that long means no deadline at all.
+fn recv_for<T>(
+    channel: &flume::Receiver<T>,
+    timeout: std::time::Duration,
+) -> Result<T, flume::RecvTimeoutError> {
+    match std::time::Instant::now().checked_add(timeout) {
+        Some(deadline) => channel.recv_deadline(deadline),
+        None => channel
+            .recv()
+            .map_err(|_| flume::RecvTimeoutError::Disconnected),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::recv_spinning;
+
+    #[test]
+    fn any_timeout_is_taken_even_one_past_the_end_of_the_clock() {
+        for spin in [Duration::ZERO, Duration::from_micros(10)] {
+            let (sender, receiver) = flume::unbounded();
+            sender.send(7).unwrap();
+            assert_eq!(recv_spinning(&receiver, spin, Duration::MAX), Ok(7));
+            drop(sender);
+            assert_eq!(
+                recv_spinning(&receiver, spin, Duration::MAX),
+                Err(flume::RecvTimeoutError::Disconnected)
+            );
+        }
+    }
+
+    #[test]
+    fn a_wait_with_nothing_to_receive_ends_at_its_timeout() {
+        let (_sender, receiver) = flume::unbounded::<u8>();
+        let timeout = Duration::from_millis(20);
+        let start = std::time::Instant::now();
+        assert_eq!(
+            recv_spinning(&receiver, Duration::from_micros(10), timeout),
+            Err(flume::RecvTimeoutError::Timeout)
+        );
+        assert!(start.elapsed() >= timeout);
+    }
+}
 
 /// The "Your own tasks" section of the README, compiled and run as a doctest so that the
 /// example a user copies always builds and works.
