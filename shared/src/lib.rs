@@ -67,7 +67,7 @@ pub use pool::{BackendKind, Chunk, Order, Pool, PoolBuilder, PoolError, Record, 
 pub use task::{Attempt, Task};
 pub use worker::Worker;
 
-/// What every hand-off between threads spins for before sleeping: a message that comes
+/// What the pool's hand-offs spin for before sleeping: a message that comes
 /// within it (a tiny task's outcome, the next batch) saves the wake-up of a sleeping
 /// thread, tens of microseconds on a VM; short enough that a thread waiting longer costs
 /// the machine next to nothing. A channel's own wait does not do this for us: flume
@@ -75,9 +75,8 @@ pub use worker::Worker;
 /// which under CPU contention cost each hand-off a scheduler tick (4 ms).
 pub(crate) const BRIEF_SPIN: std::time::Duration = std::time::Duration::from_micros(10);
 
-/// How long [`recv_spinning`] waits when nothing but a message or the channel's end can
-/// end the wait.
-pub(crate) const FOREVER: std::time::Duration = std::time::Duration::from_secs(86_400 * 365);
+/// The timeout of a [`recv_spinning`] that only a message or the channel's end can end.
+pub(crate) const FOREVER: std::time::Duration = std::time::Duration::MAX;
 
 /// Receives from `channel`, first spinning for up to `spin` before sleeping. A thread
 /// put to sleep takes tens of microseconds to wake on a virtual machine, more than a
@@ -100,7 +99,9 @@ pub fn recv_spinning<T>(
     if limit.is_zero() {
         return recv_for(channel, timeout);
     }
-    let start = std::time::Instant::now();
+    // The clock starts at the first poll that finds nothing: a busy pool's runner finds
+    // its next batch waiting, once per batch, and reads no clock for it.
+    let mut polling_since = None;
     loop {
         match channel.try_recv() {
             Ok(message) => return Ok(message),
@@ -109,8 +110,11 @@ pub fn recv_spinning<T>(
             }
             Err(flume::TryRecvError::Empty) => {}
         }
-        if start.elapsed() >= limit {
-            return recv_for(channel, timeout.saturating_sub(start.elapsed()));
+        let polled = polling_since
+            .get_or_insert_with(std::time::Instant::now)
+            .elapsed();
+        if polled >= limit {
+            return recv_for(channel, timeout.saturating_sub(polled));
         }
         // Each poll takes the channel's lock, which the sender needs too: polls back to
         // back would make a sender wait for it, so they are a few hundred nanoseconds apart.

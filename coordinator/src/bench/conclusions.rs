@@ -3,7 +3,7 @@
 //! says what was seen instead. A pure function, so tests can feed it measurements.
 
 use super::model::Measurement;
-use super::overhead::{copy_param, COPY_BYTES, COPY_CASE};
+use super::overhead::{copy_param, COPY_BYTES, COPY_CASE, COPY_OFFSETS};
 use super::units::{compare, factor_text, format};
 
 /// Below this speedup, a parallel run is reported as "no speedup".
@@ -274,25 +274,21 @@ pub const REP_MOVSB_OFF: &str = "GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshol
 /// Whether the same copy runs much slower with its destination a few bytes past its
 /// source within a page, as consecutive heap buffers lie.
 fn copies(find: &Find) -> Option<String> {
-    let near = find.median(
-        "floor",
-        COPY_CASE,
-        "floor-memcpy",
-        None,
-        Some(&copy_param(16)),
-    )?;
-    let aligned = find.median(
-        "floor",
-        COPY_CASE,
-        "floor-memcpy",
-        None,
-        Some(&copy_param(0)),
-    )?;
+    let [near, aligned] = COPY_OFFSETS.map(|offset| {
+        find.median(
+            "floor",
+            COPY_CASE,
+            "floor-memcpy",
+            None,
+            Some(&copy_param(offset)),
+        )
+    });
+    let (near, aligned) = (near?, aligned?);
     let (n, a) = (format(near, "us"), format(aligned, "us"));
-    let kib = COPY_BYTES >> 10;
+    let (kib, past) = (COPY_BYTES >> 10, COPY_OFFSETS[0]);
     Some(if near > SLOW_COPY * aligned {
         format!(
-            "Copying {kib} KiB takes {n} when the destination lies 16 bytes past the source \
+            "Copying {kib} KiB takes {n} when the destination lies {past} bytes past the source \
              within a page, as two heap buffers do one after the other, and {a} page-aligned: \
              {} slower, and every payload copied that way pays it. glibc copies such blocks \
              with `rep movsb`, which some AMD CPUs run slowly at these placements; starting \
@@ -303,7 +299,7 @@ fn copies(find: &Find) -> Option<String> {
     } else {
         format!(
             "Copying {kib} KiB takes {a}, and about as long wherever the buffers lie ({n} with \
-             the destination 16 bytes past the source within a page)."
+             the destination {past} bytes past the source within a page)."
         )
     })
 }

@@ -729,7 +729,7 @@ impl<T: Task, I: Iterator<Item = (T::Input, u32)>> Run<'_, T, I> {
         // round trip is what the run waits on: at most one batch per worker in flight.
         // Not with threads (the runner needs the other core) and not when batches are
         // pipelined (the workers need every core, and events come often anyway): those
-        // spin only as every hand-off does (`BRIEF_SPIN`).
+        // spin only as the pool's other hand-offs do (`BRIEF_SPIN`).
         let latency_bound = self.pool.caps.spin_for_outcomes
             && self.pool.slots.iter().all(|s| s.inflight.len() <= 1);
         let spin = if latency_bound {
